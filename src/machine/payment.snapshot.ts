@@ -1,0 +1,90 @@
+import { initialTransition, transition } from 'xstate';
+import type { SnapshotFrom } from 'xstate';
+import { PAYMENT_MACHINE_VERSION, paymentMachine } from './payment.machine.ts';
+import type {
+  Effect,
+  EffectType,
+  PaymentContext,
+  PaymentEvent,
+  PaymentInput,
+  PaymentStatus,
+} from './payment.types.ts';
+
+export type PaymentSnapshot = SnapshotFrom<typeof paymentMachine>;
+
+/** What the machine decided for one event: the next snapshot and the effects to run, in order. */
+export interface Step {
+  readonly snapshot: PaymentSnapshot;
+  readonly effects: readonly Effect[];
+}
+
+const EFFECT_TYPES: ReadonlySet<string> = new Set<EffectType>([
+  'charge',
+  'refund',
+  'scheduleExpiry',
+  'scheduleRemoval',
+  'reply',
+]);
+
+function toEffects(actions: readonly { type: string; params?: unknown }[]): Effect[] {
+  // Only declared effects leave the machine; context updates were applied by transition().
+  return actions
+    .filter((action) => EFFECT_TYPES.has(action.type))
+    .map((action) => ({ type: action.type, params: action.params }) as Effect);
+}
+
+/** The first snapshot of a token's life. */
+export function startPayment(input: PaymentInput): Step {
+  const [snapshot, actions] = initialTransition(paymentMachine, input);
+  return { snapshot, effects: toEffects(actions) };
+}
+
+/** Applies one event. An event the current state ignores returns the same snapshot and no effects. */
+export function stepPayment(snapshot: PaymentSnapshot, event: PaymentEvent): Step {
+  const [next, actions] = transition(paymentMachine, snapshot, event);
+  return { snapshot: next, effects: toEffects(actions) };
+}
+
+export function statusOf(snapshot: PaymentSnapshot): PaymentStatus {
+  return snapshot.value;
+}
+
+export function contextOf(snapshot: PaymentSnapshot): PaymentContext {
+  return snapshot.context;
+}
+
+/** True while a charge or refund is in flight: the runtime must finish it before anything else. */
+export function isInFlight(snapshot: PaymentSnapshot): boolean {
+  return snapshot.value === 'charging' || snapshot.value === 'refunding';
+}
+
+/** The stored form of a snapshot: plain JSON with the machine version beside it. */
+export interface StoredSnapshot {
+  readonly machineVersion: number;
+  readonly snapshot: unknown;
+}
+
+export class SnapshotVersionError extends Error {
+  constructor(readonly found: unknown) {
+    super(
+      `stored snapshot has machine version ${String(found)}, this build reads ${PAYMENT_MACHINE_VERSION}`,
+    );
+    this.name = 'SnapshotVersionError';
+  }
+}
+
+export function toStored(snapshot: PaymentSnapshot): StoredSnapshot {
+  return {
+    machineVersion: PAYMENT_MACHINE_VERSION,
+    snapshot: paymentMachine.getPersistedSnapshot(snapshot),
+  };
+}
+
+export function fromStored(stored: StoredSnapshot): PaymentSnapshot {
+  if (stored.machineVersion !== PAYMENT_MACHINE_VERSION) {
+    throw new SnapshotVersionError(stored.machineVersion);
+  }
+  return paymentMachine.resolveState(
+    stored.snapshot as Parameters<typeof paymentMachine.resolveState>[0],
+  );
+}
