@@ -32,12 +32,29 @@ function effect<TParams>() {
   return (_args: unknown, _params: TParams): void => undefined;
 }
 
-function chargeOperationId(context: PaymentContext): string {
-  return `charge:${context.token}:${context.lifeId}:${context.attempt}`;
+/**
+ * Params of the effects that complete a step. The runtime uses the same
+ * functions to resume a step a crash interrupted, so a resumed charge or
+ * refund carries the very same ledger operation id.
+ */
+export function chargeParams(context: PaymentContext): ChargeParams {
+  return {
+    operationId: `charge:${context.token}:${context.lifeId}:${context.attempt}`,
+    accountId: context.payment?.accountId ?? '',
+    amountCents: context.payment?.amountCents ?? 0,
+  };
 }
 
-function refundOperationId(context: PaymentContext): string {
-  return `refund:${context.token}:${context.lifeId}`;
+export function refundParams(context: PaymentContext): RefundParams {
+  return {
+    operationId: `refund:${context.token}:${context.lifeId}`,
+    accountId: context.payment?.accountId ?? '',
+    amountCents: context.payment?.amountCents ?? 0,
+  };
+}
+
+export function expiryParams(context: PaymentContext): ScheduleExpiryParams {
+  return { token: context.token, lifeId: context.lifeId, expiresAt: context.expiresAt ?? 0 };
 }
 
 function appendHistory(
@@ -152,28 +169,14 @@ export const paymentMachine = setup({
         'Charge intent stored, outcome not yet recorded. Resumed with the same operation id after a crash.',
       entry: [
         { type: 'record', params: { state: 'charging' } },
-        {
-          type: 'charge',
-          params: ({ context }) => ({
-            operationId: chargeOperationId(context),
-            accountId: context.payment?.accountId ?? '',
-            amountCents: context.payment?.amountCents ?? 0,
-          }),
-        },
+        { type: 'charge', params: ({ context }) => chargeParams(context) },
       ],
       on: {
         CHARGE_SUCCEEDED: {
           target: 'processed',
           actions: [
             'markCharged',
-            {
-              type: 'scheduleExpiry',
-              params: ({ context }) => ({
-                token: context.token,
-                lifeId: context.lifeId,
-                expiresAt: context.expiresAt ?? 0,
-              }),
-            },
+            { type: 'scheduleExpiry', params: ({ context }) => expiryParams(context) },
             { type: 'reply', params: { outcome: 'charged' } },
           ],
         },
@@ -207,14 +210,7 @@ export const paymentMachine = setup({
         'Refund intent stored, not yet recorded as done. Resumed with the same operation id after a crash.',
       entry: [
         { type: 'record', params: { state: 'refunding' } },
-        {
-          type: 'refund',
-          params: ({ context }) => ({
-            operationId: refundOperationId(context),
-            accountId: context.payment?.accountId ?? '',
-            amountCents: context.payment?.amountCents ?? 0,
-          }),
-        },
+        { type: 'refund', params: ({ context }) => refundParams(context) },
       ],
       on: {
         REFUND_COMPLETED: {
@@ -227,14 +223,7 @@ export const paymentMachine = setup({
       description: 'Cancelled before any charge. Blocks every later payment.',
       entry: [
         { type: 'record', params: { state: 'cancelled' } },
-        {
-          type: 'scheduleExpiry',
-          params: ({ context }) => ({
-            token: context.token,
-            lifeId: context.lifeId,
-            expiresAt: context.expiresAt ?? 0,
-          }),
-        },
+        { type: 'scheduleExpiry', params: ({ context }) => expiryParams(context) },
         { type: 'reply', params: { outcome: 'cancelled' } },
       ],
       on: {

@@ -1,6 +1,12 @@
 import { initialTransition, transition } from 'xstate';
 import type { SnapshotFrom } from 'xstate';
-import { PAYMENT_MACHINE_VERSION, paymentMachine } from './payment.machine.ts';
+import {
+  chargeParams,
+  expiryParams,
+  PAYMENT_MACHINE_VERSION,
+  paymentMachine,
+  refundParams,
+} from './payment.machine.ts';
 import type {
   Effect,
   EffectType,
@@ -56,6 +62,29 @@ export function contextOf(snapshot: PaymentSnapshot): PaymentContext {
 /** True while a charge or refund is in flight: the runtime must finish it before anything else. */
 export function isInFlight(snapshot: PaymentSnapshot): boolean {
   return snapshot.value === 'charging' || snapshot.value === 'refunding';
+}
+
+/**
+ * The effects a stored snapshot may still owe if the request that wrote it
+ * died before running them: the step in flight, and the expiry timer of a
+ * state that has one. Every one of them is idempotent, so running them again
+ * when they had already run changes nothing.
+ */
+export function owedEffects(snapshot: PaymentSnapshot): Effect[] {
+  const { context } = snapshot;
+  switch (snapshot.value) {
+    case 'charging':
+      return [{ type: 'charge', params: chargeParams(context) }];
+    case 'refunding':
+      return [{ type: 'refund', params: refundParams(context) }];
+    case 'processed':
+    case 'cancelled':
+    case 'refunded':
+      return [{ type: 'scheduleExpiry', params: expiryParams(context) }];
+    case 'pending':
+    case 'expired':
+      return [];
+  }
 }
 
 /** The stored form of a snapshot: plain JSON with the machine version beside it. */

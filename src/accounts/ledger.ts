@@ -1,0 +1,141 @@
+import type { Redis, Result } from 'ioredis';
+import { toAppError } from '../errors.ts';
+import type { Keys } from '../runtime/keys.ts';
+
+/**
+ * The account ledger. Balances are integer cents, created lazily at the
+ * initial balance. Every movement is applied by one Lua script that checks,
+ * applies and records the operation id atomically, so repeating an operation
+ * returns its first outcome and never moves money twice. Balances never go
+ * negative.
+ */
+
+export type MovementKind = 'withdrawal' | 'deposit';
+
+export interface LedgerEntry {
+  readonly operationId: string;
+  readonly kind: MovementKind;
+  readonly amountCents: number;
+  readonly balanceCents: number;
+  readonly token: string;
+  readonly at: number;
+}
+
+export interface MovementResult {
+  /** `declined`: funds were short and nothing moved. */
+  readonly outcome: 'applied' | 'declined';
+  readonly balanceCents: number;
+  /** True when the operation id had been seen and this is its recorded outcome. */
+  readonly repeated: boolean;
+}
+
+export interface AccountView {
+  readonly accountId: string;
+  readonly balanceCents: number;
+  readonly ledger: readonly LedgerEntry[];
+}
+
+// KEYS: balance hash, operations hash, ledger list
+// ARGV: operationId, amountCents, initialBalanceCents, at, token, kind
+const MOVE_SCRIPT = `
+local seen = redis.call('HGET', KEYS[2], ARGV[1])
+local balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or ARGV[3])
+if seen then return {seen, string.format('%d', balance), 1} end
+local amount = tonumber(ARGV[2])
+local outcome = 'applied'
+if ARGV[6] == 'withdrawal' then
+  if balance < amount then outcome = 'declined' else balance = balance - amount end
+else
+  balance = balance + amount
+end
+if outcome == 'applied' then
+  redis.call('HSET', KEYS[1], 'balance', string.format('%d', balance))
+  redis.call('RPUSH', KEYS[3], cjson.encode({
+    operationId = ARGV[1], kind = ARGV[6], amountCents = amount,
+    balanceCents = balance, token = ARGV[5], at = tonumber(ARGV[4])
+  }))
+end
+redis.call('HSET', KEYS[2], ARGV[1], outcome)
+return {outcome, string.format('%d', balance), 0}
+`;
+
+type MoveReply = [outcome: 'applied' | 'declined', balance: string, repeated: 0 | 1];
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    paystateMove(
+      balanceKey: string,
+      operationsKey: string,
+      ledgerKey: string,
+      operationId: string,
+      amountCents: number,
+      initialBalanceCents: number,
+      at: number,
+      token: string,
+      kind: MovementKind,
+    ): Result<MoveReply, Context>;
+  }
+}
+
+/** The most recent entries shown with an account. */
+export const LEDGER_VIEW_LIMIT = 100;
+
+export class Ledger {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly initialBalanceCents: number,
+  ) {
+    redis.defineCommand('paystateMove', { numberOfKeys: 3, lua: MOVE_SCRIPT });
+  }
+
+  withdraw(operationId: string, accountId: string, amountCents: number, token: string, at: number) {
+    return this.move('withdrawal', operationId, accountId, amountCents, token, at);
+  }
+
+  deposit(operationId: string, accountId: string, amountCents: number, token: string, at: number) {
+    return this.move('deposit', operationId, accountId, amountCents, token, at);
+  }
+
+  async view(accountId: string): Promise<AccountView> {
+    try {
+      const [balance, entries] = await Promise.all([
+        this.redis.hget(this.keys.account(accountId), 'balance'),
+        this.redis.lrange(this.keys.accountLedger(accountId), -LEDGER_VIEW_LIMIT, -1),
+      ]);
+      return {
+        accountId,
+        balanceCents: balance === null ? this.initialBalanceCents : Number(balance),
+        ledger: entries.map((e) => JSON.parse(e) as LedgerEntry),
+      };
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  private async move(
+    kind: MovementKind,
+    operationId: string,
+    accountId: string,
+    amountCents: number,
+    token: string,
+    at: number,
+  ): Promise<MovementResult> {
+    try {
+      const [outcome, balance, repeated] = await this.redis.paystateMove(
+        this.keys.account(accountId),
+        this.keys.accountOperations(accountId),
+        this.keys.accountLedger(accountId),
+        operationId,
+        amountCents,
+        this.initialBalanceCents,
+        at,
+        token,
+        kind,
+      );
+      return { outcome, balanceCents: Number(balance), repeated: repeated === 1 };
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+}

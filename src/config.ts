@@ -1,0 +1,127 @@
+import { z } from 'zod';
+
+/** The only reader of process.env: everything else gets a frozen Config. */
+
+const integer = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return fallback;
+      if (!/^\d+$/.test(raw.trim())) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be a whole number, got "${raw}"` });
+        return z.NEVER;
+      }
+      const value = Number(raw.trim());
+      if (value < min || value > max) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${name} must be between ${min} and ${max}, got ${value}`,
+        });
+        return z.NEVER;
+      }
+      return value;
+    });
+
+const ROLES = ['api', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
+
+const envSchema = z.object({
+  PORT: integer('PORT', 8080, 0, 65_535),
+  HOST: z.string().optional().default('0.0.0.0'),
+  REDIS_URL: z
+    .string()
+    .optional()
+    .default('redis://127.0.0.1:6379')
+    .refine((v) => /^rediss?:\/\//.test(v), {
+      message: 'REDIS_URL must start with redis:// or rediss://',
+    }),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .optional()
+    .default('paystate')
+    .refine((v) => /^[A-Za-z0-9_.-]{1,64}$/.test(v), {
+      message: 'REDIS_KEY_PREFIX must be 1-64 characters of A-Z a-z 0-9 _ . -',
+    }),
+  PAYMENT_EXPIRY_MS: integer('PAYMENT_EXPIRY_MS', 86_400_000, 1),
+  EXPIRED_RETENTION_MS: integer('EXPIRED_RETENTION_MS', 86_400_000, 1),
+  ACCOUNT_INITIAL_BALANCE_CENTS: integer('ACCOUNT_INITIAL_BALANCE_CENTS', 100_000, 0),
+  LOCK_TTL_MS: integer('LOCK_TTL_MS', 10_000, 100),
+  LOCK_WAIT_MS: integer('LOCK_WAIT_MS', 5_000, 0),
+  RECOVERY_INTERVAL_MS: integer('RECOVERY_INTERVAL_MS', 5_000, 10),
+  SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0),
+  PAYSTATE_ROLES: z
+    .string()
+    .optional()
+    .default('api,worker')
+    .transform((raw, ctx) => {
+      const roles = raw
+        .split(',')
+        .map((r) => r.trim())
+        .filter((r) => r !== '');
+      const unknown = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
+      if (roles.length === 0 || unknown.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `PAYSTATE_ROLES must list api and/or worker, got "${raw}"`,
+        });
+        return z.NEVER;
+      }
+      return [...new Set(roles)] as Role[];
+    }),
+  PAYSTATE_MANAGED_REDIS: z.enum(['auto', 'never']).optional().default('auto'),
+  PAYSTATE_DATA_DIR: z.string().optional().default('.data'),
+});
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly redisUrl: string;
+  readonly keyPrefix: string;
+  readonly paymentExpiryMs: number;
+  readonly expiredRetentionMs: number;
+  readonly accountInitialBalanceCents: number;
+  readonly lockTtlMs: number;
+  readonly lockWaitMs: number;
+  readonly recoveryIntervalMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly roles: readonly Role[];
+  /** `auto`: start a local redis-server when nothing answers at REDIS_URL. */
+  readonly managedRedis: 'auto' | 'never';
+  readonly dataDir: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) =>
+        issue.code === 'custom' ? issue.message : `${issue.path.join('.')}: ${issue.message}`,
+      ),
+    );
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.REDIS_KEY_PREFIX,
+    paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
+    expiredRetentionMs: e.EXPIRED_RETENTION_MS,
+    accountInitialBalanceCents: e.ACCOUNT_INITIAL_BALANCE_CENTS,
+    lockTtlMs: e.LOCK_TTL_MS,
+    lockWaitMs: e.LOCK_WAIT_MS,
+    recoveryIntervalMs: e.RECOVERY_INTERVAL_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    roles: Object.freeze(e.PAYSTATE_ROLES),
+    managedRedis: e.PAYSTATE_MANAGED_REDIS,
+    dataDir: e.PAYSTATE_DATA_DIR,
+  });
+}

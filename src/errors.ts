@@ -1,0 +1,100 @@
+/**
+ * The error hierarchy. Every error that can reach a client is an AppError
+ * with a stable `code`; `retryable` says whether the same request may succeed
+ * later. Business outcomes (a decline, a cancelled token) are results, not
+ * errors.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad input: nothing was written. */
+export class ValidationError extends AppError {
+  constructor(message: string, code = 'invalid_request') {
+    super(code, message, false);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message: string) {
+    super('not_found', message, false);
+  }
+}
+
+/** Another request holds the token longer than LOCK_WAIT_MS. */
+export class TokenBusyError extends AppError {
+  constructor(readonly token: string) {
+    super('token_busy', `another request for token ${token} is in progress; retry shortly`, true);
+  }
+}
+
+/** The state moved under us (our lock lease ran out and another process wrote). */
+export class StaleWriteError extends AppError {
+  constructor(readonly token: string) {
+    super('conflict', `token ${token} was changed by another process; retry`, true);
+  }
+}
+
+/** Redis could not be reached or did not answer in time. */
+export class UnavailableError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('unavailable', message, true, options);
+  }
+}
+
+/** Stored data this build cannot read (e.g. a snapshot of an unknown machine version). */
+export class StoredDataError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('stored_data_unreadable', message, false, options);
+  }
+}
+
+const UNAVAILABLE_PATTERNS = [
+  /connection is closed/i,
+  /ECONNREFUSED/,
+  /ECONNRESET/,
+  /ETIMEDOUT/,
+  /EPIPE/,
+  /EHOSTUNREACH/,
+  /max retries per request/i,
+  /reached the max retries/i,
+  /command timed out/i,
+  /stream isn't writeable/i,
+  /LOADING/,
+  /MASTERDOWN/,
+  /BUSY /,
+  /READONLY/,
+  /TRYAGAIN/,
+  /CLUSTERDOWN/,
+];
+
+/** True when an error from a Redis client means "Redis is not there right now". */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.name === 'MaxRetriesPerRequestError') return true;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return true;
+  return UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
+}
+
+/** The one place where low-level Redis failures become the project's errors. */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (isRedisUnavailable(error)) {
+    return new UnavailableError('storage is unavailable; retry shortly', { cause: error });
+  }
+  return new AppError(
+    'internal',
+    'internal error',
+    false,
+    error instanceof Error ? { cause: error } : undefined,
+  );
+}

@@ -1,0 +1,136 @@
+import express, { type Express, type Request, type Response } from 'express';
+import type { Ledger } from '../accounts/ledger.ts';
+import { NotFoundError, ValidationError, type AppError } from '../errors.ts';
+import type { PaymentRuntime, CommandResult } from '../runtime/payment-runtime.ts';
+import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
+import { parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
+import { accountView, paymentView, reasonFor } from './views.ts';
+
+export interface AppDeps {
+  readonly runtime: PaymentRuntime;
+  readonly ledger: Ledger;
+  /** Resolves when storage answers; rejects otherwise. */
+  readonly ping: () => Promise<void>;
+  readonly log?: (error: AppError) => void;
+}
+
+export const BODY_LIMIT = '16kb';
+
+/** Builds the HTTP app; it never listens (tests and main own the server). */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // Seed clients may send JSON without a content type: parse whatever comes.
+  app.use(express.json({ limit: BODY_LIMIT, strict: false, type: () => true }));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    await deps.ping();
+    res.json({ status: 'ready' });
+  });
+
+  // Seed-compatible routes: every business outcome is a 200 with `success`.
+  app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {
+    const token = parseToken(req.params.token);
+    const payment = parsePaymentBody(req.body);
+    const result = await deps.runtime.pay(token, payment);
+    if (result.outcome === 'body_mismatch') {
+      sendError(res, 422, 'idempotency_key_reused', reasonFor('body_mismatch', result.snapshot));
+      return;
+    }
+    const outcome = expectOutcome(result);
+    res.json({
+      success: outcome === 'charged' || outcome === 'replayed',
+      reason: reasonFor(outcome, result.snapshot),
+    });
+  });
+
+  app.post('/PaymentProcessor/:token/cancelPayment', async (req, res) => {
+    const token = parseToken(req.params.token);
+    const result = await deps.runtime.cancel(token);
+    const outcome = expectOutcome(result);
+    res.json({
+      success: outcome !== 'expired',
+      reason: reasonFor(outcome, result.snapshot),
+      status: result.snapshot?.value ?? null,
+    });
+  });
+
+  // Native routes.
+  app.post('/payments', async (req, res) => {
+    const token = parseToken(req.get('Idempotency-Key') ?? missingKey(), 'Idempotency-Key');
+    const payment = parsePaymentBody(req.body);
+    const result = await deps.runtime.pay(token, payment);
+    const outcome = expectOutcome(result);
+    const snapshot = result.snapshot;
+    switch (outcome) {
+      case 'charged':
+        res.status(201).location(`/payments/${token}`).json(viewOf(result));
+        return;
+      case 'replayed':
+        res.status(200).set('Idempotent-Replayed', 'true').json(viewOf(result));
+        return;
+      case 'declined':
+        sendError(res, 402, 'payment_declined', reasonFor(outcome, snapshot));
+        return;
+      case 'body_mismatch':
+        sendError(res, 422, 'idempotency_key_reused', reasonFor(outcome, snapshot));
+        return;
+      case 'rejected':
+        sendError(res, 409, `payment_${String(snapshot?.value)}`, reasonFor(outcome, snapshot));
+        return;
+      case 'expired':
+        sendError(res, 410, 'token_expired', reasonFor(outcome, snapshot));
+        return;
+      case 'cancelled':
+      case 'refunded':
+        throw new Error(`unexpected outcome ${outcome} for a payment`);
+    }
+  });
+
+  app.post('/payments/:token/cancel', async (req, res) => {
+    const token = parseToken(req.params.token);
+    const result = await deps.runtime.cancel(token);
+    const outcome = expectOutcome(result);
+    if (outcome === 'expired') {
+      sendError(res, 410, 'token_expired', reasonFor(outcome, result.snapshot));
+      return;
+    }
+    res.status(200).json(viewOf(result));
+  });
+
+  app.get('/payments/:token', async (req: Request, res: Response) => {
+    const token = parseToken(req.params.token);
+    const snapshot = await deps.runtime.get(token);
+    if (snapshot === null) throw new NotFoundError(`no payment with token ${token}`);
+    res.json(paymentView(snapshot));
+  });
+
+  app.get('/accounts/:accountId', async (req, res) => {
+    const accountId = parseAccountId(req.params.accountId);
+    res.json(accountView(await deps.ledger.view(accountId)));
+  });
+
+  app.use(notFoundHandler);
+  app.use(errorHandler(deps.log ?? (() => undefined)));
+  return app;
+}
+
+function missingKey(): never {
+  throw new ValidationError('the Idempotency-Key header is required', 'missing_idempotency_key');
+}
+
+/** Client events always get an answer from the machine. */
+function expectOutcome(result: CommandResult) {
+  if (result.outcome === null) throw new Error('the machine gave no answer to a client event');
+  return result.outcome;
+}
+
+function viewOf(result: CommandResult) {
+  if (result.snapshot === null) throw new Error('a client event left no record');
+  return paymentView(result.snapshot);
+}

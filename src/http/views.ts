@@ -1,0 +1,57 @@
+import type { AccountView } from '../accounts/ledger.ts';
+import type { PaymentSnapshot } from '../machine/payment.snapshot.ts';
+import type { Outcome } from '../machine/payment.types.ts';
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** The public view of a token's record. */
+export function paymentView(snapshot: PaymentSnapshot) {
+  const c = snapshot.context;
+  return {
+    token: c.token,
+    status: snapshot.value,
+    payment: c.payment,
+    lastDecline: c.lastDecline && { reason: c.lastDecline.reason, at: iso(c.lastDecline.at) },
+    createdAt: iso(c.createdAt),
+    updatedAt: iso(c.updatedAt),
+    chargedAt: iso(c.chargedAt),
+    cancelledAt: iso(c.cancelledAt),
+    refundedAt: iso(c.refundedAt),
+    expiredAt: iso(c.expiredAt),
+    expiresAt: iso(c.expiresAt),
+    removeAt: iso(c.removeAt),
+    history: c.history.map((h) => ({ at: iso(h.at), event: h.event, state: h.state })),
+  };
+}
+
+export function accountView(account: AccountView) {
+  return {
+    accountId: account.accountId,
+    balanceCents: account.balanceCents,
+    ledger: account.ledger.map((e) => ({ ...e, at: iso(e.at) })),
+  };
+}
+
+/** The seed API's `reason` for each outcome. */
+export function reasonFor(outcome: Outcome, snapshot: PaymentSnapshot | null): string {
+  switch (outcome) {
+    case 'charged':
+      return 'Payment successful';
+    case 'replayed':
+      return 'Payment already completed in prior call';
+    case 'declined':
+      return `Payment declined: ${snapshot?.context.lastDecline?.reason ?? 'declined'}`;
+    case 'body_mismatch':
+      return 'Token already used for a different payment';
+    case 'rejected':
+      return snapshot?.value === 'refunded'
+        ? 'Payment already refunded'
+        : 'Payment already cancelled';
+    case 'expired':
+      return 'Payment token expired';
+    case 'cancelled':
+      return 'Payment cancelled';
+    case 'refunded':
+      return 'Payment refunded';
+  }
+}

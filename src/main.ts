@@ -1,0 +1,93 @@
+/**
+ * `npm start`: API and expiry worker in one process (PAYSTATE_ROLES separates
+ * them), graceful shutdown on SIGTERM/SIGINT.
+ */
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import {
+  isLocalUrl,
+  redisAnswers,
+  redisServerInstalled,
+  startManagedRedis,
+  type ManagedRedis,
+} from './managed-redis.ts';
+import { startService, type Logger } from './service.ts';
+
+const log: Logger = {
+  info: (message, fields) => {
+    console.log(
+      JSON.stringify({ level: 'info', time: new Date().toISOString(), message, ...fields }),
+    );
+  },
+  error: (message, fields) => {
+    console.error(
+      JSON.stringify({ level: 'error', time: new Date().toISOString(), message, ...fields }),
+    );
+  },
+};
+
+function fail(message: string, code = 1): never {
+  console.error(message);
+  process.exit(code);
+}
+
+async function ensureRedis(config: Config): Promise<ManagedRedis | null> {
+  if (await redisAnswers(config.redisUrl)) return null;
+  if (config.managedRedis === 'never' || !isLocalUrl(config.redisUrl)) {
+    fail(
+      `Nothing answers at REDIS_URL=${config.redisUrl}. Start Redis there, or point REDIS_URL at one.`,
+    );
+  }
+  if (!redisServerInstalled()) {
+    fail(
+      `Nothing answers at REDIS_URL=${config.redisUrl} and redis-server is not installed.\n` +
+        'Install Redis (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)\n' +
+        'and run it, or set REDIS_URL to a Redis you already have.',
+    );
+  }
+  const managed = await startManagedRedis(config.redisUrl, config.dataDir);
+  log.info('started a managed local Redis (AOF, appendfsync everysec)', {
+    port: managed.port,
+    dir: managed.dir,
+  });
+  return managed;
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message, 2);
+    throw error;
+  }
+  const managed = await ensureRedis(config);
+  const service = await startService(config, { log });
+  log.info('paystate started', {
+    roles: config.roles,
+    url: service.url,
+    redis: config.redisUrl,
+  });
+
+  let shuttingDown = false;
+  const shutdown = (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info('shutting down', { signal });
+    void (async () => {
+      await service.stop();
+      await managed?.stop();
+      log.info('stopped');
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => {
+    shutdown('SIGTERM');
+  });
+  process.on('SIGINT', () => {
+    shutdown('SIGINT');
+  });
+}
+
+main().catch((error: unknown) => {
+  fail(`paystate failed to start: ${error instanceof Error ? error.message : String(error)}`);
+});

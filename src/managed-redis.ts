@@ -1,0 +1,88 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Redis } from 'ioredis';
+
+/**
+ * For `npm start` on a laptop: when nothing answers at a local REDIS_URL and
+ * redis-server is installed, run one with AOF persistence under the data
+ * directory, owned by this process.
+ */
+
+export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<boolean> {
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    await probe.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+export function redisServerInstalled(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+export function isLocalUrl(url: string): boolean {
+  const { hostname } = new URL(url);
+  return ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(hostname);
+}
+
+export interface ManagedRedis {
+  readonly dir: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export async function startManagedRedis(url: string, dataDir: string): Promise<ManagedRedis> {
+  const port = Number(new URL(url).port || 6379);
+  const dir = resolve(dataDir);
+  mkdirSync(dir, { recursive: true });
+  const child: ChildProcess = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--logfile',
+      'redis.log',
+    ],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<void>((done) => child.once('exit', () => { done(); }));
+  const deadline = Date.now() + 10_000;
+  while (!(await redisAnswers(url, 500))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`managed redis-server did not start on port ${port}; see ${dir}/redis.log`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    dir,
+    port,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * The Redis key layout. A token's keys share the hash tag `{token}` and an
+ * account's keys share `{account:id}`, so each lives in one cluster slot and
+ * one Lua script may touch them together.
+ */
+export interface Keys {
+  /** Hash: v (version), l (lifeId), m (machine version), s (snapshot JSON). */
+  readonly state: (token: string) => string;
+  /** Redlock resource for the token. */
+  readonly lock: (token: string) => string;
+  /** Sorted set of tokens whose effects may not have completed, scored by when. */
+  readonly outbox: string;
+  readonly account: (accountId: string) => string;
+  readonly accountOperations: (accountId: string) => string;
+  readonly accountLedger: (accountId: string) => string;
+  /** BullMQ's own prefix for the expiry queue. */
+  readonly queuePrefix: string;
+}
+
+export function createKeys(prefix: string): Keys {
+  return {
+    state: (token) => `${prefix}:{${token}}:state`,
+    lock: (token) => `${prefix}:{${token}}:lock`,
+    outbox: `${prefix}:outbox`,
+    account: (id) => `${prefix}:{account:${id}}:balance`,
+    accountOperations: (id) => `${prefix}:{account:${id}}:ops`,
+    accountLedger: (id) => `${prefix}:{account:${id}}:ledger`,
+    queuePrefix: `${prefix}:bull`,
+  };
+}

@@ -1,0 +1,248 @@
+import type { Ledger } from '../accounts/ledger.ts';
+import { StaleWriteError } from '../errors.ts';
+import {
+  isInFlight,
+  owedEffects,
+  startPayment,
+  stepPayment,
+  type PaymentSnapshot,
+} from '../machine/payment.snapshot.ts';
+import type {
+  ClientEvent,
+  Effect,
+  EffectEvent,
+  Outcome,
+  Payment,
+  PaymentEvent,
+} from '../machine/payment.types.ts';
+import type { ExpiryTimers } from './expiry-timers.ts';
+import type { Expected, SnapshotStore } from './snapshot-store.ts';
+import type { TokenLock } from './token-lock.ts';
+
+/**
+ * The request path: lock the token → load its snapshot → finish a step a
+ * crash left in flight → transition → persist → run effects → unlock.
+ *
+ * Invariants:
+ * - A snapshot is persisted before the effects it asks for run, so a crash
+ *   leaves the intent (e.g. `charging`) on record and the next access, or the
+ *   recovery sweep, completes it with the same ledger operation id.
+ * - Every write is a compare-and-set on the version read under the lock; a
+ *   writer whose lease ran out fails instead of overwriting, and the request
+ *   starts again from a fresh read.
+ * - A token is put in the outbox before a write whose effects could be lost
+ *   in a crash, and taken out once they ran; the sweep redoes what is owed.
+ */
+
+export interface RuntimeDeps {
+  readonly store: SnapshotStore;
+  readonly ledger: Ledger;
+  readonly lock: TokenLock;
+  readonly timers: ExpiryTimers;
+  readonly clock: () => number;
+  readonly newLifeId: () => string;
+  readonly paymentExpiryMs: number;
+  readonly expiredRetentionMs: number;
+  /** Test-only hook, called at named steps; inert in production. */
+  readonly faultPoint?: (name: FaultPointName) => Promise<void> | void;
+}
+
+export type FaultPointName =
+  | 'after-lock'
+  | 'after-persist-intent'
+  | 'after-ledger'
+  | 'after-persist-outcome'
+  | 'before-response';
+
+export interface CommandResult {
+  /** The machine's answer; `null` when the event had nothing to act on (EXPIRE of an unknown token). */
+  readonly outcome: Outcome | null;
+  /** The token's state after the command; `null` when it has no record. */
+  readonly snapshot: PaymentSnapshot | null;
+}
+
+interface Cursor {
+  readonly expected: Expected;
+  readonly snapshot: PaymentSnapshot;
+}
+
+const STALE_WRITE_RETRIES = 3;
+
+export class PaymentRuntime {
+  constructor(private readonly deps: RuntimeDeps) {}
+
+  pay(token: string, payment: Payment): Promise<CommandResult> {
+    return this.command(token, () => ({ type: 'PAY', ...payment, at: this.deps.clock() }));
+  }
+
+  cancel(token: string): Promise<CommandResult> {
+    return this.command(token, () => ({ type: 'CANCEL', at: this.deps.clock() }));
+  }
+
+  expire(token: string, lifeId: string): Promise<CommandResult> {
+    return this.command(token, () => ({ type: 'EXPIRE', lifeId, at: this.deps.clock() }));
+  }
+
+  /** The stored state, as it is; reads take no lock. */
+  async get(token: string): Promise<PaymentSnapshot | null> {
+    return (await this.deps.store.load(token))?.snapshot ?? null;
+  }
+
+  /** Completes whatever a crashed request left owed for `token`. */
+  async recover(token: string): Promise<void> {
+    await this.deps.lock.withLock(token, async () => {
+      const record = await this.deps.store.load(token);
+      if (record !== null) {
+        const owed = owedEffects(record.snapshot);
+        await this.deps.store.markOwed(token, this.deps.clock());
+        const cursor = { expected: record, snapshot: record.snapshot };
+        await this.runEffects(token, cursor, owed, []);
+      }
+      await this.deps.store.clearOwed(token);
+    });
+  }
+
+  private async command(token: string, makeEvent: () => ClientEvent): Promise<CommandResult> {
+    const result = await this.deps.lock.withLock(token, async () => {
+      await this.fault('after-lock');
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.handle(token, makeEvent());
+        } catch (error) {
+          if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
+        }
+      }
+    });
+    await this.fault('before-response');
+    return result;
+  }
+
+  private async handle(token: string, event: ClientEvent): Promise<CommandResult> {
+    const record = await this.deps.store.load(token);
+    let cursor: Cursor;
+    if (record === null) {
+      // A timer for a token nobody knows (forgotten after retention) has nothing to do.
+      if (event.type === 'EXPIRE') return { outcome: null, snapshot: null };
+      const { snapshot } = startPayment({
+        token,
+        lifeId: this.deps.newLifeId(),
+        at: event.at,
+        expiryMs: this.deps.paymentExpiryMs,
+        retentionMs: this.deps.expiredRetentionMs,
+      });
+      cursor = { expected: null, snapshot };
+    } else {
+      cursor = { expected: record, snapshot: record.snapshot };
+    }
+
+    const owes = { value: false };
+    if (isInFlight(cursor.snapshot)) {
+      // A request died mid-step: finish it before anything else, with the same operation id.
+      owes.value = true;
+      await this.deps.store.markOwed(token, this.deps.clock());
+      cursor = await this.runEffects(token, cursor, owedEffects(cursor.snapshot), []);
+    }
+
+    const replies: Outcome[] = [];
+    cursor = await this.apply(token, cursor, event, replies, owes);
+    if (owes.value) await this.deps.store.clearOwed(token);
+    return { outcome: replies.at(-1) ?? null, snapshot: cursor.snapshot };
+  }
+
+  /** Applies one event: transition, persist if anything changed, then run its effects. */
+  private async apply(
+    token: string,
+    cursor: Cursor,
+    event: PaymentEvent,
+    replies: Outcome[],
+    owes: { value: boolean },
+  ): Promise<Cursor> {
+    const step = stepPayment(cursor.snapshot, event);
+    const changed =
+      step.snapshot.value !== cursor.snapshot.value ||
+      step.snapshot.context !== cursor.snapshot.context;
+    let next = cursor;
+    if (changed) {
+      const durable = step.effects.filter(
+        (e) => e.type !== 'reply' && e.type !== 'scheduleRemoval',
+      );
+      if (durable.length > 0 && !owes.value) {
+        owes.value = true;
+        await this.deps.store.markOwed(token, this.deps.clock());
+      }
+      const removal = step.effects.find((e) => e.type === 'scheduleRemoval');
+      const saved = await this.deps.store.save(
+        token,
+        cursor.expected,
+        step.snapshot,
+        removal?.params.removeAt ?? null,
+      );
+      next = { expected: saved, snapshot: step.snapshot };
+      await this.fault(
+        isInFlight(step.snapshot) ? 'after-persist-intent' : 'after-persist-outcome',
+      );
+    }
+    return this.runEffects(token, next, step.effects, replies, owes);
+  }
+
+  private async runEffects(
+    token: string,
+    cursor: Cursor,
+    effects: readonly Effect[],
+    replies: Outcome[],
+    owes: { value: boolean } = { value: true },
+  ): Promise<Cursor> {
+    let feedback: EffectEvent | null = null;
+    for (const effect of effects) {
+      switch (effect.type) {
+        case 'charge': {
+          const { operationId, accountId, amountCents } = effect.params;
+          const result = await this.deps.ledger.withdraw(
+            operationId,
+            accountId,
+            amountCents,
+            token,
+            this.deps.clock(),
+          );
+          await this.fault('after-ledger');
+          feedback =
+            result.outcome === 'applied'
+              ? { type: 'CHARGE_SUCCEEDED', at: this.deps.clock() }
+              : { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: this.deps.clock() };
+          break;
+        }
+        case 'refund': {
+          const { operationId, accountId, amountCents } = effect.params;
+          await this.deps.ledger.deposit(
+            operationId,
+            accountId,
+            amountCents,
+            token,
+            this.deps.clock(),
+          );
+          await this.fault('after-ledger');
+          feedback = { type: 'REFUND_COMPLETED', at: this.deps.clock() };
+          break;
+        }
+        case 'scheduleExpiry':
+          await this.deps.timers.schedule(
+            effect.params.token,
+            effect.params.lifeId,
+            effect.params.expiresAt,
+          );
+          break;
+        case 'scheduleRemoval':
+          // Done by the write itself (PEXPIREAT in the same script): nothing can lose it.
+          break;
+        case 'reply':
+          replies.push(effect.params.outcome);
+          break;
+      }
+    }
+    return feedback === null ? cursor : this.apply(token, cursor, feedback, replies, owes);
+  }
+
+  private async fault(name: FaultPointName): Promise<void> {
+    if (this.deps.faultPoint) await this.deps.faultPoint(name);
+  }
+}

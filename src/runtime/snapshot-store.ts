@@ -1,0 +1,130 @@
+import type { Redis, Result } from 'ioredis';
+import { StaleWriteError, StoredDataError, toAppError } from '../errors.ts';
+import { fromStored, toStored, type PaymentSnapshot } from '../machine/payment.snapshot.ts';
+import type { Keys } from './keys.ts';
+
+/**
+ * Snapshots in Redis, one hash per token. Every write is a compare-and-set on
+ * (version, lifeId) in Lua: a process whose lock lease ran out, or that still
+ * holds a snapshot from a life of the token already forgotten, cannot
+ * overwrite newer state.
+ */
+
+export interface StoredRecord {
+  readonly version: number;
+  readonly lifeId: string;
+  readonly snapshot: PaymentSnapshot;
+}
+
+/** What a write expects to find: `null` for a token with no record yet. */
+export type Expected = Pick<StoredRecord, 'version' | 'lifeId'> | null;
+
+// KEYS: state hash. ARGV: expected version, expected lifeId, new lifeId,
+// machine version, snapshot JSON, removeAt (epoch ms, or '' for none).
+// Returns the new version, or -1 when the stored (version, lifeId) differ.
+const SAVE_SCRIPT = `
+local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
+if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return -1 end
+local nv = tonumber(cur[1] or '0') + 1
+redis.call('HSET', KEYS[1], 'v', nv, 'l', ARGV[3], 'm', ARGV[4], 's', ARGV[5])
+if ARGV[6] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) end
+return nv
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    paystateSave(
+      stateKey: string,
+      expectedVersion: number,
+      expectedLifeId: string,
+      lifeId: string,
+      machineVersion: number,
+      snapshot: string,
+      removeAt: number | '',
+    ): Result<number, Context>;
+  }
+}
+
+export class SnapshotStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    redis.defineCommand('paystateSave', { numberOfKeys: 1, lua: SAVE_SCRIPT });
+  }
+
+  async load(token: string): Promise<StoredRecord | null> {
+    let fields: (string | null)[];
+    try {
+      fields = await this.redis.hmget(this.keys.state(token), 'v', 'l', 'm', 's');
+    } catch (error) {
+      throw toAppError(error);
+    }
+    const [version, lifeId, machineVersion, json] = fields;
+    if (version == null || lifeId == null || machineVersion == null || json == null) return null;
+    try {
+      const snapshot = fromStored({
+        machineVersion: Number(machineVersion),
+        snapshot: JSON.parse(json) as unknown,
+      });
+      return { version: Number(version), lifeId, snapshot };
+    } catch (error) {
+      throw new StoredDataError(`stored state of token ${token} cannot be read`, { cause: error });
+    }
+  }
+
+  /**
+   * Writes `snapshot` if the stored record is still `expected`; returns the
+   * new record. `removeAt` makes Redis delete the record at that time.
+   */
+  async save(
+    token: string,
+    expected: Expected,
+    snapshot: PaymentSnapshot,
+    removeAt: number | null,
+  ): Promise<StoredRecord> {
+    const stored = toStored(snapshot);
+    let version: number;
+    try {
+      version = await this.redis.paystateSave(
+        this.keys.state(token),
+        expected?.version ?? 0,
+        expected?.lifeId ?? '',
+        snapshot.context.lifeId,
+        stored.machineVersion,
+        JSON.stringify(stored.snapshot),
+        removeAt ?? '',
+      );
+    } catch (error) {
+      throw toAppError(error);
+    }
+    if (version < 0) throw new StaleWriteError(token);
+    return { version, lifeId: snapshot.context.lifeId, snapshot };
+  }
+
+  /** Notes that effects for `token` are about to run; cleared once they all did. */
+  async markOwed(token: string, at: number): Promise<void> {
+    try {
+      await this.redis.zadd(this.keys.outbox, 'NX', at, token);
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  async clearOwed(token: string): Promise<void> {
+    try {
+      await this.redis.zrem(this.keys.outbox, token);
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  /** Tokens marked before `before` whose effects may not have completed. */
+  async listOwed(before: number, limit: number): Promise<string[]> {
+    try {
+      return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+}
