@@ -68,7 +68,11 @@ export async function startManagedRedis(url: string, dataDir: string): Promise<M
     ],
     { stdio: 'ignore' },
   );
-  const exited = new Promise<void>((done) => child.once('exit', () => { done(); }));
+  const exited = new Promise<void>((done) =>
+    child.once('exit', () => {
+      done();
+    }),
+  );
   const deadline = Date.now() + 10_000;
   while (!(await redisAnswers(url, 500))) {
     if (child.exitCode !== null || Date.now() > deadline) {

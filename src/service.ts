@@ -151,9 +151,15 @@ export async function startService(
       if (server) {
         const closing = server;
         // Stop accepting, let in-flight requests finish, then drop idle keep-alives.
-        const closed = new Promise<void>((resolve) => closing.close(() => { resolve(); }));
+        const closed = new Promise<void>((resolve) =>
+          closing.close(() => {
+            resolve();
+          }),
+        );
         closing.closeIdleConnections();
-        const force = setTimeout(() => { closing.closeAllConnections(); }, config.shutdownTimeoutMs);
+        const force = setTimeout(() => {
+          closing.closeAllConnections();
+        }, config.shutdownTimeoutMs);
         await closed;
         clearTimeout(force);
       }

@@ -31,7 +31,7 @@ export function sendError(res: Response, status: number, code: string, message: 
 /** body-parser's errors carry `type` and `status`; turn them into ours. */
 function fromBodyParser(error: unknown): AppError | null {
   if (typeof error !== 'object' || error === null || !('type' in error)) return null;
-  switch ((error).type) {
+  switch (error.type) {
     case 'entity.parse.failed':
       return new AppError('invalid_json', 'body is not valid JSON', false);
     case 'entity.too.large':

@@ -1,0 +1,121 @@
+/**
+ * A private redis-server per test suite, on a free port, in a temporary
+ * directory, so tests can kill, restart and inspect it without touching any
+ * other Redis on the machine.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => {
+        resolve(port);
+      });
+    });
+  });
+}
+
+export interface RedisServerOptions {
+  /** `no` (default: fastest), `everysec` or `always`. */
+  readonly appendfsync?: 'no' | 'everysec' | 'always';
+  readonly appendonly?: boolean;
+}
+
+export interface TestRedisServer {
+  readonly url: string;
+  readonly port: number;
+  readonly dir: string;
+  /** Stops the process with `signal` (SIGKILL for a crash) and waits for it to exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again on the same port and directory (replaying the AOF if any). */
+  start(): Promise<void>;
+  /** Kills it and removes its directory. */
+  destroy(): Promise<void>;
+}
+
+async function waitForPing(url: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
+    const probe = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      enableOfflineQueue: false,
+    });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      if ((await probe.ping()) === 'PONG') return;
+    } catch {
+      // not up yet
+    } finally {
+      probe.disconnect();
+    }
+    if (Date.now() > deadline) throw new Error(`redis-server at ${url} did not answer`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<TestRedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'paystate-redis-'));
+  const url = `redis://127.0.0.1:${port}`;
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    options.appendonly === false ? 'no' : 'yes',
+    '--appendfsync',
+    options.appendfsync ?? 'no',
+    '--logfile',
+    'redis.log',
+  ];
+  let child: ChildProcess | null = null;
+
+  const start = async () => {
+    const started = spawn('redis-server', args, { stdio: 'ignore' });
+    child = started;
+    await waitForPing(url, started);
+  };
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
+    const running = child;
+    if (running === null || running.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) =>
+      running.once('exit', () => {
+        resolve();
+      }),
+    );
+    running.kill(signal);
+    await exited;
+    child = null;
+  };
+  await start();
+  return {
+    url,
+    port,
+    dir,
+    kill,
+    start,
+    async destroy() {
+      await kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * Starts the real service (the same composition `npm start` uses) on port 0
+ * against a test Redis, with a random key prefix so tests never see each
+ * other's data.
+ */
+import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { EXPIRY_QUEUE, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
+import { createKeys, type Keys } from '../../src/runtime/keys.ts';
+import { startService, type RunningService, type ServiceOptions } from '../../src/service.ts';
+
+export function randomPrefix(): string {
+  return `t${randomBytes(6).toString('hex')}`;
+}
+
+export function testConfig(redisUrl: string, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: randomPrefix(),
+    LOCK_TTL_MS: '5000',
+    LOCK_WAIT_MS: '5000',
+    ...env,
+  });
+}
+
+export interface TestService extends RunningService {
+  readonly url: string;
+  readonly config: Config;
+  readonly keys: Keys;
+  request(
+    method: string,
+    path: string,
+    options?: { body?: unknown; rawBody?: string; headers?: Record<string, string> },
+  ): Promise<{ status: number; headers: Headers; body: unknown }>;
+}
+
+export async function startTestService(
+  config: Config,
+  options: ServiceOptions = {},
+): Promise<TestService> {
+  const service = await startService(config, options);
+  if (service.url === null) throw new Error('the api role is not running');
+  const url = service.url;
+  return {
+    ...service,
+    url,
+    config,
+    keys: createKeys(config.keyPrefix),
+    async request(method, path, { body, rawBody, headers } = {}) {
+      const response = await fetch(`${url}${path}`, {
+        method,
+        headers: {
+          ...(body !== undefined || rawBody !== undefined
+            ? { 'content-type': 'application/json' }
+            : {}),
+          ...headers,
+        },
+        body: rawBody ?? (body === undefined ? undefined : JSON.stringify(body)),
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text === '' ? null : JSON.parse(text);
+      } catch {
+        // not JSON: keep the text, tests assert on it
+      }
+      return { status: response.status, headers: response.headers, body: parsed };
+    },
+  };
+}
+
+/** Direct access to the expiry queue a service uses, to fire or inspect timers. */
+export function expiryQueue(redisUrl: string, config: Config): Queue<ExpiryJobData> {
+  return new Queue<ExpiryJobData>(EXPIRY_QUEUE, {
+    connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),
+    prefix: createKeys(config.keyPrefix).queuePrefix,
+  });
+}
+
+/** Polls `check` until it returns a value that is not undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  { timeoutMs = 10_000, intervalMs = 20, what = 'condition' } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
