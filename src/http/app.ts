@@ -39,7 +39,7 @@ export function createApp(deps: AppDeps): Express {
     const payment = parsePaymentBody(req.body);
     const result = await deps.runtime.pay(token, payment);
     if (result.outcome === 'body_mismatch') {
-      sendError(res, 422, 'idempotency_key_reused', reasonFor('body_mismatch', result.snapshot));
+      sendError(res, 'idempotency_key_reused', reasonFor('body_mismatch', result.snapshot));
       return;
     }
     const outcome = expectOutcome(result);
@@ -62,7 +62,11 @@ export function createApp(deps: AppDeps): Express {
 
   // Native routes.
   app.post('/payments', async (req, res) => {
-    const token = parseToken(req.get('Idempotency-Key') ?? missingKey(), 'Idempotency-Key');
+    const key = req.get('Idempotency-Key');
+    const token = parseToken(
+      key === undefined || key === '' ? missingKey() : key,
+      'Idempotency-Key',
+    );
     const payment = parsePaymentBody(req.body);
     const result = await deps.runtime.pay(token, payment);
     const outcome = expectOutcome(result);
@@ -75,16 +79,20 @@ export function createApp(deps: AppDeps): Express {
         res.status(200).set('Idempotent-Replayed', 'true').json(viewOf(result));
         return;
       case 'declined':
-        sendError(res, 402, 'payment_declined', reasonFor(outcome, snapshot));
+        sendError(res, 'payment_declined', reasonFor(outcome, snapshot));
         return;
       case 'body_mismatch':
-        sendError(res, 422, 'idempotency_key_reused', reasonFor(outcome, snapshot));
+        sendError(res, 'idempotency_key_reused', reasonFor(outcome, snapshot));
         return;
       case 'rejected':
-        sendError(res, 409, `payment_${String(snapshot?.value)}`, reasonFor(outcome, snapshot));
+        sendError(
+          res,
+          snapshot?.value === 'refunded' ? 'payment_refunded' : 'payment_cancelled',
+          reasonFor(outcome, snapshot),
+        );
         return;
       case 'expired':
-        sendError(res, 410, 'token_expired', reasonFor(outcome, snapshot));
+        sendError(res, 'token_expired', reasonFor(outcome, snapshot));
         return;
       case 'cancelled':
       case 'refunded':
@@ -97,7 +105,7 @@ export function createApp(deps: AppDeps): Express {
     const result = await deps.runtime.cancel(token);
     const outcome = expectOutcome(result);
     if (outcome === 'expired') {
-      sendError(res, 410, 'token_expired', reasonFor(outcome, result.snapshot));
+      sendError(res, 'token_expired', reasonFor(outcome, result.snapshot));
       return;
     }
     res.status(200).json(viewOf(result));

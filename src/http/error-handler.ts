@@ -6,26 +6,38 @@ import { AppError, toAppError } from '../errors.ts';
  * docs/api.md). Bodies are `{ "error": { "code", "message" } }`; never a
  * stack trace or a library's message.
  */
-const STATUS_BY_CODE: Record<string, number> = {
+export const STATUS_BY_CODE = {
   invalid_request: 400,
   invalid_json: 400,
   invalid_token: 400,
   invalid_account_id: 400,
   missing_idempotency_key: 400,
+  payment_declined: 402,
   not_found: 404,
+  payment_cancelled: 409,
+  payment_refunded: 409,
   token_busy: 409,
   conflict: 409,
+  token_expired: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  idempotency_key_reused: 422,
   unavailable: 503,
   stored_data_unreadable: 500,
   internal: 500,
-};
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof STATUS_BY_CODE;
+
+function statusOf(code: string): number {
+  return (STATUS_BY_CODE as Record<string, number>)[code] ?? 500;
+}
 
 const RETRY_AFTER_SECONDS = 1;
 
-export function sendError(res: Response, status: number, code: string, message: string): void {
-  res.status(status).json({ error: { code, message } });
+/** Sends an error body with the status the table gives its code (business refusals use it too). */
+export function sendError(res: Response, code: ErrorCode, message: string): void {
+  res.status(statusOf(code)).json({ error: { code, message } });
 }
 
 /** body-parser's errors carry `type` and `status`; turn them into ours. */
@@ -48,21 +60,29 @@ function fromBodyParser(error: unknown): AppError | null {
   }
 }
 
+/** The router fails to decode a malformed percent-escape in a path param with a URIError (status 400). */
+function fromRouter(error: unknown): AppError | null {
+  if (error instanceof URIError && (error as { status?: unknown }).status === 400) {
+    return new AppError('invalid_request', 'request path is not valid percent-encoding', false);
+  }
+  return null;
+}
+
 export function errorHandler(log: (error: AppError) => void): ErrorRequestHandler {
   return (error: unknown, _req, res, next) => {
     if (res.headersSent) {
       next(error);
       return;
     }
-    const appError = fromBodyParser(error) ?? toAppError(error);
-    const status = STATUS_BY_CODE[appError.code] ?? 500;
+    const appError = fromBodyParser(error) ?? fromRouter(error) ?? toAppError(error);
+    const status = statusOf(appError.code);
     if (status >= 500) log(appError);
     if (appError.retryable) res.set('Retry-After', String(RETRY_AFTER_SECONDS));
     const message = status === 500 ? 'internal error' : appError.message;
-    sendError(res, status, appError.code, message);
+    res.status(status).json({ error: { code: appError.code, message } });
   };
 }
 
 export const notFoundHandler: RequestHandler = (req, res) => {
-  sendError(res, 404, 'not_found', `no route for ${req.method} ${req.path}`);
+  sendError(res, 'not_found', `no route for ${req.method} ${req.path}`);
 };

@@ -80,22 +80,33 @@ export class RedlockTokenLock implements TokenLock {
     }
   }
 
+  /**
+   * One Redlock attempt at a time, so the wait is bounded by the clock and not
+   * by a count of attempts: while Redis is away each attempt takes as long as
+   * the client needs to give up, and an unreachable Redis fails at once
+   * instead of being retried until the count runs out.
+   */
   private async acquireAndRun<T>(token: string, waitMs: number, work: () => Promise<T>) {
-    const settings = { retryCount: Math.max(0, Math.ceil(waitMs / RETRY_DELAY_MS)) };
-    const progress = { acquired: false };
-    try {
-      return await this.redlock.using(
-        [this.options.resource(token)],
-        this.options.ttlMs,
-        settings,
-        async () => {
-          progress.acquired = true;
-          return work();
-        },
-      );
-    } catch (error) {
-      if (progress.acquired) throw error;
-      throw await this.explainAcquireFailure(token, error);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const progress = { acquired: false };
+      try {
+        return await this.redlock.using(
+          [this.options.resource(token)],
+          this.options.ttlMs,
+          { retryCount: 0 },
+          async () => {
+            progress.acquired = true;
+            return work();
+          },
+        );
+      } catch (error) {
+        if (progress.acquired) throw error;
+        const failure = await this.explainAcquireFailure(token, error);
+        if (!(failure instanceof TokenBusyError) || Date.now() >= deadline) throw failure;
+      }
+      const jitter = Math.floor(Math.random() * RETRY_DELAY_MS);
+      await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS + jitter));
     }
   }
 

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+/** Runs loadConfig and returns the ConfigError it throws. */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('uses the documented defaults for an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      port: 8080,
+      host: '0.0.0.0',
+      redisUrl: 'redis://127.0.0.1:6379',
+      keyPrefix: 'paystate',
+      paymentExpiryMs: 86_400_000,
+      expiredRetentionMs: 86_400_000,
+      accountInitialBalanceCents: 100_000,
+      lockTtlMs: 10_000,
+      lockWaitMs: 5_000,
+      recoveryIntervalMs: 5_000,
+      shutdownTimeoutMs: 10_000,
+      roles: ['api', 'worker'],
+      managedRedis: 'auto',
+      dataDir: '.data',
+    });
+  });
+
+  it('treats empty and blank numbers as unset', () => {
+    const config = loadConfig({ PORT: '', PAYMENT_EXPIRY_MS: '  ' });
+
+    expect(config.port).toBe(8080);
+    expect(config.paymentExpiryMs).toBe(86_400_000);
+  });
+
+  it('takes every documented variable from the environment', () => {
+    const config = loadConfig({
+      PORT: '9090',
+      HOST: '127.0.0.1',
+      REDIS_URL: 'rediss://user:secret@redis.example:6380/2',
+      REDIS_KEY_PREFIX: 'other-app',
+      PAYMENT_EXPIRY_MS: '200',
+      EXPIRED_RETENTION_MS: '300',
+      ACCOUNT_INITIAL_BALANCE_CENTS: '0',
+      LOCK_TTL_MS: '2000',
+      LOCK_WAIT_MS: '0',
+      RECOVERY_INTERVAL_MS: '50',
+      SHUTDOWN_TIMEOUT_MS: '1500',
+      PAYSTATE_ROLES: ' worker , api ,worker',
+      PAYSTATE_MANAGED_REDIS: 'never',
+      PAYSTATE_DATA_DIR: '/var/lib/paystate',
+    });
+
+    expect(config).toEqual({
+      port: 9090,
+      host: '127.0.0.1',
+      redisUrl: 'rediss://user:secret@redis.example:6380/2',
+      keyPrefix: 'other-app',
+      paymentExpiryMs: 200,
+      expiredRetentionMs: 300,
+      accountInitialBalanceCents: 0,
+      lockTtlMs: 2_000,
+      lockWaitMs: 0,
+      recoveryIntervalMs: 50,
+      shutdownTimeoutMs: 1_500,
+      roles: ['worker', 'api'],
+      managedRedis: 'never',
+      dataDir: '/var/lib/paystate',
+    });
+  });
+
+  it('accepts a single role', () => {
+    expect(loadConfig({ PAYSTATE_ROLES: 'api' }).roles).toEqual(['api']);
+    expect(loadConfig({ PAYSTATE_ROLES: 'worker' }).roles).toEqual(['worker']);
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(loadConfig({ UNRELATED: 'x', PATH: '/usr/bin' }).port).toBe(8080);
+  });
+
+  it('returns a frozen config, roles included', () => {
+    const config = loadConfig({});
+
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.roles)).toBe(true);
+    expect(() => {
+      (config as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      (config.roles as string[]).push('api');
+    }).toThrow(TypeError);
+    expect(config.port).toBe(8080);
+  });
+
+  describe('rejects invalid values with a ConfigError naming the variable', () => {
+    it.each([
+      ['PORT', 'abc', /PORT must be a whole number, got "abc"/],
+      ['PORT', '-1', /PORT must be a whole number, got "-1"/],
+      ['PORT', '80.5', /PORT must be a whole number/],
+      ['PORT', '1e3', /PORT must be a whole number/],
+      ['PORT', '65536', /PORT must be between 0 and 65535, got 65536/],
+      ['PAYMENT_EXPIRY_MS', 'soon', /PAYMENT_EXPIRY_MS must be a whole number, got "soon"/],
+      ['PAYMENT_EXPIRY_MS', '-5', /PAYMENT_EXPIRY_MS must be a whole number/],
+      ['PAYMENT_EXPIRY_MS', '0', /PAYMENT_EXPIRY_MS must be between 1 and/],
+      ['EXPIRED_RETENTION_MS', '1d', /EXPIRED_RETENTION_MS must be a whole number/],
+      ['EXPIRED_RETENTION_MS', '0', /EXPIRED_RETENTION_MS must be between 1 and/],
+      [
+        'ACCOUNT_INITIAL_BALANCE_CENTS',
+        '-100',
+        /ACCOUNT_INITIAL_BALANCE_CENTS must be a whole number, got "-100"/,
+      ],
+      ['ACCOUNT_INITIAL_BALANCE_CENTS', '10.00', /ACCOUNT_INITIAL_BALANCE_CENTS must be a whole/],
+      [
+        'ACCOUNT_INITIAL_BALANCE_CENTS',
+        '9007199254740993',
+        /ACCOUNT_INITIAL_BALANCE_CENTS must be between 0 and 9007199254740991/,
+      ],
+      ['LOCK_TTL_MS', '50', /LOCK_TTL_MS must be between 100 and/],
+      ['LOCK_WAIT_MS', 'forever', /LOCK_WAIT_MS must be a whole number/],
+      ['RECOVERY_INTERVAL_MS', '5', /RECOVERY_INTERVAL_MS must be between 10 and/],
+      ['SHUTDOWN_TIMEOUT_MS', 'x', /SHUTDOWN_TIMEOUT_MS must be a whole number/],
+      ['REDIS_URL', 'http://127.0.0.1:6379', /REDIS_URL must start with redis:\/\/ or rediss:\/\//],
+      ['REDIS_URL', '127.0.0.1:6379', /REDIS_URL must start with redis:\/\//],
+      ['REDIS_URL', '', /REDIS_URL must start with redis:\/\//],
+      ['REDIS_KEY_PREFIX', 'has space', /REDIS_KEY_PREFIX must be 1-64 characters/],
+      ['REDIS_KEY_PREFIX', 'has:colon', /REDIS_KEY_PREFIX must be 1-64 characters/],
+      ['PAYSTATE_ROLES', 'web', /PAYSTATE_ROLES must list api and\/or worker, got "web"/],
+      ['PAYSTATE_ROLES', 'api,web', /PAYSTATE_ROLES must list api and\/or worker, got "api,web"/],
+      ['PAYSTATE_ROLES', ' , ', /PAYSTATE_ROLES must list api and\/or worker/],
+      ['PAYSTATE_MANAGED_REDIS', 'always', /PAYSTATE_MANAGED_REDIS/],
+    ])('%s=%j', (name, value, message) => {
+      const error = configError({ [name]: value });
+
+      expect(error.message).toMatch(message);
+      expect(error.problems).toHaveLength(1);
+      expect(error.problems[0]).toContain(name);
+    });
+  });
+
+  it('reports every invalid variable at once', () => {
+    const error = configError({ PORT: 'http', REDIS_URL: 'localhost', PAYSTATE_ROLES: 'all' });
+
+    expect(error.name).toBe('ConfigError');
+    expect(error.problems).toHaveLength(3);
+    expect(error.message).toMatch(/^invalid configuration:\n/);
+    for (const name of ['PORT', 'REDIS_URL', 'PAYSTATE_ROLES']) {
+      expect(error.message).toContain(name);
+    }
+  });
+});
