@@ -136,8 +136,9 @@ export class PaymentRuntime {
     }
 
     const owes = { value: false };
-    if (isInFlight(cursor.snapshot)) {
-      // A request died mid-step: finish it before anything else, with the same operation id.
+    if (record !== null && (record.owed || isInFlight(record.snapshot))) {
+      // A request died before its effects all ran: finish them before anything
+      // else (a charge or refund with the same operation id, a lost timer).
       owes.value = true;
       await this.deps.store.markOwed(token, this.deps.clock());
       cursor = await this.runEffects(token, cursor, owedEffects(cursor.snapshot), []);
@@ -171,12 +172,10 @@ export class PaymentRuntime {
         await this.deps.store.markOwed(token, this.deps.clock());
       }
       const removal = step.effects.find((e) => e.type === 'scheduleRemoval');
-      const saved = await this.deps.store.save(
-        token,
-        cursor.expected,
-        step.snapshot,
-        removal?.params.removeAt ?? null,
-      );
+      const saved = await this.deps.store.save(token, cursor.expected, step.snapshot, {
+        removeAt: removal?.params.removeAt ?? null,
+        owed: owes.value,
+      });
       next = { expected: saved, snapshot: step.snapshot };
       await this.fault(
         isInFlight(step.snapshot) ? 'after-persist-intent' : 'after-persist-outcome',

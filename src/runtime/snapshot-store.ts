@@ -14,19 +14,23 @@ export interface StoredRecord {
   readonly version: number;
   readonly lifeId: string;
   readonly snapshot: PaymentSnapshot;
+  /** Set by a write whose effects had not all run yet; cleared once they did. */
+  readonly owed: boolean;
 }
 
 /** What a write expects to find: `null` for a token with no record yet. */
 export type Expected = Pick<StoredRecord, 'version' | 'lifeId'> | null;
 
 // KEYS: state hash. ARGV: expected version, expected lifeId, new lifeId,
-// machine version, snapshot JSON, removeAt (epoch ms, or '' for none).
+// machine version, snapshot JSON, removeAt (epoch ms, or '' for none),
+// owed ('1' when effects of this write are still to run).
 // Returns the new version, or -1 when the stored (version, lifeId) differ.
 const SAVE_SCRIPT = `
 local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
 if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return -1 end
 local nv = tonumber(cur[1] or '0') + 1
 redis.call('HSET', KEYS[1], 'v', nv, 'l', ARGV[3], 'm', ARGV[4], 's', ARGV[5])
+if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'o', '1') end
 if ARGV[6] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) end
 return nv
 `;
@@ -41,6 +45,7 @@ declare module 'ioredis' {
       machineVersion: number,
       snapshot: string,
       removeAt: number | '',
+      owed: '1' | '',
     ): Result<number, Context>;
   }
 }
@@ -56,18 +61,18 @@ export class SnapshotStore {
   async load(token: string): Promise<StoredRecord | null> {
     let fields: (string | null)[];
     try {
-      fields = await this.redis.hmget(this.keys.state(token), 'v', 'l', 'm', 's');
+      fields = await this.redis.hmget(this.keys.state(token), 'v', 'l', 'm', 's', 'o');
     } catch (error) {
       throw toAppError(error);
     }
-    const [version, lifeId, machineVersion, json] = fields;
+    const [version, lifeId, machineVersion, json, owed] = fields;
     if (version == null || lifeId == null || machineVersion == null || json == null) return null;
     try {
       const snapshot = fromStored({
         machineVersion: Number(machineVersion),
         snapshot: JSON.parse(json) as unknown,
       });
-      return { version: Number(version), lifeId, snapshot };
+      return { version: Number(version), lifeId, snapshot, owed: owed === '1' };
     } catch (error) {
       throw new StoredDataError(`stored state of token ${token} cannot be read`, { cause: error });
     }
@@ -75,13 +80,14 @@ export class SnapshotStore {
 
   /**
    * Writes `snapshot` if the stored record is still `expected`; returns the
-   * new record. `removeAt` makes Redis delete the record at that time.
+   * new record. `removeAt` makes Redis delete the record at that time;
+   * `owed` marks the record as having effects still to run (see clearOwed).
    */
   async save(
     token: string,
     expected: Expected,
     snapshot: PaymentSnapshot,
-    removeAt: number | null,
+    options: { removeAt: number | null; owed: boolean },
   ): Promise<StoredRecord> {
     const stored = toStored(snapshot);
     let version: number;
@@ -93,16 +99,17 @@ export class SnapshotStore {
         snapshot.context.lifeId,
         stored.machineVersion,
         JSON.stringify(stored.snapshot),
-        removeAt ?? '',
+        options.removeAt ?? '',
+        options.owed ? '1' : '',
       );
     } catch (error) {
       throw toAppError(error);
     }
     if (version < 0) throw new StaleWriteError(token);
-    return { version, lifeId: snapshot.context.lifeId, snapshot };
+    return { version, lifeId: snapshot.context.lifeId, snapshot, owed: options.owed };
   }
 
-  /** Notes that effects for `token` are about to run; cleared once they all did. */
+  /** Puts `token` in the outbox the recovery sweep reads, before a write whose effects could be lost. */
   async markOwed(token: string, at: number): Promise<void> {
     try {
       await this.redis.zadd(this.keys.outbox, 'NX', at, token);
@@ -111,9 +118,13 @@ export class SnapshotStore {
     }
   }
 
+  /** Every owed effect ran: clear the record's flag and take the token out of the outbox. */
   async clearOwed(token: string): Promise<void> {
     try {
-      await this.redis.zrem(this.keys.outbox, token);
+      await Promise.all([
+        this.redis.hdel(this.keys.state(token), 'o'),
+        this.redis.zrem(this.keys.outbox, token),
+      ]);
     } catch (error) {
       throw toAppError(error);
     }

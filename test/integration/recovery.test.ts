@@ -204,4 +204,25 @@ describe('resuming steps a crash interrupted', () => {
       await expectCompleted(step, token);
     });
   });
+
+  it('schedules the expiry timer a crash lost on the next access to the token', async () => {
+    const token = 'retry-pay-after-persist-outcome';
+    let armed = true;
+    const crashing = await startInstance({}, (name) => {
+      if (armed && name === 'after-persist-outcome') {
+        armed = false;
+        throw new Error(`simulated crash at ${name}`);
+      }
+    });
+    const response = await pay(crashing, token);
+    await crashing.stop();
+    expect(response.status).toBeGreaterThanOrEqual(500);
+    // The charge is recorded, but the timer that should follow it was never set.
+    expect(await statusOf(token)).toBe('processed');
+    expect(await timerStateOf(token)).toBeNull();
+
+    const retried = await pay(survivor, token);
+    expect(retried.status).toBe(200);
+    await expectCompleted('pay', token);
+  });
 });

@@ -56,7 +56,8 @@ async function waitForPing(url: string, child: ChildProcess): Promise<void> {
     probe.on('error', () => undefined);
     try {
       await probe.connect();
-      if ((await probe.ping()) === 'PONG') return;
+      await probe.ping();
+      return;
     } catch {
       // not up yet
     } finally {
