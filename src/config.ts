@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FAULT_POINTS, type FaultPointName } from './runtime/fault-points.ts';
 
 /** The only reader of process.env: everything else gets a frozen Config. */
 
@@ -71,6 +72,24 @@ const envSchema = z.object({
     }),
   PAYSTATE_MANAGED_REDIS: z.enum(['auto', 'never']).optional().default('auto'),
   PAYSTATE_DATA_DIR: z.string().optional().default('.data'),
+  EXPIRY_JOB_LOCK_MS: integer('EXPIRY_JOB_LOCK_MS', 30_000, 100),
+  // Test setting: kill this process with SIGKILL at a named step ("point" or
+  // "point:EVENT"). Unset in every real deployment.
+  PAYSTATE_TEST_CRASH_AT: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '') return null;
+      const [point = '', event] = raw.split(':');
+      if (!(FAULT_POINTS as readonly string[]).includes(point)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `PAYSTATE_TEST_CRASH_AT must be one of ${FAULT_POINTS.join(', ')} (optionally :EVENT), got "${raw}"`,
+        });
+        return z.NEVER;
+      }
+      return { point: point as FaultPointName, event: event ?? null };
+    }),
 });
 
 export interface Config {
@@ -89,6 +108,10 @@ export interface Config {
   /** `auto`: start a local redis-server when nothing answers at REDIS_URL. */
   readonly managedRedis: 'auto' | 'never';
   readonly dataDir: string;
+  /** How long a worker holds an expiry job before BullMQ treats it as stalled and redelivers it. */
+  readonly expiryJobLockMs: number;
+  /** Test setting: die with SIGKILL at this step (of commands for `event`, or of any command). */
+  readonly testCrashAt: { readonly point: FaultPointName; readonly event: string | null } | null;
 }
 
 export class ConfigError extends Error {
@@ -123,5 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     roles: Object.freeze(e.PAYSTATE_ROLES),
     managedRedis: e.PAYSTATE_MANAGED_REDIS,
     dataDir: e.PAYSTATE_DATA_DIR,
+    expiryJobLockMs: e.EXPIRY_JOB_LOCK_MS,
+    testCrashAt: e.PAYSTATE_TEST_CRASH_AT,
   });
 }

@@ -61,7 +61,23 @@ async function main(): Promise<void> {
     throw error;
   }
   const managed = await ensureRedis(config);
-  const service = await startService(config, { log });
+  const crashAt = config.testCrashAt;
+  const service = await startService(config, {
+    log,
+    ...(crashAt === null
+      ? {}
+      : {
+          // Test setting only: die like a killed process at the named step.
+          faultPoint: (name, context) => {
+            if (
+              name === crashAt.point &&
+              (crashAt.event === null || crashAt.event === context.event)
+            ) {
+              process.kill(process.pid, 'SIGKILL');
+            }
+          },
+        }),
+  });
   log.info('paystate started', {
     roles: config.roles,
     url: service.url,

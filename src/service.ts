@@ -9,7 +9,7 @@ import { toAppError, type AppError } from './errors.ts';
 import { createApp } from './http/app.ts';
 import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
 import { createKeys } from './runtime/keys.ts';
-import { PaymentRuntime, type FaultPointName } from './runtime/payment-runtime.ts';
+import { PaymentRuntime, type FaultPoint } from './runtime/payment-runtime.ts';
 import { startRecoverySweep, type RecoverySweep } from './runtime/recovery.ts';
 import { SnapshotStore } from './runtime/snapshot-store.ts';
 import { RedlockTokenLock } from './runtime/token-lock.ts';
@@ -24,7 +24,7 @@ export const silentLogger: Logger = { info: () => undefined, error: () => undefi
 export interface ServiceOptions {
   readonly log?: Logger;
   readonly clock?: () => number;
-  readonly faultPoint?: (name: FaultPointName) => Promise<void> | void;
+  readonly faultPoint?: FaultPoint;
 }
 
 export interface RunningService {
@@ -98,6 +98,7 @@ export async function startService(
       {
         connection: workerConnection,
         prefix: keys.queuePrefix,
+        lockMs: config.expiryJobLockMs,
         onError: (error) => {
           log.error('expiry worker error', { message: error.message });
         },

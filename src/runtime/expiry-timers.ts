@@ -73,7 +73,12 @@ export class BullExpiryTimers implements ExpiryTimers {
 }
 
 export function startExpiryWorker(
-  options: QueueOptions & { concurrency?: number; onError?: (error: Error) => void },
+  options: QueueOptions & {
+    concurrency?: number;
+    /** A job held longer than this by a dead worker is delivered again. */
+    lockMs?: number;
+    onError?: (error: Error) => void;
+  },
   expire: (data: ExpiryJobData) => Promise<void>,
 ): Worker<ExpiryJobData> {
   const worker = new Worker<ExpiryJobData>(
@@ -85,6 +90,9 @@ export function startExpiryWorker(
       connection: options.connection,
       prefix: options.prefix,
       concurrency: options.concurrency ?? 32,
+      ...(options.lockMs === undefined
+        ? {}
+        : { lockDuration: options.lockMs, stalledInterval: options.lockMs }),
     },
   );
   worker.on('error', (error) => options.onError?.(error));

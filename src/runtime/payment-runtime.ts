@@ -16,6 +16,7 @@ import type {
   PaymentEvent,
 } from '../machine/payment.types.ts';
 import type { ExpiryTimers } from './expiry-timers.ts';
+import type { FaultPointName } from './fault-points.ts';
 import type { Expected, SnapshotStore } from './snapshot-store.ts';
 import type { TokenLock } from './token-lock.ts';
 
@@ -43,16 +44,21 @@ export interface RuntimeDeps {
   readonly newLifeId: () => string;
   readonly paymentExpiryMs: number;
   readonly expiredRetentionMs: number;
-  /** Test-only hook, called at named steps; inert in production. */
-  readonly faultPoint?: (name: FaultPointName) => Promise<void> | void;
+  /** Test-only hook, called at named steps; inert unless a test sets it. */
+  readonly faultPoint?: FaultPoint;
 }
 
-export type FaultPointName =
-  | 'after-lock'
-  | 'after-persist-intent'
-  | 'after-ledger'
-  | 'after-persist-outcome'
-  | 'before-response';
+/** Where a command is when a fault point is reached. */
+export interface FaultContext {
+  readonly token: string;
+  /** The client event being handled (a resumed step is handled on behalf of it). */
+  readonly event: ClientEvent['type'] | 'RECOVER';
+}
+
+export type FaultPoint = (name: FaultPointName, context: FaultContext) => Promise<void> | void;
+
+export type { FaultPointName } from './fault-points.ts';
+export { FAULT_POINTS } from './fault-points.ts';
 
 export interface CommandResult {
   /** The machine's answer; `null` when the event had nothing to act on (EXPIRE of an unknown token). */
@@ -67,6 +73,16 @@ interface Cursor {
 }
 
 const STALE_WRITE_RETRIES = 3;
+
+/** What one command carries through its steps. */
+interface Run {
+  readonly token: string;
+  readonly fault: FaultContext;
+  /** Answers the machine gave to the client event; a resumed step's answer is not collected. */
+  readonly replies: Outcome[];
+  /** True once the token is in the outbox for this command. */
+  owes: boolean;
+}
 
 export class PaymentRuntime {
   constructor(private readonly deps: RuntimeDeps) {}
@@ -93,31 +109,39 @@ export class PaymentRuntime {
     await this.deps.lock.withLock(token, async () => {
       const record = await this.deps.store.load(token);
       if (record !== null) {
-        const owed = owedEffects(record.snapshot);
-        await this.deps.store.markOwed(token, this.deps.clock());
-        const cursor = { expected: record, snapshot: record.snapshot };
-        await this.runEffects(token, cursor, owed, []);
+        const run: Run = { token, fault: { token, event: 'RECOVER' }, replies: [], owes: true };
+        await this.runEffects(
+          run,
+          { expected: record, snapshot: record.snapshot },
+          owedEffects(record.snapshot),
+        );
       }
       await this.deps.store.clearOwed(token);
     });
   }
 
   private async command(token: string, makeEvent: () => ClientEvent): Promise<CommandResult> {
+    const first = makeEvent();
+    const fault: FaultContext = { token, event: first.type };
     const result = await this.deps.lock.withLock(token, async () => {
-      await this.fault('after-lock');
+      await this.fault('after-lock', fault);
       for (let attempt = 1; ; attempt++) {
         try {
-          return await this.handle(token, makeEvent());
+          return await this.handle(token, attempt === 1 ? first : makeEvent(), fault);
         } catch (error) {
           if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
         }
       }
     });
-    await this.fault('before-response');
+    await this.fault('before-response', fault);
     return result;
   }
 
-  private async handle(token: string, event: ClientEvent): Promise<CommandResult> {
+  private async handle(
+    token: string,
+    event: ClientEvent,
+    fault: FaultContext,
+  ): Promise<CommandResult> {
     const record = await this.deps.store.load(token);
     let cursor: Cursor;
     if (record === null) {
@@ -135,62 +159,49 @@ export class PaymentRuntime {
       cursor = { expected: record, snapshot: record.snapshot };
     }
 
-    const owes = { value: false };
-    if (record !== null && (record.owed || isInFlight(record.snapshot))) {
+    const resuming = record !== null && (record.owed || isInFlight(record.snapshot));
+    const run: Run = { token, fault, replies: [], owes: resuming };
+    if (resuming) {
       // A request died before its effects all ran: finish them before anything
       // else (a charge or refund with the same operation id, a lost timer).
-      owes.value = true;
+      // Their answers were for a client long gone and are not collected.
       await this.deps.store.markOwed(token, this.deps.clock());
-      cursor = await this.runEffects(token, cursor, owedEffects(cursor.snapshot), []);
+      const resumed: Run = { token, fault, replies: [], owes: true };
+      cursor = await this.runEffects(resumed, cursor, owedEffects(cursor.snapshot));
     }
-
-    const replies: Outcome[] = [];
-    cursor = await this.apply(token, cursor, event, replies, owes);
-    if (owes.value) await this.deps.store.clearOwed(token);
-    return { outcome: replies.at(-1) ?? null, snapshot: cursor.snapshot };
+    cursor = await this.apply(run, cursor, event);
+    if (run.owes) await this.deps.store.clearOwed(token);
+    return { outcome: run.replies.at(-1) ?? null, snapshot: cursor.snapshot };
   }
 
   /** Applies one event: transition, persist if anything changed, then run its effects. */
-  private async apply(
-    token: string,
-    cursor: Cursor,
-    event: PaymentEvent,
-    replies: Outcome[],
-    owes: { value: boolean },
-  ): Promise<Cursor> {
+  private async apply(run: Run, cursor: Cursor, event: PaymentEvent): Promise<Cursor> {
     const step = stepPayment(cursor.snapshot, event);
     const changed =
       step.snapshot.value !== cursor.snapshot.value ||
       step.snapshot.context !== cursor.snapshot.context;
     let next = cursor;
     if (changed) {
-      const durable = step.effects.filter(
-        (e) => e.type !== 'reply' && e.type !== 'scheduleRemoval',
-      );
-      if (durable.length > 0 && !owes.value) {
-        owes.value = true;
-        await this.deps.store.markOwed(token, this.deps.clock());
+      const durable = step.effects.some((e) => e.type !== 'reply' && e.type !== 'scheduleRemoval');
+      if (durable && !run.owes) {
+        run.owes = true;
+        await this.deps.store.markOwed(run.token, this.deps.clock());
       }
       const removal = step.effects.find((e) => e.type === 'scheduleRemoval');
-      const saved = await this.deps.store.save(token, cursor.expected, step.snapshot, {
+      const saved = await this.deps.store.save(run.token, cursor.expected, step.snapshot, {
         removeAt: removal?.params.removeAt ?? null,
-        owed: owes.value,
+        owed: run.owes,
       });
       next = { expected: saved, snapshot: step.snapshot };
       await this.fault(
         isInFlight(step.snapshot) ? 'after-persist-intent' : 'after-persist-outcome',
+        run.fault,
       );
     }
-    return this.runEffects(token, next, step.effects, replies, owes);
+    return this.runEffects(run, next, step.effects);
   }
 
-  private async runEffects(
-    token: string,
-    cursor: Cursor,
-    effects: readonly Effect[],
-    replies: Outcome[],
-    owes: { value: boolean } = { value: true },
-  ): Promise<Cursor> {
+  private async runEffects(run: Run, cursor: Cursor, effects: readonly Effect[]): Promise<Cursor> {
     let feedback: EffectEvent | null = null;
     for (const effect of effects) {
       switch (effect.type) {
@@ -200,10 +211,10 @@ export class PaymentRuntime {
             operationId,
             accountId,
             amountCents,
-            token,
+            run.token,
             this.deps.clock(),
           );
-          await this.fault('after-ledger');
+          await this.fault('after-ledger', run.fault);
           feedback =
             result.outcome === 'applied'
               ? { type: 'CHARGE_SUCCEEDED', at: this.deps.clock() }
@@ -216,10 +227,10 @@ export class PaymentRuntime {
             operationId,
             accountId,
             amountCents,
-            token,
+            run.token,
             this.deps.clock(),
           );
-          await this.fault('after-ledger');
+          await this.fault('after-ledger', run.fault);
           feedback = { type: 'REFUND_COMPLETED', at: this.deps.clock() };
           break;
         }
@@ -234,14 +245,14 @@ export class PaymentRuntime {
           // Done by the write itself (PEXPIREAT in the same script): nothing can lose it.
           break;
         case 'reply':
-          replies.push(effect.params.outcome);
+          run.replies.push(effect.params.outcome);
           break;
       }
     }
-    return feedback === null ? cursor : this.apply(token, cursor, feedback, replies, owes);
+    return feedback === null ? cursor : this.apply(run, cursor, feedback);
   }
 
-  private async fault(name: FaultPointName): Promise<void> {
-    if (this.deps.faultPoint) await this.deps.faultPoint(name);
+  private async fault(name: FaultPointName, context: FaultContext): Promise<void> {
+    if (this.deps.faultPoint) await this.deps.faultPoint(name, context);
   }
 }

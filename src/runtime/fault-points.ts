@@ -1,0 +1,14 @@
+/**
+ * Named steps of the request path where tests can inject a fault (throw, or
+ * kill the process). Inert unless a test or the PAYSTATE_TEST_CRASH_AT test
+ * setting asks for one.
+ */
+export const FAULT_POINTS = [
+  'after-lock',
+  'after-persist-intent',
+  'after-ledger',
+  'after-persist-outcome',
+  'before-response',
+] as const;
+
+export type FaultPointName = (typeof FAULT_POINTS)[number];
