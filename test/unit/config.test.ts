@@ -29,6 +29,8 @@ describe('loadConfig', () => {
       roles: ['api', 'worker'],
       managedRedis: 'auto',
       dataDir: '.data',
+      expiryJobLockMs: 30_000,
+      testCrashAt: null,
     });
   });
 
@@ -55,6 +57,8 @@ describe('loadConfig', () => {
       PAYSTATE_ROLES: ' worker , api ,worker',
       PAYSTATE_MANAGED_REDIS: 'never',
       PAYSTATE_DATA_DIR: '/var/lib/paystate',
+      EXPIRY_JOB_LOCK_MS: '500',
+      PAYSTATE_TEST_CRASH_AT: 'after-ledger:CANCEL',
     });
 
     expect(config).toEqual({
@@ -72,7 +76,15 @@ describe('loadConfig', () => {
       roles: ['worker', 'api'],
       managedRedis: 'never',
       dataDir: '/var/lib/paystate',
+      expiryJobLockMs: 500,
+      testCrashAt: { point: 'after-ledger', event: 'CANCEL' },
     });
+  });
+
+  it('refuses a crash point that does not exist', () => {
+    expect(() => loadConfig({ PAYSTATE_TEST_CRASH_AT: 'after-lunch' })).toThrow(
+      /PAYSTATE_TEST_CRASH_AT must be one of after-lock/,
+    );
   });
 
   it('accepts a single role', () => {
