@@ -2,7 +2,7 @@
  * `npm start`: API and expiry worker in one process (PAYSTATE_ROLES separates
  * them), graceful shutdown on SIGTERM/SIGINT.
  */
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ConfigError, loadConfig, type Config, type FaultSetting } from './config.ts';
 import {
   isLocalUrl,
   redisAnswers,
@@ -61,20 +61,21 @@ async function main(): Promise<void> {
     throw error;
   }
   const managed = await ensureRedis(config);
-  const crashAt = config.testCrashAt;
+  const { testCrashAt: crashAt, testPauseAt: pauseAt } = config;
+  const reached = (setting: FaultSetting | null, name: string, event: string) =>
+    setting !== null &&
+    name === setting.point &&
+    (setting.event === null || setting.event === event);
   const service = await startService(config, {
     log,
-    ...(crashAt === null
+    ...(crashAt === null && pauseAt === null
       ? {}
       : {
-          // Test setting only: die like a killed process at the named step.
+          // Test settings only: die like a killed process, or stop like a
+          // paused one (until SIGCONT), at the named step.
           faultPoint: (name, context) => {
-            if (
-              name === crashAt.point &&
-              (crashAt.event === null || crashAt.event === context.event)
-            ) {
-              process.kill(process.pid, 'SIGKILL');
-            }
+            if (reached(crashAt, name, context.event)) process.kill(process.pid, 'SIGKILL');
+            if (reached(pauseAt, name, context.event)) process.kill(process.pid, 'SIGSTOP');
           },
         }),
   });

@@ -50,7 +50,7 @@ export function connectRedis(url: string): Redis {
 
 function describe(error: AppError): Record<string, unknown> {
   const cause = error.cause instanceof Error ? error.cause.message : undefined;
-  return { code: error.code, message: error.message, cause };
+  return { code: error.code, detail: error.message, cause };
 }
 
 /** Wires Redis, the runtime, the HTTP API and the expiry worker, per the configured roles. */

@@ -1,6 +1,6 @@
-import express, { type Express, type Request, type Response } from 'express';
+import express, { type Express, type Request, type RequestHandler, type Response } from 'express';
 import type { Ledger } from '../accounts/ledger.ts';
-import { NotFoundError, ValidationError, type AppError } from '../errors.ts';
+import { AppError, NotFoundError, ValidationError } from '../errors.ts';
 import type { PaymentRuntime, CommandResult } from '../runtime/payment-runtime.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
@@ -15,14 +15,51 @@ export interface AppDeps {
 }
 
 export const BODY_LIMIT = '16kb';
+const BODY_LIMIT_BYTES = 16 * 1024;
+
+const tooLarge = () => new AppError('payload_too_large', 'body is too large', false);
+
+/**
+ * The JSON body parser, refusing an oversized body from its declared length,
+ * or as soon as the bytes received pass the limit. body-parser alone answers
+ * only once it has read the whole request, so a client that declares 10 MB,
+ * or streams a chunked body without end, would wait that long or forever.
+ */
+function jsonBody(): RequestHandler {
+  // Seed clients may send JSON without a content type: parse whatever comes.
+  const parse: RequestHandler = express.json({
+    limit: BODY_LIMIT,
+    strict: false,
+    type: () => true,
+  });
+  return (req, res, next) => {
+    if (Number(req.headers['content-length'] ?? 0) > BODY_LIMIT_BYTES) {
+      next(tooLarge());
+      return;
+    }
+    const read = { done: false, bytes: 0 };
+    const finish = (error?: unknown) => {
+      if (read.done) return;
+      read.done = true;
+      req.off('data', count);
+      next(error);
+    };
+    const count = (chunk: Buffer) => {
+      read.bytes += chunk.length;
+      if (read.bytes > BODY_LIMIT_BYTES) finish(tooLarge());
+    };
+    void parse(req, res, finish);
+    // The parser attached its reader synchronously; no chunk has been emitted yet.
+    if (!read.done) req.on('data', count);
+  };
+}
 
 /** Builds the HTTP app; it never listens (tests and main own the server). */
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  // Seed clients may send JSON without a content type: parse whatever comes.
-  app.use(express.json({ limit: BODY_LIMIT, strict: false, type: () => true }));
+  app.use(jsonBody());
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

@@ -68,13 +68,29 @@ function fromRouter(error: unknown): AppError | null {
   return null;
 }
 
+/**
+ * A body that does not decompress as its Content-Encoding says arrives as
+ * zlib's own error, which body-parser marks 400 but gives no `type`.
+ */
+function fromBodyDecoding(error: unknown): AppError | null {
+  if (
+    error instanceof Error &&
+    'errno' in error &&
+    (error as { status?: unknown }).status === 400
+  ) {
+    return new AppError('invalid_request', 'body could not be decoded', false);
+  }
+  return null;
+}
+
 export function errorHandler(log: (error: AppError) => void): ErrorRequestHandler {
   return (error: unknown, _req, res, next) => {
     if (res.headersSent) {
       next(error);
       return;
     }
-    const appError = fromBodyParser(error) ?? fromRouter(error) ?? toAppError(error);
+    const appError =
+      fromBodyParser(error) ?? fromRouter(error) ?? fromBodyDecoding(error) ?? toAppError(error);
     const status = statusOf(appError.code);
     if (status >= 500) log(appError);
     if (appError.retryable) res.set('Retry-After', String(RETRY_AFTER_SECONDS));

@@ -90,6 +90,10 @@ export function startExpiryWorker(
       connection: options.connection,
       prefix: options.prefix,
       concurrency: options.concurrency ?? 32,
+      // A job whose worker died mid-job is delivered again. BullMQ's default
+      // (1) fails it for good on the second such death and the token would
+      // never expire; allow as many as the job's attempts.
+      maxStalledCount: JOB_OPTIONS.attempts,
       ...(options.lockMs === undefined
         ? {}
         : { lockDuration: options.lockMs, stalledInterval: options.lockMs }),

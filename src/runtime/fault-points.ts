@@ -1,7 +1,7 @@
 /**
  * Named steps of the request path where tests can inject a fault (throw, or
- * kill the process). Inert unless a test or the PAYSTATE_TEST_CRASH_AT test
- * setting asks for one.
+ * kill or stop the process). Inert unless a test or one of the
+ * PAYSTATE_TEST_CRASH_AT / PAYSTATE_TEST_PAUSE_AT test settings asks for one.
  */
 export const FAULT_POINTS = [
   'after-lock',

@@ -89,7 +89,9 @@ export class RedlockTokenLock implements TokenLock {
   private async acquireAndRun<T>(token: string, waitMs: number, work: () => Promise<T>) {
     const deadline = Date.now() + waitMs;
     for (;;) {
-      const progress = { acquired: false };
+      const progress: { acquired: boolean; outcome?: { value: T } | { error: unknown } } = {
+        acquired: false,
+      };
       try {
         return await this.redlock.using(
           [this.options.resource(token)],
@@ -97,10 +99,24 @@ export class RedlockTokenLock implements TokenLock {
           { retryCount: 0 },
           async () => {
             progress.acquired = true;
-            return work();
+            try {
+              const value = await work();
+              progress.outcome = { value };
+              return value;
+            } catch (error) {
+              progress.outcome = { error };
+              throw error;
+            }
           },
         );
       } catch (error) {
+        // Releasing a lease that ran out during the work (a pause longer than
+        // the TTL) fails after the work is done. The work's writes were fenced
+        // by the versioned write, so its own outcome is the true answer.
+        if (progress.outcome !== undefined) {
+          if ('error' in progress.outcome) throw progress.outcome.error;
+          return progress.outcome.value;
+        }
         if (progress.acquired) throw error;
         const failure = await this.explainAcquireFailure(token, error);
         if (!(failure instanceof TokenBusyError) || Date.now() >= deadline) throw failure;

@@ -31,6 +31,7 @@ describe('loadConfig', () => {
       dataDir: '.data',
       expiryJobLockMs: 30_000,
       testCrashAt: null,
+      testPauseAt: null,
     });
   });
 
@@ -59,6 +60,7 @@ describe('loadConfig', () => {
       PAYSTATE_DATA_DIR: '/var/lib/paystate',
       EXPIRY_JOB_LOCK_MS: '500',
       PAYSTATE_TEST_CRASH_AT: 'after-ledger:CANCEL',
+      PAYSTATE_TEST_PAUSE_AT: 'after-persist-intent',
     });
 
     expect(config).toEqual({
@@ -78,6 +80,7 @@ describe('loadConfig', () => {
       dataDir: '/var/lib/paystate',
       expiryJobLockMs: 500,
       testCrashAt: { point: 'after-ledger', event: 'CANCEL' },
+      testPauseAt: { point: 'after-persist-intent', event: null },
     });
   });
 
@@ -85,6 +88,19 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PAYSTATE_TEST_CRASH_AT: 'after-lunch' })).toThrow(
       /PAYSTATE_TEST_CRASH_AT must be one of after-lock/,
     );
+  });
+
+  it('refuses a pause point that does not exist', () => {
+    expect(() => loadConfig({ PAYSTATE_TEST_PAUSE_AT: 'before-lunch:PAY' })).toThrow(
+      /PAYSTATE_TEST_PAUSE_AT must be one of after-lock.*got "before-lunch:PAY"/,
+    );
+  });
+
+  it('reads a pause point for one event', () => {
+    expect(loadConfig({ PAYSTATE_TEST_PAUSE_AT: 'after-ledger:PAY' }).testPauseAt).toEqual({
+      point: 'after-ledger',
+      event: 'PAY',
+    });
   });
 
   it('accepts a single role', () => {
