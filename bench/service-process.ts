@@ -1,0 +1,139 @@
+/**
+ * The service as an operator runs it: `node --import tsx src/main.ts` with its
+ * environment, as a child process whose pid the bench watches (RSS, CPU) and
+ * whose node flags it may set (e.g. --cpu-prof).
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { assertNotInterrupted, onCleanup } from './cleanup.ts';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** Keep only the end of a chatty process's output. */
+const OUTPUT_LIMIT = 64 * 1024;
+
+export interface ServiceProcess {
+  readonly name: string;
+  readonly pid: number;
+  /** `http://127.0.0.1:port` when the api role runs, else null. */
+  readonly url: string | null;
+  /** True when the process exited before `stop()` asked it to. */
+  exitedUnexpectedly(): boolean;
+  output(): string;
+  /** SIGTERM, wait for the graceful exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<StopOutcome>;
+}
+
+export interface StopOutcome {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** True when it had to be killed. */
+  readonly killed: boolean;
+}
+
+interface StartedLine {
+  message?: unknown;
+  url?: unknown;
+}
+
+export async function startServiceProcess(options: {
+  name: string;
+  env: Record<string, string>;
+  nodeArgs?: readonly string[];
+  readyTimeoutMs?: number;
+}): Promise<ServiceProcess> {
+  assertNotInterrupted();
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'],
+    { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`${options.name}: could not spawn node`);
+
+  let output = '';
+  const append = (chunk: Buffer) => {
+    output += chunk.toString();
+    if (output.length > OUTPUT_LIMIT * 2) output = output.slice(-OUTPUT_LIMIT);
+  };
+  let stopping = false;
+  let exitedEarly = false;
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      if (!stopping) exitedEarly = true;
+      resolve({ code, signal });
+    });
+  });
+
+  const ready = new Promise<string | null>((resolve, reject) => {
+    let pending = '';
+    const timer = setTimeout(() => {
+      reject(new Error(`${options.name} did not start in time:\n${output}`));
+    }, options.readyTimeoutMs ?? 30_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      append(chunk);
+      pending += chunk.toString();
+      let newline = pending.indexOf('\n');
+      while (newline >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        newline = pending.indexOf('\n');
+        if (!line.includes('paystate started')) continue;
+        clearTimeout(timer);
+        try {
+          const parsed = JSON.parse(line) as StartedLine;
+          resolve(typeof parsed.url === 'string' ? parsed.url : null);
+        } catch {
+          resolve(null);
+        }
+      }
+    });
+    child.stderr.on('data', append);
+    void exit.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`${options.name} exited (${code ?? signal}) while starting:\n${output}`));
+    });
+  });
+
+  const kill = async (graceMs: number): Promise<StopOutcome> => {
+    stopping = true;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const { code, signal } = await exit;
+      return { code, signal, killed: false };
+    }
+    child.kill('SIGTERM');
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, graceMs);
+    const { code, signal } = await exit;
+    clearTimeout(timer);
+    return { code, signal, killed };
+  };
+  const unregister = onCleanup(async () => {
+    await kill(5_000);
+  });
+
+  let url: string | null;
+  try {
+    url = await ready;
+    assertNotInterrupted();
+  } catch (error) {
+    await kill(2_000);
+    unregister();
+    throw error;
+  }
+  return {
+    name: options.name,
+    pid,
+    url,
+    exitedUnexpectedly: () => exitedEarly,
+    output: () => output,
+    async stop(graceMs = 20_000) {
+      const outcome = await kill(graceMs);
+      unregister();
+      return outcome;
+    },
+  };
+}
