@@ -123,18 +123,21 @@ export class PaymentRuntime {
   private async command(token: string, makeEvent: () => ClientEvent): Promise<CommandResult> {
     const first = makeEvent();
     const fault: FaultContext = { token, event: first.type };
-    const result = await this.deps.lock.withLock(token, async () => {
-      await this.fault('after-lock', fault);
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await this.handle(token, attempt === 1 ? first : makeEvent(), fault);
-        } catch (error) {
-          if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
-        }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.deps.lock.withLock(token, async () => {
+          await this.fault('after-lock', fault);
+          return this.handle(token, attempt === 1 ? first : makeEvent(), fault);
+        });
+        await this.fault('before-response', fault);
+        return result;
+      } catch (error) {
+        // A refused write means our lease ran out and another process moved the
+        // token on: take the lock again and start from a fresh read, so nothing
+        // of this attempt (not even clearing the outbox) runs without the lock.
+        if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
       }
-    });
-    await this.fault('before-response', fault);
-    return result;
+    }
   }
 
   private async handle(

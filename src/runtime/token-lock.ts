@@ -47,6 +47,10 @@ export class RedlockTokenLock implements TokenLock {
     private readonly options: RedlockTokenLockOptions,
   ) {
     this.redlock = new Redlock([redis], {
+      // One try per call (acquiring retries on its own clock, below). A
+      // release that fails is not worth retrying: the lease expires anyway,
+      // and ten retries of a command that times out would hold the answer.
+      retryCount: 0,
       driftFactor: 0.01,
       retryDelay: RETRY_DELAY_MS,
       retryJitter: RETRY_DELAY_MS,

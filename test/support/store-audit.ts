@@ -1,0 +1,255 @@
+/**
+ * Reads everything a service keeps under its key prefix (snapshots, ledgers,
+ * outbox) in one atomic step, straight from Redis, and checks that the
+ * snapshots and the ledger agree with each other and with the money rules:
+ *
+ * - every balance is the initial balance minus the withdrawals plus the
+ *   deposits of its ledger, and no running balance ever went below zero;
+ * - every applied ledger operation is in the ledger once, no declined one is;
+ * - every movement belongs to the current life of a token on record, with
+ *   that token's account and amount;
+ * - a token's state says what its money did: processed ⇒ one withdrawal;
+ *   refunded ⇒ one withdrawal and one deposit; pending/cancelled ⇒ nothing;
+ *   charging ⇒ at most the withdrawal (a charge whose outcome is not recorded
+ *   yet); refunding ⇒ the withdrawal and at most the deposit.
+ *
+ * These hold at every moment, under load too: the read is one script, so it
+ * sees the store between two commands. Once recovery has run (`settled`),
+ * nothing may still be in flight or owed, the outbox is empty, and every
+ * processed/cancelled/refunded token has its expiry timer.
+ */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { LedgerEntry } from '../../src/accounts/ledger.ts';
+import { fromStored } from '../../src/machine/payment.snapshot.ts';
+import { EXPIRY_QUEUE, expiryJobId } from '../../src/runtime/expiry-timers.ts';
+import { createKeys } from '../../src/runtime/keys.ts';
+
+export interface TokenAudit {
+  readonly status: string | null;
+  readonly owed: boolean;
+  readonly withdrawals: number;
+  readonly deposits: number;
+}
+
+export interface StoreAudit {
+  readonly tokens: ReadonlyMap<string, TokenAudit>;
+  readonly accounts: number;
+  /** Tokens in the outbox. */
+  readonly outbox: number;
+  /** Records in `charging` or `refunding`. */
+  readonly inFlight: number;
+  /** Charges whose withdrawal is in the ledger while the snapshot still says `charging`. */
+  readonly ledgerAhead: number;
+  /** Broken guarantees, one line each. */
+  readonly problems: readonly string[];
+}
+
+export interface StoreAuditor {
+  audit(options: { settled: boolean }): Promise<StoreAudit>;
+  close(): Promise<void>;
+}
+
+const TIMED_STATES = new Set(['processed', 'cancelled', 'refunded']);
+
+/** Money each state allows: withdrawals and deposits of the token's current life. */
+const MONEY: Record<string, { w: readonly number[]; d: readonly number[] }> = {
+  pending: { w: [0], d: [0] },
+  cancelled: { w: [0], d: [0] },
+  charging: { w: [0, 1], d: [0] },
+  processed: { w: [1], d: [0] },
+  refunding: { w: [1], d: [0, 1] },
+  refunded: { w: [1], d: [1] },
+  expired: { w: [0, 1], d: [0, 1] },
+};
+
+// ARGV: key prefix. Test-only, on a standalone Redis: KEYS inside a script is
+// what makes the read one atomic step.
+const READ_ALL = `
+local prefix = ARGV[1]
+local states = {}
+for _, key in ipairs(redis.call('KEYS', prefix .. ':{*}:state')) do
+  local f = redis.call('HMGET', key, 'v', 'l', 'm', 's', 'o')
+  table.insert(states, {key, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or ''})
+end
+local accounts = {}
+for _, key in ipairs(redis.call('KEYS', prefix .. ':{account:*}:*')) do
+  local id = string.match(key, '{account:(.*)}:')
+  if id and not accounts[id] then accounts[id] = true end
+end
+local ledgers = {}
+for id in pairs(accounts) do
+  local base = prefix .. ':{account:' .. id .. '}:'
+  table.insert(ledgers, {
+    id,
+    redis.call('HGET', base .. 'balance', 'balance') or '',
+    redis.call('LRANGE', base .. 'ledger', 0, -1),
+    redis.call('HGETALL', base .. 'ops'),
+  })
+end
+return {states, ledgers, redis.call('ZCARD', prefix .. ':outbox')}
+`;
+
+type ReadAllReply = [
+  states: [key: string, v: string, l: string, m: string, s: string, o: string][],
+  ledgers: [id: string, balance: string, ledger: string[], ops: string[]][],
+  outbox: number,
+];
+
+interface StoredState {
+  readonly status: string;
+  readonly lifeId: string;
+  readonly payment: { accountId: string; amountCents: number } | null;
+  readonly owed: boolean;
+}
+
+/** `redisUrl` must reach Redis directly, not through whatever fault the test puts on the service's path. */
+export function storeAuditor(options: {
+  redisUrl: string;
+  keyPrefix: string;
+  initialBalanceCents: number;
+}): StoreAuditor {
+  const keys = createKeys(options.keyPrefix);
+  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 3 });
+  redis.on('error', () => undefined);
+  const queueConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+  queueConnection.on('error', () => undefined);
+  const queue = new Queue(EXPIRY_QUEUE, { connection: queueConnection, prefix: keys.queuePrefix });
+  queue.on('error', () => undefined);
+  const tokenOf = (stateKey: string) =>
+    stateKey.slice(`${options.keyPrefix}:{`.length, -'}:state'.length);
+
+  return {
+    async audit({ settled }) {
+      const problems: string[] = [];
+      const [rawStates, rawLedgers, outbox] = (await redis.eval(
+        READ_ALL,
+        0,
+        options.keyPrefix,
+      )) as ReadAllReply;
+
+      const records = new Map<string, StoredState>();
+      for (const [key, , , machineVersion, json, owed] of rawStates) {
+        const token = tokenOf(key);
+        try {
+          const snapshot = fromStored({
+            machineVersion: Number(machineVersion),
+            snapshot: JSON.parse(json) as unknown,
+          });
+          records.set(token, {
+            status: snapshot.value,
+            lifeId: snapshot.context.lifeId,
+            payment: snapshot.context.payment,
+            owed: owed === '1',
+          });
+        } catch (error) {
+          problems.push(`${token}: unreadable record (${String(error)})`);
+        }
+      }
+
+      const movements = new Map<string, LedgerEntry[]>();
+      for (const [accountId, balance, rawEntries, flatOperations] of rawLedgers) {
+        const operations = new Map<string, string>();
+        for (let i = 0; i + 1 < flatOperations.length; i += 2) {
+          operations.set(flatOperations[i] ?? '', flatOperations[i + 1] ?? '');
+        }
+        let running = options.initialBalanceCents;
+        const seen = new Set<string>();
+        for (const entry of rawEntries.map((e) => JSON.parse(e) as LedgerEntry)) {
+          running += entry.kind === 'deposit' ? entry.amountCents : -entry.amountCents;
+          if (entry.balanceCents !== running) {
+            problems.push(
+              `${accountId}: entry ${entry.operationId} says balance ${entry.balanceCents}, the entries before it make ${running}`,
+            );
+          }
+          if (running < 0) problems.push(`${accountId}: balance went negative (${running})`);
+          if (seen.has(entry.operationId)) {
+            problems.push(`${accountId}: operation ${entry.operationId} is in the ledger twice`);
+          }
+          seen.add(entry.operationId);
+          if (operations.get(entry.operationId) !== 'applied') {
+            problems.push(
+              `${accountId}: ledger has ${entry.operationId}, recorded as ${operations.get(entry.operationId) ?? 'nothing'}`,
+            );
+          }
+          const list = movements.get(entry.token) ?? [];
+          list.push(entry);
+          movements.set(entry.token, list);
+          const record = records.get(entry.token);
+          if (record === undefined) {
+            problems.push(
+              `${accountId}: ${entry.operationId} moves money for a token with no record`,
+            );
+            continue;
+          }
+          if (!entry.operationId.includes(`:${entry.token}:${record.lifeId}`)) {
+            problems.push(
+              `${accountId}: ${entry.operationId} is not of the token's life ${record.lifeId}`,
+            );
+          }
+          if (
+            record.payment?.accountId !== accountId ||
+            record.payment.amountCents !== entry.amountCents
+          ) {
+            problems.push(
+              `${accountId}: ${entry.operationId} moves ${entry.amountCents} while the token's payment is ${JSON.stringify(record.payment)}`,
+            );
+          }
+        }
+        for (const [operationId, outcome] of operations) {
+          if (outcome === 'applied' && !seen.has(operationId)) {
+            problems.push(
+              `${accountId}: ${operationId} is recorded as applied but not in the ledger`,
+            );
+          }
+        }
+        const stored = balance === '' ? options.initialBalanceCents : Number(balance);
+        if (stored !== running) {
+          problems.push(`${accountId}: balance ${stored} but its ledger adds up to ${running}`);
+        }
+        if (stored < 0) problems.push(`${accountId}: balance ${stored} is negative`);
+      }
+
+      const tokens = new Map<string, TokenAudit>();
+      let inFlight = 0;
+      let ledgerAhead = 0;
+      for (const [token, record] of records) {
+        const mine = movements.get(token) ?? [];
+        const withdrawals = mine.filter((e) => e.kind === 'withdrawal').length;
+        const deposits = mine.filter((e) => e.kind === 'deposit').length;
+        const { status } = record;
+        tokens.set(token, { status, owed: record.owed, withdrawals, deposits });
+        if (status === 'charging' || status === 'refunding') inFlight++;
+        if (status === 'charging' && withdrawals === 1) ledgerAhead++;
+        const money = MONEY[status];
+        if (money === undefined || !money.w.includes(withdrawals) || !money.d.includes(deposits)) {
+          problems.push(
+            `${token}: ${status} with ${withdrawals} withdrawal(s) and ${deposits} deposit(s)`,
+          );
+        }
+        if (!settled) continue;
+        if (status === 'charging' || status === 'refunding') {
+          problems.push(`${token}: still ${status} after recovery`);
+        }
+        if (record.owed) problems.push(`${token}: still flagged owed after recovery`);
+        if (TIMED_STATES.has(status)) {
+          const job = await queue.getJob(expiryJobId(token, record.lifeId));
+          if (job === undefined) problems.push(`${token}: ${status} without its expiry timer`);
+        }
+      }
+      if (settled && outbox > 0) problems.push(`${outbox} token(s) still in the outbox`);
+      return {
+        tokens,
+        accounts: rawLedgers.length,
+        outbox,
+        inFlight,
+        ledgerAhead,
+        problems,
+      };
+    },
+    async close() {
+      await queue.close();
+      await Promise.allSettled([redis.quit(), queueConnection.quit()]);
+    },
+  };
+}
