@@ -18,6 +18,8 @@ import {
   waitUntilStopped,
   type AppProcess,
   type HttpReply,
+  accountOf,
+  tokenRequests,
 } from '../support/app-process.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import {
@@ -43,8 +45,6 @@ const CASES: readonly { point: FaultPointName; follower: Follower }[] = [
   { point: 'after-ledger', follower: 'retried payment' },
   { point: 'after-ledger', follower: 'cancel' },
 ];
-
-const accountOf = (token: string) => `acct-${token}`;
 
 const FINAL: Record<Follower, ExpectedToken> = {
   'retried payment': {
@@ -139,13 +139,7 @@ describe('a lock holder paused past its lease while another process takes the to
     await redis.destroy();
   });
 
-  const pay = (app: AppProcess, token: string) =>
-    app.request('POST', '/payments', {
-      headers: { 'Idempotency-Key': token },
-      body: { accountId: accountOf(token), amountCents: AMOUNT_CENTS },
-    });
-  const cancel = (app: AppProcess, token: string) =>
-    app.request('POST', `/payments/${token}/cancel`);
+  const { pay, cancel } = tokenRequests(AMOUNT_CENTS);
 
   it.each(CASES)(
     'a payment paused at $point loses its lease to a $follower: its late write is refused, money moves once and both clients get true answers',

@@ -13,6 +13,8 @@ import {
   untilAnswered,
   type AppProcess,
   type HttpReply,
+  accountOf,
+  tokenRequests,
 } from '../support/app-process.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import { checkToken, StoreInspector, type ExpectedToken } from '../support/payment-checks.ts';
@@ -32,8 +34,6 @@ type Kind = 'payment' | 'refund';
 
 const KINDS: readonly Kind[] = ['payment', 'refund'];
 const EVENT: Record<Kind, 'PAY' | 'CANCEL'> = { payment: 'PAY', refund: 'CANCEL' };
-
-const accountOf = (token: string) => `acct-${token}`;
 
 /** Kills that leave work owed (in the outbox) for whoever comes next. */
 const LEAVES_WORK_OWED: ReadonlySet<FaultPointName> = new Set([
@@ -94,13 +94,7 @@ describe('a service process killed in the middle of a payment or refund', () => 
     await redis.destroy();
   });
 
-  const pay = (app: AppProcess, token: string) =>
-    app.request('POST', '/payments', {
-      headers: { 'Idempotency-Key': token },
-      body: { accountId: accountOf(token), amountCents: AMOUNT_CENTS },
-    });
-  const cancel = (app: AppProcess, token: string) =>
-    app.request('POST', `/payments/${token}/cancel`);
+  const { pay, cancel } = tokenRequests(AMOUNT_CENTS);
   const request = (kind: Kind, app: AppProcess, token: string) =>
     kind === 'payment' ? pay(app, token) : cancel(app, token);
 

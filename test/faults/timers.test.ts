@@ -11,7 +11,7 @@ import type { JobsOptions } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expiryJobId } from '../../src/runtime/expiry-timers.ts';
 import type { FaultPointName } from '../../src/runtime/fault-points.ts';
-import { AppProcesses, type AppProcess } from '../support/app-process.ts';
+import { AppProcesses, type AppProcess, accountOf, tokenRequests } from '../support/app-process.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import {
   movementsOf,
@@ -43,7 +43,6 @@ type Final = 'processed' | 'cancelled' | 'refunded';
 
 const FINALS: readonly Final[] = ['processed', 'cancelled', 'refunded'];
 
-const accountOf = (token: string) => `acct-${token}`;
 const newToken = (what: string) => `${what}-${randomBytes(4).toString('hex')}`;
 const expiredEntries = (view: PaymentView | null) =>
   view?.history.filter((h) => h.state === 'expired').length ?? 0;
@@ -64,13 +63,7 @@ function cluster(redisUrl: string) {
     EXPIRY_JOB_LOCK_MS: JOB_LOCK_MS,
   });
   const store = new StoreInspector(redisUrl, prefix);
-  const pay = (app: AppProcess, token: string) =>
-    app.request('POST', '/payments', {
-      headers: { 'Idempotency-Key': token },
-      body: { accountId: accountOf(token), amountCents: AMOUNT_CENTS },
-    });
-  const cancel = (app: AppProcess, token: string) =>
-    app.request('POST', `/payments/${token}/cancel`);
+  const { pay, cancel } = tokenRequests(AMOUNT_CENTS);
 
   /** Brings a new token to `final`; returns its life id. */
   async function prepare(app: AppProcess, token: string, final: Final): Promise<string> {

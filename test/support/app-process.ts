@@ -210,3 +210,18 @@ export async function waitUntilStopped(app: AppProcess, timeoutMs = 10_000): Pro
     what: `${app.name} to stop`,
   });
 }
+
+/** Each token pays from an account of its own, so tokens never decline each other. */
+export const accountOf = (token: string): string => `acct-${token}`;
+
+/** The native pay and cancel requests of one token, as a client sends them to a process. */
+export function tokenRequests(amountCents: number) {
+  return {
+    pay: (app: AppProcess, token: string) =>
+      app.request('POST', '/payments', {
+        headers: { 'Idempotency-Key': token },
+        body: { accountId: accountOf(token), amountCents },
+      }),
+    cancel: (app: AppProcess, token: string) => app.request('POST', `/payments/${token}/cancel`),
+  };
+}
