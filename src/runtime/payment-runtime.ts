@@ -108,15 +108,17 @@ export class PaymentRuntime {
   async recover(token: string): Promise<void> {
     await this.deps.lock.withLock(token, async () => {
       const record = await this.deps.store.load(token);
+      let version: number | null = null;
       if (record !== null) {
         const run: Run = { token, fault: { token, event: 'RECOVER' }, replies: [], owes: true };
-        await this.runEffects(
+        const cursor = await this.runEffects(
           run,
           { expected: record, snapshot: record.snapshot },
           owedEffects(record.snapshot),
         );
+        version = cursor.expected?.version ?? null;
       }
-      await this.deps.store.clearOwed(token);
+      await this.deps.store.clearOwed(token, version);
     });
   }
 
@@ -173,7 +175,12 @@ export class PaymentRuntime {
       cursor = await this.runEffects(resumed, cursor, owedEffects(cursor.snapshot));
     }
     cursor = await this.apply(run, cursor, event);
-    if (run.owes) await this.deps.store.clearOwed(token);
+    if (run.owes) {
+      // Not awaited: it goes out on the lock's connection ahead of the lock's
+      // release, which is awaited before the answer, so it has run by then.
+      // Should it fail, the next access or the sweep clears it (idempotently).
+      this.deps.store.clearOwed(token, cursor.expected?.version ?? null).catch(() => undefined);
+    }
     return { outcome: run.replies.at(-1) ?? null, snapshot: cursor.snapshot };
   }
 
@@ -186,21 +193,14 @@ export class PaymentRuntime {
     let next = cursor;
     if (changed) {
       const durable = step.effects.some((e) => e.type !== 'reply' && e.type !== 'scheduleRemoval');
-      let marking: Promise<void> | undefined;
-      if (durable && !run.owes) {
-        run.owes = true;
-        marking = this.deps.store.markOwed(run.token, this.deps.clock());
-      }
+      if (durable) run.owes = true;
       const removal = step.effects.find((e) => e.type === 'scheduleRemoval');
-      // Sent back to back on one connection: Redis runs the outbox entry before
-      // the write, at the cost of one round trip for both.
-      const [, saved] = await Promise.all([
-        marking,
-        this.deps.store.save(run.token, cursor.expected, step.snapshot, {
-          removeAt: removal?.params.removeAt ?? null,
-          owed: run.owes,
-        }),
-      ]);
+      // An owed write puts the token in the outbox in the same script.
+      const saved = await this.deps.store.save(run.token, cursor.expected, step.snapshot, {
+        removeAt: removal?.params.removeAt ?? null,
+        owed: run.owes,
+        now: this.deps.clock(),
+      });
       next = { expected: saved, snapshot: step.snapshot };
       await this.fault(
         isInFlight(step.snapshot) ? 'after-persist-intent' : 'after-persist-outcome',

@@ -21,24 +21,42 @@ export interface StoredRecord {
 /** What a write expects to find: `null` for a token with no record yet. */
 export type Expected = Pick<StoredRecord, 'version' | 'lifeId'> | null;
 
-// KEYS: state hash. ARGV: expected version, expected lifeId, new lifeId,
-// machine version, snapshot JSON, removeAt (epoch ms, or '' for none),
-// owed ('1' when effects of this write are still to run).
+// KEYS: state hash, outbox. ARGV: expected version, expected lifeId, new
+// lifeId, machine version, snapshot JSON, removeAt (epoch ms, or '' for none),
+// owed ('1' when effects of this write are still to run), token, now.
 // Returns the new version, or -1 when the stored (version, lifeId) differ.
+// An owed write puts the token in the outbox in the same step, so no crash
+// can leave owed effects that the recovery sweep does not know about.
 const SAVE_SCRIPT = `
 local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
 if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return -1 end
 local nv = tonumber(cur[1] or '0') + 1
 redis.call('HSET', KEYS[1], 'v', nv, 'l', ARGV[3], 'm', ARGV[4], 's', ARGV[5])
-if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'o', '1') end
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'o', '1')
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[9], ARGV[8])
+end
 if ARGV[6] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) end
 return nv
+`;
+
+// KEYS: state hash, outbox. ARGV: the version this command wrote last ('' if
+// none), token. Clears the owed flag and the outbox entry only if no other
+// writer has written since: a command whose lease ran out must not clear what
+// the new lock holder owes.
+const CLEAR_SCRIPT = `
+local v = redis.call('HGET', KEYS[1], 'v')
+if (v or '') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'o')
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
 `;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     paystateSave(
       stateKey: string,
+      outboxKey: string,
       expectedVersion: number,
       expectedLifeId: string,
       lifeId: string,
@@ -46,7 +64,15 @@ declare module 'ioredis' {
       snapshot: string,
       removeAt: number | '',
       owed: '1' | '',
+      token: string,
+      now: number,
     ): Result<number, Context>;
+    paystateClearOwed(
+      stateKey: string,
+      outboxKey: string,
+      version: number | '',
+      token: string,
+    ): Result<0 | 1, Context>;
   }
 }
 
@@ -55,7 +81,8 @@ export class SnapshotStore {
     private readonly redis: Redis,
     private readonly keys: Keys,
   ) {
-    redis.defineCommand('paystateSave', { numberOfKeys: 1, lua: SAVE_SCRIPT });
+    redis.defineCommand('paystateSave', { numberOfKeys: 2, lua: SAVE_SCRIPT });
+    redis.defineCommand('paystateClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
   }
 
   async load(token: string): Promise<StoredRecord | null> {
@@ -81,19 +108,21 @@ export class SnapshotStore {
   /**
    * Writes `snapshot` if the stored record is still `expected`; returns the
    * new record. `removeAt` makes Redis delete the record at that time;
-   * `owed` marks the record as having effects still to run (see clearOwed).
+   * `owed` marks the record as having effects still to run and puts the
+   * token in the outbox, at `now` (see clearOwed).
    */
   async save(
     token: string,
     expected: Expected,
     snapshot: PaymentSnapshot,
-    options: { removeAt: number | null; owed: boolean },
+    options: { removeAt: number | null; owed: boolean; now: number },
   ): Promise<StoredRecord> {
     const stored = toStored(snapshot);
     let version: number;
     try {
       version = await this.redis.paystateSave(
         this.keys.state(token),
+        this.keys.outbox,
         expected?.version ?? 0,
         expected?.lifeId ?? '',
         snapshot.context.lifeId,
@@ -101,6 +130,8 @@ export class SnapshotStore {
         JSON.stringify(stored.snapshot),
         options.removeAt ?? '',
         options.owed ? '1' : '',
+        token,
+        options.now,
       );
     } catch (error) {
       throw toAppError(error);
@@ -109,7 +140,7 @@ export class SnapshotStore {
     return { version, lifeId: snapshot.context.lifeId, snapshot, owed: options.owed };
   }
 
-  /** Puts `token` in the outbox the recovery sweep reads, before a write whose effects could be lost. */
+  /** Puts `token` in the outbox the recovery sweep reads, before owed effects run again. */
   async markOwed(token: string, at: number): Promise<void> {
     try {
       await this.redis.zadd(this.keys.outbox, 'NX', at, token);
@@ -118,13 +149,19 @@ export class SnapshotStore {
     }
   }
 
-  /** Every owed effect ran: clear the record's flag and take the token out of the outbox. */
-  async clearOwed(token: string): Promise<void> {
+  /**
+   * Every owed effect ran: clear the record's flag and take the token out of
+   * the outbox, unless another writer wrote after `version` (the version this
+   * command read or wrote last; `null` for a token with no record).
+   */
+  async clearOwed(token: string, version: number | null): Promise<void> {
     try {
-      await Promise.all([
-        this.redis.hdel(this.keys.state(token), 'o'),
-        this.redis.zrem(this.keys.outbox, token),
-      ]);
+      await this.redis.paystateClearOwed(
+        this.keys.state(token),
+        this.keys.outbox,
+        version ?? '',
+        token,
+      );
     } catch (error) {
       throw toAppError(error);
     }
