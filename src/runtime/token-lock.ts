@@ -52,8 +52,6 @@ export class RedlockTokenLock implements TokenLock {
       // and ten retries of a command that times out would hold the answer.
       retryCount: 0,
       driftFactor: 0.01,
-      retryDelay: RETRY_DELAY_MS,
-      retryJitter: RETRY_DELAY_MS,
       automaticExtensionThreshold: Math.min(500, Math.floor(options.ttlMs / 3)),
     });
     // Extension failures surface as a lost lease; the versioned write fences them.
@@ -100,7 +98,6 @@ export class RedlockTokenLock implements TokenLock {
         return await this.redlock.using(
           [this.options.resource(token)],
           this.options.ttlMs,
-          { retryCount: 0 },
           async () => {
             progress.acquired = true;
             try {
