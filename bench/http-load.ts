@@ -132,3 +132,22 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
 export function countOf(result: Pick<LoadResult, 'statuses'>, ...codes: number[]): number {
   return codes.reduce((sum, code) => sum + (result.statuses[String(code)] ?? 0), 0);
 }
+
+/**
+ * An unmeasured warm-up, then the measured run (its processes watched), with
+ * the same request stream, on the same connections count.
+ */
+export async function warmUpThenMeasure(
+  deployment: { readonly urls: readonly string[]; watched(): readonly WatchedProcess[] },
+  settings: { readonly connections: number; readonly warmupS: number; readonly loadS: number },
+  next: () => RequestSpec,
+): Promise<{ warmup: LoadResult; load: LoadResult }> {
+  const common = { urls: deployment.urls, connections: settings.connections, next };
+  const warmup = await runLoad({ ...common, durationS: settings.warmupS });
+  const load = await runLoad({
+    ...common,
+    durationS: settings.loadS,
+    watch: deployment.watched(),
+  });
+  return { warmup, load };
+}

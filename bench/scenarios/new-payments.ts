@@ -6,7 +6,7 @@
 import { failOnViolations, finish, type BenchContext } from '../bench-context.ts';
 import type { Appendfsync } from '../bench-redis.ts';
 import { startDeployment } from '../deployment.ts';
-import { countOf, runLoad } from '../http-load.ts';
+import { countOf, warmUpThenMeasure } from '../http-load.ts';
 import { auditAccounts, auditOutbox, InvariantReport } from '../invariants.ts';
 import { summarizeRun, type LoadRun } from '../load-run.ts';
 import { accountIds, payment, tokenPrefix } from '../requests.ts';
@@ -39,19 +39,7 @@ export async function runNewPayments(
       const i = sent++;
       return payment(`${prefix}-${i}`, accounts[i % accounts.length] ?? 'account');
     };
-    const warmup = await runLoad({
-      urls: deployment.urls,
-      connections: settings.connections,
-      durationS: settings.warmupS,
-      next,
-    });
-    const load = await runLoad({
-      urls: deployment.urls,
-      connections: settings.connections,
-      durationS: settings.loadS,
-      next,
-      watch: deployment.watched(),
-    });
+    const { warmup, load } = await warmUpThenMeasure(deployment, settings, next);
 
     const invariants = new InvariantReport();
     await auditOutbox(deployment, invariants);

@@ -4,7 +4,7 @@
  */
 import { failOnViolations, finish, type BenchContext } from '../bench-context.ts';
 import { startDeployment } from '../deployment.ts';
-import { countOf, runLoad } from '../http-load.ts';
+import { countOf, runLoad, warmUpThenMeasure } from '../http-load.ts';
 import { auditAccounts, auditOutbox, InvariantReport } from '../invariants.ts';
 import { summarizeRun, type LoadRun } from '../load-run.ts';
 import { accountIds, payment, tokenPrefix } from '../requests.ts';
@@ -29,19 +29,7 @@ export async function runReplays(context: BenchContext): Promise<LoadRun> {
     });
     let sent = 0;
     const next = () => paymentOf(sent++);
-    await runLoad({
-      urls: deployment.urls,
-      connections: settings.connections,
-      durationS: settings.warmupS,
-      next,
-    });
-    const load = await runLoad({
-      urls: deployment.urls,
-      connections: settings.connections,
-      durationS: settings.loadS,
-      next,
-      watch: deployment.watched(),
-    });
+    const { load } = await warmUpThenMeasure(deployment, settings, next);
 
     const invariants = new InvariantReport();
     await auditOutbox(deployment, invariants);
