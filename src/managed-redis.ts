@@ -44,28 +44,38 @@ export interface ManagedRedis {
   stop(): Promise<void>;
 }
 
+/** Arguments for a local redis-server: loopback only, no RDB snapshots, log in its directory. */
+export function redisServerArgs(options: {
+  port: number;
+  dir: string;
+  appendonly: boolean;
+  appendfsync: 'no' | 'everysec' | 'always';
+}): string[] {
+  return [
+    '--port',
+    String(options.port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    options.dir,
+    '--save',
+    '',
+    '--appendonly',
+    options.appendonly ? 'yes' : 'no',
+    '--appendfsync',
+    options.appendfsync,
+    '--logfile',
+    'redis.log',
+  ];
+}
+
 export async function startManagedRedis(url: string, dataDir: string): Promise<ManagedRedis> {
   const port = Number(new URL(url).port || 6379);
   const dir = resolve(dataDir);
   mkdirSync(dir, { recursive: true });
   const child: ChildProcess = spawn(
     'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--save',
-      '',
-      '--logfile',
-      'redis.log',
-    ],
+    redisServerArgs({ port, dir, appendonly: true, appendfsync: 'everysec' }),
     { stdio: 'ignore' },
   );
   const exited = new Promise<void>((done) =>

@@ -14,8 +14,8 @@ export interface AppDeps {
   readonly log?: (error: AppError) => void;
 }
 
-export const BODY_LIMIT = '16kb';
-const BODY_LIMIT_BYTES = 16 * 1024;
+/** Largest request body accepted; larger ones get 413 before they are read. */
+export const BODY_LIMIT_BYTES = 16 * 1024;
 
 const tooLarge = () => new AppError('payload_too_large', 'body is too large', false);
 
@@ -28,7 +28,7 @@ const tooLarge = () => new AppError('payload_too_large', 'body is too large', fa
 function jsonBody(): RequestHandler {
   // Seed clients may send JSON without a content type: parse whatever comes.
   const parse: RequestHandler = express.json({
-    limit: BODY_LIMIT,
+    limit: BODY_LIMIT_BYTES,
     strict: false,
     type: () => true,
   });

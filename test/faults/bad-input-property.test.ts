@@ -12,6 +12,7 @@ import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { BODY_LIMIT_BYTES } from '../../src/http/app.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import { ROOT } from '../support/processes.ts';
 import {
@@ -26,7 +27,6 @@ const INITIAL_BALANCE_CENTS = 100_000;
 
 // The rules of docs/api.md, written out here so the test checks the service against
 // the documentation rather than against its own code.
-const BODY_LIMIT_BYTES = 16 * 1024;
 const TOKEN_RULE = /^[A-Za-z0-9._~-]{1,255}$/;
 const ACCOUNT_ID_RULE = /^[A-Za-z0-9._~-]{1,128}$/;
 const MAX_AMOUNT_CENTS = 100_000_000_000;

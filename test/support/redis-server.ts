@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { redisAnswers } from '../../src/managed-redis.ts';
+import { redisAnswers, redisServerArgs } from '../../src/managed-redis.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -57,22 +57,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'paystate-redis-'));
   const url = `redis://127.0.0.1:${port}`;
-  const args = [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--dir',
+  const args = redisServerArgs({
+    port,
     dir,
-    '--save',
-    '',
-    '--appendonly',
-    options.appendonly === false ? 'no' : 'yes',
-    '--appendfsync',
-    options.appendfsync ?? 'no',
-    '--logfile',
-    'redis.log',
-  ];
+    appendonly: options.appendonly !== false,
+    appendfsync: options.appendfsync ?? 'no',
+  });
   let child: ChildProcess | null = null;
 
   const start = async () => {
