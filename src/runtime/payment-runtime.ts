@@ -17,8 +17,8 @@ import type {
 } from '../machine/payment.types.ts';
 import type { ExpiryTimers } from './expiry-timers.ts';
 import type { FaultPointName } from './fault-points.ts';
-import type { Expected, SnapshotStore } from './snapshot-store.ts';
-import type { TokenLock } from './token-lock.ts';
+import type { Expected, SnapshotStore, StoredRecord } from './snapshot-store.ts';
+import type { Held, TokenLock } from './token-lock.ts';
 
 /**
  * The request path: lock the token → load its snapshot → finish a step a
@@ -74,6 +74,8 @@ interface Cursor {
 
 const STALE_WRITE_RETRIES = 3;
 
+type LockedRead = Awaited<ReturnType<SnapshotStore['loadWithLockValue']>>;
+
 /** What one command carries through its steps. */
 interface Run {
   readonly token: string;
@@ -106,8 +108,8 @@ export class PaymentRuntime {
 
   /** Completes whatever a crashed request left owed for `token`. */
   async recover(token: string): Promise<void> {
-    await this.deps.lock.withLock(token, async () => {
-      const record = await this.deps.store.load(token);
+    const recovered = async (held: Held<LockedRead>): Promise<void> => {
+      const record = await this.loadHeld(token, held);
       let version: number | null = null;
       if (record !== null) {
         const run: Run = { token, fault: { token, event: 'RECOVER' }, replies: [], owes: true };
@@ -119,7 +121,8 @@ export class PaymentRuntime {
         version = cursor.expected?.version ?? null;
       }
       await this.deps.store.clearOwed(token, version);
-    });
+    };
+    await this.deps.lock.withLock(token, recovered, this.readAhead(token));
   }
 
   private async command(token: string, makeEvent: () => ClientEvent): Promise<CommandResult> {
@@ -127,10 +130,15 @@ export class PaymentRuntime {
     const fault: FaultContext = { token, event: first.type };
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.deps.lock.withLock(token, async () => {
-          await this.fault('after-lock', fault);
-          return this.handle(token, attempt === 1 ? first : makeEvent(), fault);
-        });
+        const result = await this.deps.lock.withLock(
+          token,
+          async (held) => {
+            await this.fault('after-lock', fault);
+            const record = await this.loadHeld(token, held);
+            return this.handle(token, record, attempt === 1 ? first : makeEvent(), fault);
+          },
+          this.readAhead(token),
+        );
         await this.fault('before-response', fault);
         return result;
       } catch (error) {
@@ -142,12 +150,27 @@ export class PaymentRuntime {
     }
   }
 
+  /** The token's record read behind the lock request, in the same round trip. */
+  private readAhead(token: string): () => Promise<LockedRead> {
+    return () => this.deps.store.loadWithLockValue(token);
+  }
+
+  /**
+   * The record as read behind the lock request, if that read ran while the
+   * lock was ours (the lock held our value then); otherwise read again.
+   */
+  private async loadHeld(token: string, held: Held<LockedRead>): Promise<StoredRecord | null> {
+    const ahead = await held.readAhead;
+    if (ahead !== undefined && ahead.lockValue === held.lockValue) return ahead.record;
+    return this.deps.store.load(token);
+  }
+
   private async handle(
     token: string,
+    record: StoredRecord | null,
     event: ClientEvent,
     fault: FaultContext,
   ): Promise<CommandResult> {
-    const record = await this.deps.store.load(token);
     let cursor: Cursor;
     if (record === null) {
       // A timer for a token nobody knows (forgotten after retention) has nothing to do.

@@ -52,6 +52,15 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 `;
 
+// KEYS: state hash, the token's lock. The record's fields, then the lock's
+// value: read behind a request for the lock, it shows whether the read ran
+// while that lock was held.
+const LOAD_SCRIPT = `
+local r = redis.call('HMGET', KEYS[1], 'v', 'l', 'm', 's', 'o')
+r[6] = redis.call('GET', KEYS[2])
+return r
+`;
+
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     paystateSave(
@@ -67,6 +76,7 @@ declare module 'ioredis' {
       token: string,
       now: number,
     ): Result<number, Context>;
+    paystateLoad(stateKey: string, lockKey: string): Result<(string | null)[], Context>;
     paystateClearOwed(
       stateKey: string,
       outboxKey: string,
@@ -83,6 +93,7 @@ export class SnapshotStore {
   ) {
     redis.defineCommand('paystateSave', { numberOfKeys: 2, lua: SAVE_SCRIPT });
     redis.defineCommand('paystateClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
+    redis.defineCommand('paystateLoad', { numberOfKeys: 2, lua: LOAD_SCRIPT });
   }
 
   async load(token: string): Promise<StoredRecord | null> {
@@ -92,6 +103,23 @@ export class SnapshotStore {
     } catch (error) {
       throw toAppError(error);
     }
+    return this.parse(token, fields);
+  }
+
+  /** The record and, read at the same moment, the value of the token's lock (`null` if free). */
+  async loadWithLockValue(
+    token: string,
+  ): Promise<{ record: StoredRecord | null; lockValue: string | null }> {
+    let fields: (string | null)[];
+    try {
+      fields = await this.redis.paystateLoad(this.keys.state(token), this.keys.lock(token));
+    } catch (error) {
+      throw toAppError(error);
+    }
+    return { record: this.parse(token, fields), lockValue: fields[5] ?? null };
+  }
+
+  private parse(token: string, fields: (string | null)[]): StoredRecord | null {
     const [version, lifeId, machineVersion, json, owed] = fields;
     if (version == null || lifeId == null || machineVersion == null || json == null) return null;
     try {

@@ -8,7 +8,24 @@ import { TokenBusyError, UnavailableError, isRedisUnavailable, toAppError } from
  * local and distributed together, is bounded by `waitMs`.
  */
 export interface TokenLock {
-  withLock<T>(token: string, work: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` holding the token's lock. `readAhead`, if given, is sent
+   * right behind the request for the lock, on the same connection, so the two
+   * share one round trip; `work` gets its result with the lock's value, which
+   * the read can return too to show it ran after the lock was taken.
+   */
+  withLock<T, R = undefined>(
+    token: string,
+    work: (held: Held<R>) => Promise<T>,
+    readAhead?: () => Promise<R>,
+  ): Promise<T>;
+}
+
+export interface Held<R> {
+  /** The value the lock holds while it is ours (unique to this holding). */
+  readonly lockValue: string;
+  /** The read sent behind the lock request; `undefined` without one. */
+  readonly readAhead: Promise<R> | undefined;
 }
 
 export interface RedlockTokenLockOptions {
@@ -58,7 +75,11 @@ export class RedlockTokenLock implements TokenLock {
     this.redlock.on('error', () => undefined);
   }
 
-  async withLock<T>(token: string, work: () => Promise<T>): Promise<T> {
+  async withLock<T, R = undefined>(
+    token: string,
+    work: (held: Held<R>) => Promise<T>,
+    readAhead?: () => Promise<R>,
+  ): Promise<T> {
     const started = Date.now();
     const previous = this.tails.get(token) ?? Promise.resolve();
     let release!: () => void;
@@ -75,7 +96,7 @@ export class RedlockTokenLock implements TokenLock {
         throw error;
       }
       const remaining = Math.max(0, this.options.waitMs - (Date.now() - started));
-      return await this.acquireAndRun(token, remaining, work);
+      return await this.acquireAndRun(token, remaining, work, readAhead);
     } finally {
       release();
       if (this.tails.get(token) === tail) this.tails.delete(token);
@@ -88,20 +109,26 @@ export class RedlockTokenLock implements TokenLock {
    * the client needs to give up, and an unreachable Redis fails at once
    * instead of being retried until the count runs out.
    */
-  private async acquireAndRun<T>(token: string, waitMs: number, work: () => Promise<T>) {
+  private async acquireAndRun<T, R>(
+    token: string,
+    waitMs: number,
+    work: (held: Held<R>) => Promise<T>,
+    readAhead: (() => Promise<R>) | undefined,
+  ) {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const progress: { acquired: boolean; outcome?: { value: T } | { error: unknown } } = {
         acquired: false,
       };
+      let read: Promise<R> | undefined;
       try {
-        return await this.redlock.using(
+        const using = this.redlock.using(
           [this.options.resource(token)],
           this.options.ttlMs,
-          async () => {
+          async (_signal, { lock }) => {
             progress.acquired = true;
             try {
-              const value = await work();
+              const value = await work({ lockValue: lock.value, readAhead: read });
               progress.outcome = { value };
               return value;
             } catch (error) {
@@ -110,6 +137,11 @@ export class RedlockTokenLock implements TokenLock {
             }
           },
         );
+        // Redlock has written its request by now; this goes out behind it. A
+        // read that lost the race anyway is told apart by the lock's value.
+        read = readAhead?.();
+        void read?.catch(() => undefined);
+        return await using;
       } catch (error) {
         // Releasing a lease that ran out during the work (a pause longer than
         // the TTL) fails after the work is done. The work's writes were fenced

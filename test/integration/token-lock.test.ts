@@ -1,0 +1,114 @@
+/**
+ * The token lock with a read sent behind the lock request: the read must run
+ * while the lock is held by the caller, or be told apart and not used.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Ledger } from '../../src/accounts/ledger.ts';
+import { createKeys } from '../../src/runtime/keys.ts';
+import { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
+import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
+import { RedlockTokenLock, type TokenLock } from '../../src/runtime/token-lock.ts';
+import { randomPrefix } from '../support/service-harness.ts';
+
+const keys = createKeys(randomPrefix());
+const options = { ttlMs: 2_000, waitMs: 3_000, resource: keys.lock };
+
+describe('a read sent behind the lock request', () => {
+  let first: Redis;
+  let second: Redis;
+
+  beforeAll(() => {
+    first = new Redis(inject('redisUrl'));
+    second = new Redis(inject('redisUrl'));
+  });
+
+  afterAll(async () => {
+    await Promise.all([first.quit(), second.quit()]);
+  });
+
+  it('runs while the caller holds the lock', async () => {
+    const store = new SnapshotStore(first, keys);
+    const lock = new RedlockTokenLock(first, options);
+    const read = () => store.loadWithLockValue('tok-ahead');
+    // Once first, so Redis knows the scripts and the count is the steady state.
+    await lock.withLock('tok-ahead', () => Promise.resolve(), read);
+    const seen = await lock.withLock(
+      'tok-ahead',
+      async (held) => ({ held: held.lockValue, read: await held.readAhead }),
+      read,
+    );
+    expect(seen.read?.record).toBeNull();
+    expect(seen.read?.lockValue).toBe(seen.held);
+  });
+
+  it('reaches the work with the value of the lock it was read under, after waiting for another holder', async () => {
+    const holder = new RedlockTokenLock(second, options);
+    const waiter = new RedlockTokenLock(first, options);
+    const store = new SnapshotStore(first, keys);
+    let releaseHolder!: () => void;
+    const holding = new Promise<void>((resolve) => {
+      releaseHolder = resolve;
+    });
+    let holderValue = '';
+    const held = holder.withLock('tok-busy', async ({ lockValue }) => {
+      holderValue = lockValue;
+      await holding;
+    });
+    await waitUntil(() => holderValue !== '');
+    const waited = waiter.withLock(
+      'tok-busy',
+      async (h) => ({ held: h.lockValue, read: await h.readAhead }),
+      () => store.loadWithLockValue('tok-busy'),
+    );
+    // Let the waiter's first attempts fail against the holder.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    releaseHolder();
+    await held;
+    const seen = await waited;
+    expect(seen.held).not.toBe(holderValue);
+    expect(seen.read?.lockValue).toBe(seen.held);
+  });
+
+  it('is not trusted when it ran before the lock was taken: the answer follows the state under the lock', async () => {
+    const store = new SnapshotStore(first, keys);
+    const ledger = new Ledger(first, keys, 100_000);
+    const runtimeWith = (lock: TokenLock) =>
+      new PaymentRuntime({
+        store,
+        ledger,
+        lock,
+        // The expiry timer is a neighbour here, not the behaviour under test.
+        timers: { schedule: () => Promise.resolve() },
+        clock: Date.now,
+        newLifeId: () => 'life-1',
+        paymentExpiryMs: 60_000,
+        expiredRetentionMs: 60_000,
+      });
+    const real = new RedlockTokenLock(first, options);
+    const runtime = runtimeWith(real);
+    const payment = { accountId: 'acct-ahead', amountCents: 700 };
+    await runtime.pay('tok-early', payment);
+
+    // A lock whose request goes out late: the read runs first and sees the
+    // token processed; a cancel then refunds it before the lock is taken.
+    const late: TokenLock = {
+      async withLock(token, work, readAhead) {
+        const early = readAhead?.();
+        await early;
+        await runtime.cancel(token);
+        return real.withLock(token, (held) => work({ ...held, readAhead: early }));
+      },
+    };
+    const replay = await runtimeWith(late).pay('tok-early', payment);
+    expect(replay.snapshot?.value).toBe('refunded');
+    expect(replay.outcome).toBe('rejected');
+  });
+});
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  expect(condition()).toBe(true);
+}
