@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sourceLineOf } from './tsx-source-positions.ts';
+import { sourcePositionOf } from './source-positions.ts';
 
 interface CallFrame {
   readonly functionName: string;
@@ -32,7 +32,7 @@ interface CpuProfileFile {
 
 export interface Frame {
   readonly functionName: string;
-  /** `file:line`, for TypeScript files mapped back to the source when tsx's cache allows. */
+  /** `file:line`, for the service's compiled files mapped back to the TypeScript source. */
   readonly location: string;
   readonly origin: string;
   /**
@@ -70,7 +70,8 @@ function originOf(url: string, functionName: string, root: string): string {
       ? `${parts[0]}/${parts[1] ?? ''}`
       : (parts[0] ?? 'node_modules');
   }
-  const local = relative(root, path);
+  // The service runs from its build: dist/runtime/… is src/runtime/….
+  const local = relative(root, path).replace(/^dist\//, 'src/');
   return local.startsWith('src/') ? `service (${local.split('/').slice(0, 2).join('/')})` : local;
 }
 
@@ -79,12 +80,12 @@ function locationOf(frame: CallFrame, root: string): string {
   if (!frame.url.startsWith('file://')) return `${frame.url}:${frame.lineNumber + 1}`;
   const path = fileURLToPath(frame.url);
   const local = relative(root, path);
-  if (path.endsWith('.ts')) {
-    const line = sourceLineOf(path, frame.lineNumber, frame.columnNumber, frame.functionName);
-    // Unmapped: the position in the transpiled output.
-    return line === null
-      ? `${local} (transpiled ${frame.lineNumber + 1}:${frame.columnNumber + 1})`
-      : `${local}:${line}`;
+  if (local.startsWith('dist/')) {
+    const source = sourcePositionOf(path, frame.lineNumber, frame.columnNumber);
+    // Unmapped: the position in the compiled output.
+    return source === null
+      ? `${local}:${frame.lineNumber + 1}:${frame.columnNumber + 1}`
+      : `${relative(root, source.file)}:${source.line}`;
   }
   return `${local}:${frame.lineNumber + 1}`;
 }

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
-import { ROOT } from './service-process.ts';
+import { PRODUCTION_SCRIPT, productionCommand, ROOT } from './service-process.ts';
 
 export interface Environment {
   readonly machine: {
@@ -23,6 +23,8 @@ export interface Environment {
   /** As typed (npm script), and the process actually run. */
   readonly command: string;
   readonly processCommand: string;
+  /** How the service under load was built and started (absent in results from before it was recorded). */
+  readonly service?: { readonly build: string; readonly command: string };
 }
 
 const PACKAGES = [
@@ -33,6 +35,7 @@ const PACKAGES = [
   'xstate',
   'zod',
   'tsx',
+  'typescript',
   'autocannon',
 ];
 
@@ -97,6 +100,7 @@ export function describeEnvironment(): Environment {
       ? processCommand
       : `npm run ${script}${extra.length > 0 ? ` -- ${extra.join(' ')}` : ''}`;
   const status = run('git', ['status', '--porcelain']);
+  const service = productionCommand();
   return {
     machine: {
       cores: availableParallelism(),
@@ -116,6 +120,10 @@ export function describeEnvironment(): Environment {
     },
     command,
     processCommand,
+    service: {
+      build: 'npm run build',
+      command: `npm run ${PRODUCTION_SCRIPT}: ${['node', ...service.nodeFlags, service.entry].join(' ')}`,
+    },
   };
 }
 

@@ -113,6 +113,9 @@ export function renderReport(results: BenchResults, notes: string | null): strin
         ],
         ['command', `\`${env.command}\``],
         ['process', `\`${env.processCommand}\``],
+        ...(env.service === undefined
+          ? []
+          : [['service', `\`${env.service.build}\`, then \`${env.service.command}\``]]),
       ],
     ),
   );
@@ -121,7 +124,7 @@ export function renderReport(results: BenchResults, notes: string | null): strin
   out.push(
     [
       `- Load: [autocannon](https://github.com/mcollina/autocannon) in the bench process, ${settings.connections} keep-alive connections, each sending its next request as soon as the previous answer arrives (closed loop), on the same cores as the service and Redis.`,
-      `- Each scenario gets a fresh \`redis-server\` (AOF on, \`appendfsync\` as listed, no RDB saves) on a free port and a fresh key prefix, and the service as real processes (\`node --import tsx src/main.ts\`, \`NODE_ENV=production\`, \`PAYSTATE_ROLES=api,worker\` as \`npm start\` runs it unless said otherwise).`,
+      `- Each scenario gets a fresh \`redis-server\` (AOF on, \`appendfsync\` as listed, no RDB saves) on a free port and a fresh key prefix, and the service as real processes (${env.service === undefined ? '`node --import tsx src/main.ts`' : `built by \`${env.service.build}\` and started as \`${env.service.command}\``}, \`NODE_ENV=production\`, \`PAYSTATE_ROLES=api,worker\` as \`npm start\` runs it unless said otherwise).`,
       '- Two processes: the connections are shared round-robin between the two ports (autocannon with two URLs), as a connection-level balancer spreads them.',
       `- Time-bound runs last ${settings.loadS} s after an unmeasured ${settings.warmupS} s warm-up. Throughput counts expected answers only, from the first request to the last answer. Latency is per request as the client saw it, exact percentiles of every answer.`,
       '- Errors: unexpected statuses, `409 token_busy`, connection errors and timeouts. After every run the ledgers and records are audited (see Invariants); a violation fails the run.',
@@ -306,7 +309,7 @@ export function renderReport(results: BenchResults, notes: string | null): strin
       `One API process under \`node --cpu-prof\` taking the new-payment load (${settings.connections} ` +
         `connections, ${n(p.responsesPerSecond)}/s while profiled); ${n(p.samples)} samples over the ` +
         `${n(p.windowMs / 1000, 1)} s of measured load${p.windowed ? '' : ' (the whole process lifetime: the window did not match the profile clock)'}. ` +
-        'Self time, the top frames (lines of `.ts` files mapped back through tsx’s source maps).',
+        'Self time, the top frames (lines of `.ts` files mapped back through the build’s source maps).',
     );
     out.push(
       table(

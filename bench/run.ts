@@ -25,7 +25,7 @@ import { runNewPayments } from './scenarios/new-payments.ts';
 import { runRedisMemory, type RedisMemoryResult } from './scenarios/redis-memory.ts';
 import { runReplays } from './scenarios/replays.ts';
 import { runRoundTrips, type RoundTripResult } from './scenarios/round-trips.ts';
-import { ROOT } from './service-process.ts';
+import { buildService, ROOT } from './service-process.ts';
 import { FULL, SMOKE } from './settings.ts';
 import { evaluateTargets } from './targets.ts';
 
@@ -134,6 +134,8 @@ async function main(): Promise<number> {
   context.log(
     `${settings.mode} bench, scenarios: ${[...selected].join(', ')}; load average ${loadAtStart.map((v) => v.toFixed(2)).join(' ')}`,
   );
+  context.log('building the service (npm run build)');
+  buildService();
 
   const runs: LoadRun[] = [];
   let expiry: ExpiryResult | null = null;

@@ -1,13 +1,41 @@
 /**
- * The service as an operator runs it: `node --import tsx src/main.ts` with its
- * environment, as a child process whose pid the bench watches (RSS, CPU) and
- * whose node flags it may set (e.g. --cpu-prof).
+ * The service as it is run in production: built by `npm run build` and
+ * started as `npm run start:prod` starts it (node flags and entry point read
+ * from package.json), with its environment, as a child process whose pid the
+ * bench watches (RSS, CPU) and whose node flags it may add to (e.g. --cpu-prof).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertNotInterrupted, onCleanup } from './cleanup.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export const PRODUCTION_SCRIPT = 'start:prod';
+
+/** `npm run start:prod` as node arguments: its flags, then the entry point. */
+export function productionCommand(): { readonly nodeFlags: string[]; readonly entry: string } {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    scripts?: Record<string, string>;
+  };
+  const words = (pkg.scripts?.[PRODUCTION_SCRIPT] ?? '').trim().split(/\s+/);
+  const entry = words.at(-1);
+  if (words[0] !== 'node' || entry === undefined || !entry.endsWith('.js')) {
+    throw new Error(`package.json script ${PRODUCTION_SCRIPT} is not "node [flags] <entry>.js"`);
+  }
+  return { nodeFlags: words.slice(1, -1), entry };
+}
+
+/** Compiles the service afresh, as `npm run build` does (into dist/, with source maps). */
+export function buildService(): void {
+  rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
+  execFileSync(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    { cwd: ROOT, stdio: 'inherit' },
+  );
+}
 
 /** Keep only the end of a chatty process's output. */
 const OUTPUT_LIMIT = 64 * 1024;
@@ -43,11 +71,12 @@ export async function startServiceProcess(options: {
   readyTimeoutMs?: number;
 }): Promise<ServiceProcess> {
   assertNotInterrupted();
-  const child = spawn(
-    process.execPath,
-    [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'],
-    { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const { nodeFlags, entry } = productionCommand();
+  const child = spawn(process.execPath, [...nodeFlags, ...(options.nodeArgs ?? []), entry], {
+    cwd: ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`${options.name}: could not spawn node`);
 
