@@ -22,7 +22,10 @@ import type { Held, TokenLock } from './token-lock.ts';
 
 /**
  * The request path: lock the token → load its snapshot → finish a step a
- * crash left in flight → transition → persist → run effects → unlock.
+ * crash left in flight → transition → persist → run effects → unlock. The
+ * load goes out right behind the lock request (one round trip for both), and
+ * a request that changes nothing on a token this process saw settled is
+ * answered from one read without the lock (see answerWithoutLock).
  *
  * Invariants:
  * - A snapshot is persisted before the effects it asks for run, so a crash
@@ -74,6 +77,9 @@ interface Cursor {
 
 const STALE_WRITE_RETRIES = 3;
 
+/** How many settled tokens a process remembers (see answerWithoutLock); the oldest go first. */
+const SETTLED_TOKENS_KEPT = 10_000;
+
 type LockedRead = Awaited<ReturnType<SnapshotStore['loadWithLockValue']>>;
 
 /** What one command carries through its steps. */
@@ -87,6 +93,14 @@ interface Run {
 }
 
 export class PaymentRuntime {
+  /**
+   * Tokens this process last left settled (processed, cancelled, refunded,
+   * expired), where a request often changes nothing: a replay, a repeated
+   * cancel, a payment on a cancelled token. Only a hint of where a read
+   * without the lock is worth trying; what is answered comes from Redis.
+   */
+  private readonly settled = new Set<string>();
+
   constructor(private readonly deps: RuntimeDeps) {}
 
   pay(token: string, payment: Payment): Promise<CommandResult> {
@@ -128,6 +142,13 @@ export class PaymentRuntime {
   private async command(token: string, makeEvent: () => ClientEvent): Promise<CommandResult> {
     const first = makeEvent();
     const fault: FaultContext = { token, event: first.type };
+    if (this.settled.has(token)) {
+      const answered = await this.answerWithoutLock(token, first);
+      if (answered !== null) {
+        await this.fault('before-response', fault);
+        return answered;
+      }
+    }
     for (let attempt = 1; ; attempt++) {
       try {
         const result = await this.deps.lock.withLock(
@@ -139,6 +160,7 @@ export class PaymentRuntime {
           },
           this.readAhead(token),
         );
+        this.noteSettled(token, result.snapshot);
         await this.fault('before-response', fault);
         return result;
       } catch (error) {
@@ -147,6 +169,43 @@ export class PaymentRuntime {
         // of this attempt (not even clearing the outbox) runs without the lock.
         if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
       }
+    }
+  }
+
+  /**
+   * An event that changes nothing is answered from one read, without the
+   * lock: the answer is the one the locked path gives when it reads the same
+   * record, and nothing is written, so taking the lock would only order this
+   * request among others it need not wait for. A record that changes, or that
+   * owes work (a step in flight, an effect a crash left undone), takes the
+   * locked path, which finishes that work first. `null`: take the lock.
+   */
+  private async answerWithoutLock(
+    token: string,
+    event: ClientEvent,
+  ): Promise<CommandResult | null> {
+    const record = await this.deps.store.load(token);
+    if (record === null || record.owed || isInFlight(record.snapshot)) return null;
+    const step = stepPayment(record.snapshot, event);
+    const unchanged =
+      step.snapshot.value === record.snapshot.value &&
+      step.snapshot.context === record.snapshot.context;
+    if (!unchanged) return null;
+    const replies: Outcome[] = [];
+    for (const effect of step.effects) {
+      if (effect.type !== 'reply') return null;
+      replies.push(effect.params.outcome);
+    }
+    return { outcome: replies.at(-1) ?? null, snapshot: record.snapshot };
+  }
+
+  private noteSettled(token: string, snapshot: PaymentSnapshot | null): void {
+    this.settled.delete(token);
+    if (snapshot === null || snapshot.value === 'pending' || isInFlight(snapshot)) return;
+    this.settled.add(token);
+    if (this.settled.size > SETTLED_TOKENS_KEPT) {
+      const oldest = this.settled.values().next();
+      if (oldest.done !== true) this.settled.delete(oldest.value);
     }
   }
 

@@ -1,0 +1,119 @@
+/**
+ * Requests that change nothing (a replay, a repeated cancel, a payment on a
+ * cancelled token) are answered from one read without the token's lock;
+ * anything that changes the token, or finds work owed, takes the lock.
+ * Another holder keeps the lock throughout, so a request that waits for it
+ * fails as busy after LOCK_WAIT_MS instead of being answered.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { Ledger } from '../../src/accounts/ledger.ts';
+import { TokenBusyError } from '../../src/errors.ts';
+import { createKeys } from '../../src/runtime/keys.ts';
+import { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
+import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
+import { RedlockTokenLock } from '../../src/runtime/token-lock.ts';
+import { randomPrefix } from '../support/service-harness.ts';
+
+const keys = createKeys(randomPrefix());
+const payment = { accountId: 'acct-free', amountCents: 900 };
+
+describe('answers without the lock', () => {
+  let redis: Redis;
+  let other: Redis;
+  let store: SnapshotStore;
+  let runtime: PaymentRuntime;
+  let releaseHolder: (() => void) | null = null;
+  let held: Promise<void> | null = null;
+  let token = '';
+  let serial = 0;
+
+  const newRuntime = () =>
+    new PaymentRuntime({
+      store,
+      ledger: new Ledger(redis, keys, 100_000),
+      lock: new RedlockTokenLock(redis, { ttlMs: 5_000, waitMs: 300, resource: keys.lock }),
+      // The expiry timer is a neighbour here, not the behaviour under test.
+      timers: { schedule: () => Promise.resolve() },
+      clock: Date.now,
+      newLifeId: () => 'life-1',
+      paymentExpiryMs: 60_000,
+      expiredRetentionMs: 60_000,
+    });
+
+  /** Another process takes the token's lock and keeps it until the test ends. */
+  async function holdLock(): Promise<void> {
+    const holder = new RedlockTokenLock(other, {
+      ttlMs: 5_000,
+      waitMs: 1_000,
+      resource: keys.lock,
+    });
+    let taken!: () => void;
+    const acquired = new Promise<void>((resolve) => {
+      taken = resolve;
+    });
+    held = holder.withLock(token, async () => {
+      taken();
+      await new Promise<void>((resolve) => {
+        releaseHolder = resolve;
+      });
+    });
+    await acquired;
+  }
+
+  async function version(): Promise<string | null> {
+    return redis.hget(keys.state(token), 'v');
+  }
+
+  beforeAll(() => {
+    redis = new Redis(inject('redisUrl'));
+    other = new Redis(inject('redisUrl'));
+    store = new SnapshotStore(redis, keys);
+  });
+
+  beforeEach(async () => {
+    token = `tok-free-${++serial}`;
+    runtime = newRuntime();
+    await runtime.pay(token, payment);
+    return async () => {
+      releaseHolder?.();
+      await held;
+      releaseHolder = null;
+      held = null;
+    };
+  });
+
+  afterAll(async () => {
+    await Promise.all([redis.quit(), other.quit()]);
+  });
+
+  it('replays a processed payment while another process holds the lock, writing nothing', async () => {
+    const before = await version();
+    await holdLock();
+    const replay = await runtime.pay(token, payment);
+    expect(replay.outcome).toBe('replayed');
+    expect(replay.snapshot?.value).toBe('processed');
+    expect(await version()).toBe(before);
+  });
+
+  it('answers a repeated cancel and a payment after it without the lock', async () => {
+    await runtime.cancel(token);
+    const before = await version();
+    await holdLock();
+    expect((await runtime.cancel(token)).outcome).toBe('refunded');
+    expect((await runtime.pay(token, payment)).outcome).toBe('rejected');
+    expect(await version()).toBe(before);
+  });
+
+  it('waits for the lock to change the token', async () => {
+    await holdLock();
+    await expect(runtime.cancel(token)).rejects.toBeInstanceOf(TokenBusyError);
+    expect((await store.load(token))?.snapshot.value).toBe('processed');
+  });
+
+  it('waits for the lock when the record owes work a crash left undone', async () => {
+    await redis.hset(keys.state(token), 'o', '1');
+    await holdLock();
+    await expect(runtime.pay(token, payment)).rejects.toBeInstanceOf(TokenBusyError);
+  });
+});
