@@ -34,7 +34,7 @@ export interface RedlockTokenLockOptions {
   readonly resource: (token: string) => string;
 }
 
-const RETRY_DELAY_MS = 25;
+const RETRY_DELAY_MS = 10;
 
 class Deadline extends Error {}
 
@@ -81,16 +81,17 @@ export class RedlockTokenLock implements TokenLock {
     readAhead?: () => Promise<R>,
   ): Promise<T> {
     const started = Date.now();
-    const previous = this.tails.get(token) ?? Promise.resolve();
+    const previous = this.tails.get(token);
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const tail = previous.then(() => mine);
+    const tail = previous === undefined ? mine : previous.then(() => mine);
     this.tails.set(token, tail);
     try {
       try {
-        await within(previous, this.options.waitMs);
+        // Nobody ahead in this process (the usual case): no timer to set.
+        if (previous !== undefined) await within(previous, this.options.waitMs);
       } catch (error) {
         if (error instanceof Deadline) throw new TokenBusyError(token);
         throw error;
