@@ -2,6 +2,7 @@
 import type { Environment } from './environment.ts';
 import type { LoadRun } from './load-run.ts';
 import type { ExpiryResult } from './scenarios/expiry.ts';
+import type { HttpFloorRun } from './scenarios/http-floor.ts';
 import type { NewPaymentProfile } from './scenarios/new-payment-profile.ts';
 import type { RedisMemoryResult } from './scenarios/redis-memory.ts';
 import type { RoundTripResult } from './scenarios/round-trips.ts';
@@ -24,6 +25,10 @@ export interface BenchResults {
   readonly runs: readonly LoadRun[];
   readonly expiry: ExpiryResult | null;
   readonly redisMemory: RedisMemoryResult | null;
+  /** The same with Redis's default hash encoding limits (absent in older results). */
+  readonly redisMemoryDefaults?: RedisMemoryResult | null;
+  /** One process answering with HTTP only (absent in older results). */
+  readonly httpFloor?: readonly HttpFloorRun[] | null;
   readonly roundTrips: RoundTripResult | null;
   readonly profile: NewPaymentProfile | null;
   readonly targets: readonly TargetCheck[];

@@ -23,6 +23,8 @@ const n = (value: number | null | undefined, digits = 0): string =>
 const ms = (value: number | null | undefined) =>
   n(value, value !== null && value !== undefined && value < 10 ? 2 : 1);
 
+const pct = (value: number | null) => (value === null ? '—' : `${n(value)} %`);
+
 const mib = (bytes: number | null | undefined) =>
   bytes === null || bytes === undefined ? '—' : `${n(bytes / MIB, 1)} MiB`;
 
@@ -194,6 +196,31 @@ export function renderReport(results: BenchResults, notes: string | null): strin
     out.push(readings.join('\n'));
   }
 
+  const floor = results.httpFloor;
+  if (floor !== undefined && floor !== null && floor.length > 0) {
+    out.push('## HTTP alone');
+    out.push(
+      'The ceiling HTTP sets on one process here: the new-payments load (same connections, ' +
+        'warm-up and length) against servers that answer without any work, each in a process ' +
+        'of its own (`bench/floor-server.ts`). The first is the service’s own app over a ' +
+        'runtime that answers from memory: what the service adds beyond it is Redis, the lock ' +
+        'and the machine.',
+    );
+    out.push(
+      table(
+        ['server', 'ok/s', 'p50 ms', 'p99 ms', 'CPU server', 'CPU generator'],
+        floor.map((run) => [
+          run.title,
+          n(run.responsesPerSecond),
+          ms(run.latencyMs.p50),
+          ms(run.latencyMs.p99),
+          pct(run.serverCpuPercent),
+          pct(run.generatorCpuPercent),
+        ]),
+      ),
+    );
+  }
+
   if (results.expiry !== null) {
     const e = results.expiry;
     out.push('## Expiry');
@@ -249,6 +276,7 @@ export function renderReport(results: BenchResults, notes: string | null): strin
         `per live token: INFO \`used_memory\` before and after paying ${n(m.tokens)} new tokens (each ` +
         `\`processed\` with its expiry timer pending, over ${m.accounts} accounts): ` +
         `**${n(m.bytesPerToken)} bytes per token** (${mib(m.usedMemoryBefore)} → ${mib(m.usedMemoryAfter)}). ` +
+        `Redis ran with ${m.redisSettings ?? 'the settings paystate starts it with'}. ` +
         `A stored snapshot's JSON is ${n(m.snapshotJsonBytes)} bytes on average. Where it goes, from ` +
         '`MEMORY USAGE` of every key (the queue’s events stream is capped, so its share shrinks with more tokens):',
     );
@@ -263,6 +291,18 @@ export function renderReport(results: BenchResults, notes: string | null): strin
         ]),
       ),
     );
+    const d = results.redisMemoryDefaults;
+    if (d !== undefined && d !== null) {
+      out.push(
+        `The same load on a Redis with ${d.redisSettings ?? 'Redis’s default settings'} (an operator’s ` +
+          `Redis left as installed): **${n(d.bytesPerToken)} bytes per token**; ` +
+          d.breakdown
+            .slice(0, 2)
+            .map((share) => `${share.kind} ${n(share.bytesPerToken)}`)
+            .join(', ') +
+          ' bytes per token.',
+      );
+    }
   }
 
   if (results.roundTrips !== null) {

@@ -20,6 +20,7 @@ import { previousNotes, renderReport } from './report.ts';
 import { runCancelRefunds } from './scenarios/cancel-refunds.ts';
 import { runContended } from './scenarios/contended.ts';
 import { runExpiry, type ExpiryResult } from './scenarios/expiry.ts';
+import { runHttpFloor, type HttpFloorRun } from './scenarios/http-floor.ts';
 import { runNewPaymentProfile, type NewPaymentProfile } from './scenarios/new-payment-profile.ts';
 import { runNewPayments } from './scenarios/new-payments.ts';
 import { runRedisMemory, type RedisMemoryResult } from './scenarios/redis-memory.ts';
@@ -38,6 +39,7 @@ const SCENARIOS = [
   'one-account',
   'expiry',
   'redis-memory',
+  'http-floor',
   'profile',
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -140,6 +142,8 @@ async function main(): Promise<number> {
   const runs: LoadRun[] = [];
   let expiry: ExpiryResult | null = null;
   let redisMemory: RedisMemoryResult | null = null;
+  let redisMemoryDefaults: RedisMemoryResult | null = null;
+  let httpFloor: HttpFloorRun[] | null = null;
   let roundTrips: RoundTripResult | null = null;
   let profile: NewPaymentProfile | null = null;
   const attempt = async (name: string, work: () => Promise<void>) => {
@@ -220,9 +224,19 @@ async function main(): Promise<number> {
     }
     if (selected.has('redis-memory')) {
       await attempt('redis-memory', async () => {
-        const result = await runRedisMemory(context);
+        const result = await runRedisMemory(context, 'paystate');
         redisMemory = result;
         context.log(`redis memory: ${result.bytesPerToken.toFixed(0)} bytes per token`);
+        const defaults = await runRedisMemory(context, 'redis-defaults');
+        redisMemoryDefaults = defaults;
+        context.log(
+          `redis memory with Redis's defaults: ${defaults.bytesPerToken.toFixed(0)} bytes per token`,
+        );
+      });
+    }
+    if (selected.has('http-floor')) {
+      await attempt('http-floor', async () => {
+        httpFloor = await runHttpFloor(context);
       });
     }
     if (selected.has('profile')) {
@@ -251,6 +265,8 @@ async function main(): Promise<number> {
     runs,
     expiry,
     redisMemory,
+    redisMemoryDefaults,
+    httpFloor,
     roundTrips,
     profile,
     failures,

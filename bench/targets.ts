@@ -106,6 +106,15 @@ function profileTop(results: Measured): string | null {
     .join(', ')}`;
 }
 
+/** What one process answers when answering costs nothing but HTTP (the http-floor scenario). */
+function httpFloor(results: Measured): string | null {
+  const floor = results.httpFloor;
+  if (floor === undefined || floor === null || floor.length === 0) return null;
+  return `HTTP alone, one process on this machine: ${floor
+    .map((run) => `${run.title} ${number(run.responsesPerSecond)}/s`)
+    .join(', ')}`;
+}
+
 function joined(...parts: readonly (string | null)[]): string {
   return parts.filter((part) => part !== null).join('; ');
 }
@@ -153,6 +162,7 @@ export function evaluateTargets(results: Measured): TargetCheck[] {
         gap: gaps.length === 0 ? null : gaps.join('; '),
         bound: joined(
           boundOf(run.load, cores),
+          httpFloor(results),
           costs(results, ['new payment']),
           profileTop(results),
         ),
@@ -176,6 +186,7 @@ export function evaluateTargets(results: Measured): TargetCheck[] {
         gap: met ? null : shortfall(run.okPerSecond, 2_000, '/s'),
         bound: joined(
           boundOf(run.load, cores),
+          httpFloor(results),
           costs(results, ['new payment']),
           profileTop(results),
         ),
@@ -280,7 +291,10 @@ export function evaluateTargets(results: Measured): TargetCheck[] {
             : `per token: ${memory.breakdown
                 .slice(0, 4)
                 .map((share) => `${share.kind} ${number(share.bytesPerToken)} B`)
-                .join(', ')}; snapshot JSON ${number(memory.snapshotJsonBytes)} B`,
+                .join(', ')}; snapshot JSON ${number(memory.snapshotJsonBytes)} B` +
+              (results.redisMemoryDefaults
+                ? `; with Redis’s default hash encoding limit: ${number(results.redisMemoryDefaults.bytesPerToken)} B per token`
+                : ''),
       });
     }
   }

@@ -45,6 +45,15 @@ export interface ManagedRedis {
 }
 
 /** Arguments for a local redis-server: loopback only, no RDB snapshots, log in its directory. */
+/**
+ * A token's record and its expiry job are hashes of a few fields, one of them
+ * up to ~700 bytes (the snapshot, the job's options). Redis keeps a hash in
+ * the compact listpack encoding only while every value is at most
+ * `hash-max-listpack-value` bytes (64 by default); above, each becomes a hash
+ * table, about a quarter more memory per token (docs/benchmarks.md).
+ */
+export const REDIS_MEMORY_SETTINGS = ['--hash-max-listpack-value', '1024'] as const;
+
 export function redisServerArgs(options: {
   port: number;
   dir: string;
@@ -66,6 +75,7 @@ export function redisServerArgs(options: {
     options.appendfsync,
     '--logfile',
     'redis.log',
+    ...REDIS_MEMORY_SETTINGS,
   ];
 }
 
