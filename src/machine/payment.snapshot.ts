@@ -7,6 +7,7 @@ import {
   paymentMachine,
   refundParams,
 } from './payment.machine.ts';
+import { listTransitions } from './transitions.ts';
 import type {
   Effect,
   EffectType,
@@ -101,6 +102,32 @@ export function statusOf(snapshot: PaymentSnapshot): PaymentStatus {
 
 export function contextOf(snapshot: PaymentSnapshot): PaymentContext {
   return snapshot.context;
+}
+
+/**
+ * Per state, the events every transition of which keeps the state and only
+ * replies (a replay, a repeated cancel, a payment on a cancelled token):
+ * whatever the context, they change nothing. Read off the definition.
+ */
+const UNCHANGING_EVENTS: ReadonlyMap<string, ReadonlySet<string>> = (() => {
+  const byState = new Map<string, Map<string, boolean>>();
+  for (const t of listTransitions(paymentMachine)) {
+    const events = byState.get(t.source) ?? new Map<string, boolean>();
+    const unchanging = t.internal && t.actions.every((action) => action.startsWith('reply('));
+    events.set(t.event, (events.get(t.event) ?? true) && unchanging);
+    byState.set(t.source, events);
+  }
+  return new Map(
+    [...byState].map(([state, events]) => [
+      state,
+      new Set([...events].filter(([, unchanging]) => unchanging).map(([event]) => event)),
+    ]),
+  );
+})();
+
+/** True when `eventType` changes nothing in `status`, whatever the context (see UNCHANGING_EVENTS). */
+export function changesNothing(status: PaymentStatus, eventType: PaymentEvent['type']): boolean {
+  return UNCHANGING_EVENTS.get(status)?.has(eventType) ?? false;
 }
 
 /** True while a charge or refund is in flight: the runtime must finish it before anything else. */

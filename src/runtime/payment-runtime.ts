@@ -1,6 +1,7 @@
 import type { Ledger } from '../accounts/ledger.ts';
 import { StaleWriteError } from '../errors.ts';
 import {
+  changesNothing,
   isInFlight,
   owedEffects,
   startPayment,
@@ -14,6 +15,7 @@ import type {
   Outcome,
   Payment,
   PaymentEvent,
+  PaymentStatus,
 } from '../machine/payment.types.ts';
 import type { ExpiryTimers } from './expiry-timers.ts';
 import type { FaultPointName } from './fault-points.ts';
@@ -24,8 +26,8 @@ import type { Held, TokenLock } from './token-lock.ts';
  * The request path: lock the token → load its snapshot → finish a step a
  * crash left in flight → transition → persist → run effects → unlock. The
  * load goes out right behind the lock request (one round trip for both), and
- * a request that changes nothing on a token this process saw settled is
- * answered from one read without the lock (see answerWithoutLock).
+ * a request that changes nothing in the status this process last saw the
+ * token in is answered from one read without the lock (see answerWithoutLock).
  *
  * Invariants:
  * - A snapshot is persisted before the effects it asks for run, so a crash
@@ -94,12 +96,13 @@ interface Run {
 
 export class PaymentRuntime {
   /**
-   * Tokens this process last left settled (processed, cancelled, refunded,
-   * expired), where a request often changes nothing: a replay, a repeated
-   * cancel, a payment on a cancelled token. Only a hint of where a read
-   * without the lock is worth trying; what is answered comes from Redis.
+   * The status this process last left a settled token in (processed,
+   * cancelled, refunded, expired). Only a hint of when a read without the
+   * lock is worth trying (the event changes nothing in that status: a replay,
+   * a repeated cancel, a payment on a cancelled token); what is answered
+   * comes from Redis.
    */
-  private readonly settled = new Set<string>();
+  private readonly settled = new Map<string, PaymentStatus>();
 
   constructor(private readonly deps: RuntimeDeps) {}
 
@@ -142,7 +145,8 @@ export class PaymentRuntime {
   private async command(token: string, makeEvent: () => ClientEvent): Promise<CommandResult> {
     const first = makeEvent();
     const fault: FaultContext = { token, event: first.type };
-    if (this.settled.has(token)) {
+    const lastSeen = this.settled.get(token);
+    if (lastSeen !== undefined && changesNothing(lastSeen, first.type)) {
       const answered = await this.answerWithoutLock(token, first);
       if (answered !== null) {
         await this.fault('before-response', fault);
@@ -202,9 +206,9 @@ export class PaymentRuntime {
   private noteSettled(token: string, snapshot: PaymentSnapshot | null): void {
     this.settled.delete(token);
     if (snapshot === null || snapshot.value === 'pending' || isInFlight(snapshot)) return;
-    this.settled.add(token);
+    this.settled.set(token, snapshot.value);
     if (this.settled.size > SETTLED_TOKENS_KEPT) {
-      const oldest = this.settled.values().next();
+      const oldest = this.settled.keys().next();
       if (oldest.done !== true) this.settled.delete(oldest.value);
     }
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PAYMENT_MACHINE_VERSION } from '../../src/machine/payment.machine.ts';
 import {
+  changesNothing,
   fromStored,
   SnapshotVersionError,
   startPayment,
@@ -248,5 +249,50 @@ describe('stored snapshots', () => {
   it('refuses a snapshot written by another machine version', () => {
     const stored = { ...toStored(processed()), machineVersion: PAYMENT_MACHINE_VERSION + 1 };
     expect(() => fromStored(stored)).toThrow(SnapshotVersionError);
+  });
+});
+
+describe('events that change nothing', () => {
+  it('are read off the definition: payments on a settled token, cancels once cancelled', () => {
+    const table = Object.fromEntries(
+      (
+        [
+          'pending',
+          'charging',
+          'processed',
+          'refunding',
+          'cancelled',
+          'refunded',
+          'expired',
+        ] as const
+      ).map((status) => [
+        status,
+        (['PAY', 'CANCEL', 'EXPIRE'] as const).filter((event) => changesNothing(status, event)),
+      ]),
+    );
+    expect(table).toEqual({
+      pending: [],
+      charging: [],
+      processed: ['PAY'],
+      refunding: [],
+      cancelled: ['PAY', 'CANCEL'],
+      refunded: ['PAY', 'CANCEL'],
+      expired: ['PAY', 'CANCEL'],
+    });
+  });
+
+  it('leave the snapshot as it is and only reply, whatever the body', () => {
+    for (const [snapshot, event] of [
+      [processed(), pay(9_000)],
+      [processed(), pay(9_000, { accountId: 'acct-other', amountCents: 1 })],
+      [cancelled(), cancel(9_000)],
+      [refunded(), pay(9_000)],
+      [expired(), cancel(9_000)],
+    ] as const) {
+      expect(changesNothing(snapshot.value, event.type)).toBe(true);
+      const step = stepPayment(snapshot, event);
+      expect(step.snapshot.context).toBe(snapshot.context);
+      expect(step.effects.map((e) => e.type)).toEqual(['reply']);
+    }
   });
 });
