@@ -44,7 +44,6 @@ export interface ManagedRedis {
   stop(): Promise<void>;
 }
 
-/** Arguments for a local redis-server: loopback only, no RDB snapshots, log in its directory. */
 /**
  * A token's record and its expiry job are hashes of a few fields, one of them
  * up to ~700 bytes (the snapshot, the job's options). Redis keeps a hash in
@@ -54,6 +53,7 @@ export interface ManagedRedis {
  */
 export const REDIS_MEMORY_SETTINGS = ['--hash-max-listpack-value', '1024'] as const;
 
+/** Arguments for a local redis-server: loopback only, no RDB snapshots, log in its directory. */
 export function redisServerArgs(options: {
   port: number;
   dir: string;

@@ -56,7 +56,8 @@ const COMMAND_TIMEOUT_MS = 2_000;
  * was lost lands with no record of it, so the token is charged again on retry.
  *
  * Commands issued in one turn of the event loop share one socket write (see
- * coalesceWrites): under load that halves the service's CPU per request.
+ * coalesceWrites): under load that cuts the service's CPU per request by
+ * about a third (docs/benchmarks.md).
  */
 export function connectRedis(url: string): Redis {
   const redis = new Redis(url, {
