@@ -7,13 +7,12 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { Ledger } from '../../src/accounts/ledger.ts';
 import { TokenBusyError } from '../../src/errors.ts';
 import { createKeys } from '../../src/runtime/keys.ts';
-import { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
+import type { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
 import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
 import { RedlockTokenLock } from '../../src/runtime/token-lock.ts';
-import { randomPrefix } from '../support/service-harness.ts';
+import { bareRuntime, randomPrefix } from '../support/service-harness.ts';
 
 const keys = createKeys(randomPrefix());
 const payment = { accountId: 'acct-free', amountCents: 900 };
@@ -29,17 +28,11 @@ describe('answers without the lock', () => {
   let serial = 0;
 
   const newRuntime = () =>
-    new PaymentRuntime({
-      store,
-      ledger: new Ledger(redis, keys, 100_000),
-      lock: new RedlockTokenLock(redis, { ttlMs: 5_000, waitMs: 300, resource: keys.lock }),
-      // The expiry timer is a neighbour here, not the behaviour under test.
-      timers: { schedule: () => Promise.resolve() },
-      clock: Date.now,
-      newLifeId: () => 'life-1',
-      paymentExpiryMs: 60_000,
-      expiredRetentionMs: 60_000,
-    });
+    bareRuntime(
+      redis,
+      keys,
+      new RedlockTokenLock(redis, { ttlMs: 5_000, waitMs: 300, resource: keys.lock }),
+    );
 
   /** Another process takes the token's lock and keeps it until the test ends. */
   async function holdLock(): Promise<void> {

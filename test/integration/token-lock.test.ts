@@ -4,12 +4,10 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { Ledger } from '../../src/accounts/ledger.ts';
 import { createKeys } from '../../src/runtime/keys.ts';
-import { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
 import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
 import { RedlockTokenLock, type TokenLock } from '../../src/runtime/token-lock.ts';
-import { randomPrefix } from '../support/service-harness.ts';
+import { bareRuntime, randomPrefix } from '../support/service-harness.ts';
 
 const keys = createKeys(randomPrefix());
 const options = { ttlMs: 2_000, waitMs: 3_000, resource: keys.lock };
@@ -71,20 +69,7 @@ describe('a read sent behind the lock request', () => {
   });
 
   it('is not trusted when it ran before the lock was taken: the answer follows the state under the lock', async () => {
-    const store = new SnapshotStore(first, keys);
-    const ledger = new Ledger(first, keys, 100_000);
-    const runtimeWith = (lock: TokenLock) =>
-      new PaymentRuntime({
-        store,
-        ledger,
-        lock,
-        // The expiry timer is a neighbour here, not the behaviour under test.
-        timers: { schedule: () => Promise.resolve() },
-        clock: Date.now,
-        newLifeId: () => 'life-1',
-        paymentExpiryMs: 60_000,
-        expiredRetentionMs: 60_000,
-      });
+    const runtimeWith = (lock: TokenLock) => bareRuntime(first, keys, lock);
     const real = new RedlockTokenLock(first, options);
     const runtime = runtimeWith(real);
     const payment = { accountId: 'acct-ahead', amountCents: 700 };

@@ -6,13 +6,35 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Ledger } from '../../src/accounts/ledger.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { EXPIRY_QUEUE, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
 import { createKeys, type Keys } from '../../src/runtime/keys.ts';
+import { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
+import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
+import type { TokenLock } from '../../src/runtime/token-lock.ts';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.ts';
 
 export function randomPrefix(): string {
   return `t${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * The runtime alone over a test Redis, with the lock it is given and no
+ * expiry timers: for tests of the request path itself, where the timer is a
+ * neighbour and not the behaviour under test.
+ */
+export function bareRuntime(redis: Redis, keys: Keys, lock: TokenLock): PaymentRuntime {
+  return new PaymentRuntime({
+    store: new SnapshotStore(redis, keys),
+    ledger: new Ledger(redis, keys, 100_000),
+    lock,
+    timers: { schedule: () => Promise.resolve() },
+    clock: Date.now,
+    newLifeId: () => 'life-1',
+    paymentExpiryMs: 60_000,
+    expiredRetentionMs: 60_000,
+  });
 }
 
 export function testConfig(redisUrl: string, env: Record<string, string> = {}): Config {
