@@ -57,6 +57,22 @@ export class StoredDataError extends AppError {
   }
 }
 
+/**
+ * The Redis answering is not the store this process wrote to: it came back
+ * empty, failed over to an empty node or was replaced (see StoreIdentity).
+ * Retryable once an operator has looked at it.
+ */
+export class StoreLostError extends AppError {
+  constructor(options?: { cause?: unknown }) {
+    super(
+      'store_lost',
+      'the payment store was emptied or replaced; writes are refused until an operator accepts it',
+      true,
+      options,
+    );
+  }
+}
+
 const UNAVAILABLE_PATTERNS = [
   /connection is closed/i,
   /ECONNREFUSED/,
@@ -88,6 +104,9 @@ export function isRedisUnavailable(error: unknown): boolean {
 /** The one place where low-level Redis failures become the project's errors. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (error instanceof Error && error.message.startsWith('STORE_LOST')) {
+    return new StoreLostError({ cause: error });
+  }
   if (isRedisUnavailable(error)) {
     return new UnavailableError('storage is unavailable; retry shortly', { cause: error });
   }

@@ -18,6 +18,11 @@ const log: Logger = {
       JSON.stringify({ level: 'info', time: new Date().toISOString(), message, ...fields }),
     );
   },
+  warn: (message, fields) => {
+    console.error(
+      JSON.stringify({ level: 'warn', time: new Date().toISOString(), message, ...fields }),
+    );
+  },
   error: (message, fields) => {
     console.error(
       JSON.stringify({ level: 'error', time: new Date().toISOString(), message, ...fields }),

@@ -5,34 +5,48 @@ import { Redis } from 'ioredis';
 import type { Worker } from 'bullmq';
 import { Ledger } from './accounts/ledger.ts';
 import type { Config } from './config.ts';
-import { toAppError, type AppError } from './errors.ts';
+import { StoreLostError, toAppError, type AppError } from './errors.ts';
 import { createApp } from './http/app.ts';
 import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
 import { createKeys } from './runtime/keys.ts';
 import { PaymentRuntime, type FaultPoint } from './runtime/payment-runtime.ts';
 import { startRecoverySweep, type RecoverySweep } from './runtime/recovery.ts';
 import { SnapshotStore } from './runtime/snapshot-store.ts';
+import { RedisClock } from './runtime/redis-clock.ts';
+import { StoreIdentity } from './runtime/store-identity.ts';
 import { RedlockTokenLock } from './runtime/token-lock.ts';
 import { coalesceWrites } from './runtime/write-coalescing.ts';
 
 export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
-export const silentLogger: Logger = { info: () => undefined, error: () => undefined };
+export const silentLogger: Logger = {
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
 
 export interface ServiceOptions {
   readonly log?: Logger;
-  readonly clock?: () => number;
   readonly faultPoint?: FaultPoint;
 }
+
+/** How often a process reads the store's identity and Redis's clock when nothing else does. */
+const STORE_CHECK_INTERVAL_MS = 1_000;
+
+/** A process clock further than this from Redis's is worth a warning (it changes no answer). */
+const CLOCK_SKEW_WARNING_MS = 2_000;
 
 export interface RunningService {
   readonly runtime: PaymentRuntime;
   readonly ledger: Ledger;
   readonly timers: BullExpiryTimers;
   readonly recovery: RecoverySweep | null;
+  readonly identity: StoreIdentity;
+  readonly clock: RedisClock;
   /** `http://host:port` when the api role runs. */
   readonly url: string | null;
   stop(): Promise<void>;
@@ -83,7 +97,6 @@ export async function startService(
   options: ServiceOptions = {},
 ): Promise<RunningService> {
   const log = options.log ?? silentLogger;
-  const clock = options.clock ?? Date.now;
   const keys = createKeys(config.keyPrefix);
   const redis = connectRedis(config.redisUrl);
   const queueConnection = connectRedis(config.redisUrl);
@@ -91,8 +104,33 @@ export async function startService(
   const workerConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   workerConnection.on('error', () => undefined);
 
-  const store = new SnapshotStore(redis, keys);
-  const ledger = new Ledger(redis, keys, config.accountInitialBalanceCents);
+  const redisClock = new RedisClock();
+  const clock = () => redisClock.now();
+  const identity = new StoreIdentity(redis, keys.store, redisClock, {
+    initialised: (id) => {
+      log.warn('the store was empty: initialised it with a new identity', { store: id });
+    },
+    lost: ({ expected, found }) => {
+      log.error(
+        'STORE LOST: Redis does not hold the store this process wrote to (emptied, failed over to an empty node, or replaced). Every request is refused with 503 store_lost until it comes back or an operator runs `paystate store accept`.',
+        { expected, found },
+      );
+    },
+    recovered: ({ id, adopted }) => {
+      log.warn(adopted ? 'adopted the store an operator accepted' : 'the store is back', {
+        store: id,
+      });
+    },
+  });
+  await identity.open();
+  if (Math.abs(redisClock.skewMs) > CLOCK_SKEW_WARNING_MS) {
+    log.warn("this process's clock differs from Redis's; Redis's clock is used", {
+      skewMs: -redisClock.skewMs,
+    });
+  }
+  identity.watch(STORE_CHECK_INTERVAL_MS);
+  const store = new SnapshotStore(redis, keys, { identity, clock: redisClock });
+  const ledger = new Ledger(redis, keys, config.accountInitialBalanceCents, identity);
   const lock = new RedlockTokenLock(redis, {
     ttlMs: config.lockTtlMs,
     waitMs: config.lockWaitMs,
@@ -123,12 +161,28 @@ export async function startService(
         connection: workerConnection,
         prefix: keys.queuePrefix,
         lockMs: config.expiryJobLockMs,
+        now: clock,
+        onEarly: ({ token }, earlyByMs) => {
+          log.warn('expiry timer delivered early (worker clock ahead of Redis); put back', {
+            token,
+            earlyByMs,
+          });
+        },
         onError: (error) => {
           log.error('expiry worker error', { message: error.message });
         },
       },
-      async ({ token, lifeId }) => {
-        await runtime.expire(token, lifeId);
+      async ({ token, lifeId, dueAt }) => {
+        const { snapshot } = await runtime.expire(token, lifeId, dueAt);
+        const expiresAt = snapshot?.context.expiresAt ?? null;
+        const later =
+          snapshot !== null &&
+          snapshot.value !== 'expired' &&
+          snapshot.context.lifeId === lifeId &&
+          dueAt !== undefined &&
+          expiresAt !== null &&
+          expiresAt > dueAt;
+        return { laterDueAt: later ? expiresAt : null };
       },
     );
     recovery = startRecoverySweep({
@@ -150,8 +204,10 @@ export async function startService(
       runtime,
       ledger,
       ping: async () => {
-        await redis.ping();
+        await identity.check();
+        if (identity.lost) throw new StoreLostError();
       },
+      storeLost: () => identity.lost,
       log: (error) => {
         log.error('request failed', describe(error));
       },
@@ -188,6 +244,7 @@ export async function startService(
         await closed;
         clearTimeout(force);
       }
+      identity.stop();
       await recovery?.stop();
       await worker?.close();
       await timers.close();
@@ -196,5 +253,5 @@ export async function startService(
     return stopping;
   };
 
-  return { runtime, ledger, timers, recovery, url, stop };
+  return { runtime, ledger, timers, recovery, identity, clock: redisClock, url, stop };
 }

@@ -1,6 +1,7 @@
 import type { Redis, Result } from 'ioredis';
-import { toAppError } from '../errors.ts';
+import { StoreLostError, toAppError } from '../errors.ts';
 import type { Keys } from '../runtime/keys.ts';
+import { storeGuard, type StoreIdentity } from '../runtime/store-identity.ts';
 
 /**
  * The account ledger. Balances are integer cents, created lazily at the
@@ -35,10 +36,12 @@ export interface AccountView {
   readonly ledger: readonly LedgerEntry[];
 }
 
-// KEYS: balance hash, operations hash, ledger list
-// ARGV: operationId, amountCents, initialBalanceCents, at, token, kind
+// KEYS: balance hash, operations hash, ledger list, store identity
+// ARGV: operationId, amountCents, initialBalanceCents, at, token, kind, store id
+// Fails with STORE_LOST when the store is not the one the process knows: in
+// an emptied store the operation ids are gone, and the money would move again.
 const MOVE_SCRIPT = `
-local seen = redis.call('HGET', KEYS[2], ARGV[1])
+${storeGuard(4, 7)}local seen = redis.call('HGET', KEYS[2], ARGV[1])
 local balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or ARGV[3])
 if seen then return {seen, string.format('%d', balance), 1} end
 local amount = tonumber(ARGV[2])
@@ -67,12 +70,14 @@ declare module 'ioredis' {
       balanceKey: string,
       operationsKey: string,
       ledgerKey: string,
+      storeKey: string,
       operationId: string,
       amountCents: number,
       initialBalanceCents: number,
       at: number,
       token: string,
       kind: MovementKind,
+      storeId: string,
     ): Result<MoveReply, Context>;
   }
 }
@@ -85,8 +90,10 @@ export class Ledger {
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly initialBalanceCents: number,
+    /** The store every movement must find; a ledger without one only reads. */
+    private readonly identity?: StoreIdentity,
   ) {
-    redis.defineCommand('paystateMove', { numberOfKeys: 3, lua: MOVE_SCRIPT });
+    redis.defineCommand('paystateMove', { numberOfKeys: 4, lua: MOVE_SCRIPT });
   }
 
   withdraw(operationId: string, accountId: string, amountCents: number, token: string, at: number) {
@@ -121,21 +128,27 @@ export class Ledger {
     token: string,
     at: number,
   ): Promise<MovementResult> {
+    const { identity } = this;
+    if (identity === undefined) throw new Error('this ledger only reads');
     try {
       const [outcome, balance, repeated] = await this.redis.paystateMove(
         this.keys.account(accountId),
         this.keys.accountOperations(accountId),
         this.keys.accountLedger(accountId),
+        identity.key,
         operationId,
         amountCents,
         this.initialBalanceCents,
         at,
         token,
         kind,
+        identity.id,
       );
       return { outcome, balanceCents: Number(balance), repeated: repeated === 1 };
     } catch (error) {
-      throw toAppError(error);
+      const appError = toAppError(error);
+      if (appError instanceof StoreLostError) identity.noteLost();
+      throw appError;
     }
   }
 }

@@ -1,6 +1,6 @@
 import express, { type Express, type Request, type RequestHandler, type Response } from 'express';
 import type { Ledger } from '../accounts/ledger.ts';
-import { AppError, NotFoundError, ValidationError } from '../errors.ts';
+import { AppError, NotFoundError, StoreLostError, ValidationError } from '../errors.ts';
 import type { PaymentRuntime, CommandResult } from '../runtime/payment-runtime.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
@@ -9,8 +9,10 @@ import { accountView, paymentView, reasonFor } from './views.ts';
 export interface AppDeps {
   readonly runtime: PaymentRuntime;
   readonly ledger: Ledger;
-  /** Resolves when storage answers; rejects otherwise. */
+  /** Resolves when storage answers and is the store this process knows; rejects otherwise. */
   readonly ping: () => Promise<void>;
+  /** True while the store is lost (emptied or replaced): every request is refused. */
+  readonly storeLost?: () => boolean;
   readonly log?: (error: AppError) => void;
 }
 
@@ -68,6 +70,12 @@ export function createApp(deps: AppDeps): Express {
   app.get('/readyz', async (_req, res) => {
     await deps.ping();
     res.json({ status: 'ready' });
+  });
+
+  // A store that came back empty or was replaced answers nothing true: a
+  // read would say "unknown" of a charged token, a write would charge again.
+  app.use((_req, _res, next) => {
+    next(deps.storeLost?.() === true ? new StoreLostError() : undefined);
   });
 
   // Seed-compatible routes: every business outcome is a 200 with `success`.

@@ -104,9 +104,14 @@ export const paymentMachine = setup({
       lastDecline: null,
       expiresAt: event.at + context.expiryMs,
     })),
-    markDeclined: assign(({ event }) => {
+    markDeclined: assign(({ context, event }) => {
       assertEvent(event, 'CHARGE_DECLINED');
-      return { lastDecline: { reason: event.reason, at: event.at } };
+      // A declined token is kept as `pending`; it expires one window after
+      // its first decline, like every other record.
+      return {
+        lastDecline: { reason: event.reason, at: event.at },
+        expiresAt: context.expiresAt ?? event.at + context.expiryMs,
+      };
     }),
     markCancelled: assign(({ context, event }) => ({
       cancelledAt: event.at,
@@ -128,10 +133,19 @@ export const paymentMachine = setup({
         context.payment.amountCents === event.amountCents
       );
     },
-    /** A timer set in this life of the token, not in one already forgotten. */
-    isCurrentLife: ({ context, event }) => {
+    /**
+     * The timer of the token's current deadline: set in this life of the
+     * token (not in one already forgotten) and not superseded by a later
+     * deadline. Whether the deadline has passed is the timer's business
+     * (Redis's clock, see the expiry worker); the machine reads no clock.
+     */
+    isCurrentTimer: ({ context, event }) => {
       assertEvent(event, 'EXPIRE');
-      return event.lifeId === context.lifeId;
+      return (
+        event.lifeId === context.lifeId &&
+        context.expiresAt !== null &&
+        (event.dueAt === undefined || event.dueAt >= context.expiresAt)
+      );
     },
   },
 }).createMachine({
@@ -157,11 +171,13 @@ export const paymentMachine = setup({
   }),
   states: {
     pending: {
-      description: 'Known token, nothing charged. Payable.',
+      description:
+        'Known token, nothing charged. Payable. A declined token expires one window after its first decline.',
       entry: { type: 'record', params: { state: 'pending' } },
       on: {
         PAY: { target: 'charging', actions: 'startCharge' },
         CANCEL: { target: 'cancelled', actions: 'markCancelled' },
+        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
       },
     },
     charging: {
@@ -184,6 +200,7 @@ export const paymentMachine = setup({
           target: 'pending',
           actions: [
             'markDeclined',
+            { type: 'scheduleExpiry', params: ({ context }) => expiryParams(context) },
             // The reason is in context.lastDecline.
             { type: 'reply', params: { outcome: 'declined' } },
           ],
@@ -202,7 +219,7 @@ export const paymentMachine = setup({
           { actions: { type: 'reply', params: { outcome: 'body_mismatch' } } },
         ],
         CANCEL: { target: 'refunding' },
-        EXPIRE: { guard: 'isCurrentLife', target: 'expired' },
+        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
       },
     },
     refunding: {
@@ -229,7 +246,7 @@ export const paymentMachine = setup({
       on: {
         PAY: { actions: { type: 'reply', params: { outcome: 'rejected' } } },
         CANCEL: { actions: { type: 'reply', params: { outcome: 'cancelled' } } },
-        EXPIRE: { guard: 'isCurrentLife', target: 'expired' },
+        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
       },
     },
     refunded: {
@@ -238,7 +255,7 @@ export const paymentMachine = setup({
       on: {
         PAY: { actions: { type: 'reply', params: { outcome: 'rejected' } } },
         CANCEL: { actions: { type: 'reply', params: { outcome: 'refunded' } } },
-        EXPIRE: { guard: 'isCurrentLife', target: 'expired' },
+        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
       },
     },
     expired: {

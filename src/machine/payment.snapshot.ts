@@ -153,6 +153,10 @@ export function owedEffects(snapshot: PaymentSnapshot): Effect[] {
     case 'refunded':
       return [{ type: 'scheduleExpiry', params: expiryParams(context) }];
     case 'pending':
+      // A pending record exists once a payment was declined; its timer was set then.
+      return context.expiresAt === null
+        ? []
+        : [{ type: 'scheduleExpiry', params: expiryParams(context) }];
     case 'expired':
       return [];
   }

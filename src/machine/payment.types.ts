@@ -50,7 +50,10 @@ export interface PaymentContext {
   readonly cancelledAt: number | null;
   readonly refundedAt: number | null;
   readonly expiredAt: number | null;
-  /** When the expiry timer fires; set on `processed` and on `cancelled`. */
+  /**
+   * When the expiry timer fires: set when a payment is first declined (a
+   * `pending` record), and anew on `processed` and on `cancelled`.
+   */
   readonly expiresAt: number | null;
   /** When an expired record is removed. */
   readonly removeAt: number | null;
@@ -67,7 +70,17 @@ export type ClientEvent =
       readonly at: number;
     }
   | { readonly type: 'CANCEL'; readonly at: number }
-  | { readonly type: 'EXPIRE'; readonly lifeId: string; readonly at: number };
+  | {
+      readonly type: 'EXPIRE';
+      readonly lifeId: string;
+      /**
+       * The deadline the timer was set for. A timer set for an earlier
+       * deadline than the token's current one (superseded) changes nothing.
+       * Absent on timers of releases before due times were recorded: due.
+       */
+      readonly dueAt?: number;
+      readonly at: number;
+    };
 
 /** Outcomes of effects, fed back by the runtime. */
 export type EffectEvent =

@@ -13,6 +13,8 @@ export interface Keys {
   readonly account: (accountId: string) => string;
   readonly accountOperations: (accountId: string) => string;
   readonly accountLedger: (accountId: string) => string;
+  /** Hash: the store's identity (see StoreIdentity). */
+  readonly store: string;
   /** BullMQ's own prefix for the expiry queue. */
   readonly queuePrefix: string;
 }
@@ -25,6 +27,7 @@ export function createKeys(prefix: string): Keys {
     account: (id) => `${prefix}:{account:${id}}:balance`,
     accountOperations: (id) => `${prefix}:{account:${id}}:ops`,
     accountLedger: (id) => `${prefix}:{account:${id}}:ledger`,
+    store: `${prefix}:store`,
     queuePrefix: `${prefix}:bull`,
   };
 }

@@ -45,6 +45,7 @@ export interface RuntimeDeps {
   readonly ledger: Ledger;
   readonly lock: TokenLock;
   readonly timers: ExpiryTimers;
+  /** Redis's time (RedisClock.now): never this process's own clock. */
   readonly clock: () => number;
   readonly newLifeId: () => string;
   readonly paymentExpiryMs: number;
@@ -114,8 +115,14 @@ export class PaymentRuntime {
     return this.command(token, () => ({ type: 'CANCEL', at: this.deps.clock() }));
   }
 
-  expire(token: string, lifeId: string): Promise<CommandResult> {
-    return this.command(token, () => ({ type: 'EXPIRE', lifeId, at: this.deps.clock() }));
+  /** A timer of `lifeId`'s deadline `dueAt` (absent: a timer of an older release, due). */
+  expire(token: string, lifeId: string, dueAt?: number): Promise<CommandResult> {
+    return this.command(token, () => ({
+      type: 'EXPIRE',
+      lifeId,
+      ...(dueAt === undefined ? {} : { dueAt }),
+      at: this.deps.clock(),
+    }));
   }
 
   /** The stored state, as it is; reads take no lock. */
@@ -160,7 +167,9 @@ export class PaymentRuntime {
           async (held) => {
             await this.fault('after-lock', fault);
             const record = await this.loadHeld(token, held);
-            return this.handle(token, record, attempt === 1 ? first : makeEvent(), fault);
+            // Made after the locked read, which observed Redis's clock: the
+            // event's time is Redis's time of this step, not of the request.
+            return this.handle(token, record, makeEvent(), fault);
           },
           this.readAhead(token),
         );
@@ -225,7 +234,7 @@ export class PaymentRuntime {
   private async loadHeld(token: string, held: Held<LockedRead>): Promise<StoredRecord | null> {
     const ahead = await held.readAhead;
     if (ahead !== undefined && ahead.lockValue === held.lockValue) return ahead.record;
-    return this.deps.store.load(token);
+    return this.deps.store.loadTimed(token);
   }
 
   private async handle(
@@ -285,7 +294,6 @@ export class PaymentRuntime {
       const saved = await this.deps.store.save(run.token, cursor.expected, step.snapshot, {
         removeAt: removal?.params.removeAt ?? null,
         owed: run.owes,
-        now: this.deps.clock(),
       });
       next = { expected: saved, snapshot: step.snapshot };
       await this.fault(

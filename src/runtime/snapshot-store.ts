@@ -1,7 +1,9 @@
 import type { Redis, Result } from 'ioredis';
-import { StaleWriteError, StoredDataError, toAppError } from '../errors.ts';
+import { StaleWriteError, StoredDataError, StoreLostError, toAppError } from '../errors.ts';
 import { fromStored, toStored, type PaymentSnapshot } from '../machine/payment.snapshot.ts';
 import type { Keys } from './keys.ts';
+import type { RedisClock } from './redis-clock.ts';
+import { storeGuard, type StoreIdentity } from './store-identity.ts';
 
 /**
  * Snapshots in Redis, one hash per token. Every write is a compare-and-set on
@@ -21,20 +23,23 @@ export interface StoredRecord {
 /** What a write expects to find: `null` for a token with no record yet. */
 export type Expected = Pick<StoredRecord, 'version' | 'lifeId'> | null;
 
-// KEYS: state hash, outbox. ARGV: expected version, expected lifeId, new
-// lifeId, machine version, snapshot JSON, removeAt (epoch ms, or '' for none),
-// owed ('1' when effects of this write are still to run), token, now.
-// Returns the new version, or -1 when the stored (version, lifeId) differ.
-// An owed write puts the token in the outbox in the same step, so no crash
-// can leave owed effects that the recovery sweep does not know about.
+// KEYS: state hash, outbox, store identity. ARGV: expected version, expected
+// lifeId, new lifeId, machine version, snapshot JSON, removeAt (epoch ms, or
+// '' for none), owed ('1' when effects of this write are still to run),
+// token, store id. Returns the new version, or -1 when the stored (version,
+// lifeId) differ; fails with STORE_LOST when the store is not the one the
+// process knows. An owed write puts the token in the outbox in the same
+// step, scored by Redis's clock, so no crash can leave owed effects that the
+// recovery sweep does not know about.
 const SAVE_SCRIPT = `
-local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
+${storeGuard(3, 9)}local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
 if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return -1 end
 local nv = tonumber(cur[1] or '0') + 1
 redis.call('HSET', KEYS[1], 'v', nv, 'l', ARGV[3], 'm', ARGV[4], 's', ARGV[5])
 if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'o', '1')
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[9], ARGV[8])
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[8])
 end
 if ARGV[6] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) end
 return nv
@@ -53,11 +58,23 @@ return 1
 `;
 
 // KEYS: state hash, the token's lock. The record's fields, then the lock's
-// value: read behind a request for the lock, it shows whether the read ran
-// while that lock was held.
+// value (read behind a request for the lock, it shows whether the read ran
+// while that lock was held), then Redis's TIME.
 const LOAD_SCRIPT = `
 local r = redis.call('HMGET', KEYS[1], 'v', 'l', 'm', 's', 'o')
 r[6] = redis.call('GET', KEYS[2])
+local t = redis.call('TIME')
+r[7] = t[1]
+r[8] = t[2]
+return r
+`;
+
+// KEYS: state hash. The record's fields, then Redis's TIME.
+const READ_SCRIPT = `
+local r = redis.call('HMGET', KEYS[1], 'v', 'l', 'm', 's', 'o')
+local t = redis.call('TIME')
+r[6] = t[1]
+r[7] = t[2]
 return r
 `;
 
@@ -66,6 +83,7 @@ declare module 'ioredis' {
     paystateSave(
       stateKey: string,
       outboxKey: string,
+      storeKey: string,
       expectedVersion: number,
       expectedLifeId: string,
       lifeId: string,
@@ -74,9 +92,10 @@ declare module 'ioredis' {
       removeAt: number | '',
       owed: '1' | '',
       token: string,
-      now: number,
+      storeId: string,
     ): Result<number, Context>;
     paystateLoad(stateKey: string, lockKey: string): Result<(string | null)[], Context>;
+    paystateRead(stateKey: string): Result<(string | null)[], Context>;
     paystateClearOwed(
       stateKey: string,
       outboxKey: string,
@@ -86,16 +105,26 @@ declare module 'ioredis' {
   }
 }
 
+export interface SnapshotStoreOptions {
+  /** The store every write must find (required to write; a store without one only reads). */
+  readonly identity?: StoreIdentity;
+  /** Observes Redis's TIME returned by locked reads. */
+  readonly clock?: RedisClock;
+}
+
 export class SnapshotStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    private readonly options: SnapshotStoreOptions = {},
   ) {
-    redis.defineCommand('paystateSave', { numberOfKeys: 2, lua: SAVE_SCRIPT });
+    redis.defineCommand('paystateSave', { numberOfKeys: 3, lua: SAVE_SCRIPT });
     redis.defineCommand('paystateClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
     redis.defineCommand('paystateLoad', { numberOfKeys: 2, lua: LOAD_SCRIPT });
+    redis.defineCommand('paystateRead', { numberOfKeys: 1, lua: READ_SCRIPT });
   }
 
+  /** The stored record, without Redis's time (the lock-free and read-only paths). */
   async load(token: string): Promise<StoredRecord | null> {
     let fields: (string | null)[];
     try {
@@ -103,6 +132,18 @@ export class SnapshotStore {
     } catch (error) {
       throw toAppError(error);
     }
+    return this.parse(token, fields);
+  }
+
+  /** The stored record, read with Redis's time (which the clock observes). */
+  async loadTimed(token: string): Promise<StoredRecord | null> {
+    let fields: (string | null)[];
+    try {
+      fields = await this.redis.paystateRead(this.keys.state(token));
+    } catch (error) {
+      throw toAppError(error);
+    }
+    this.options.clock?.observe([fields[5] ?? '', fields[6] ?? '']);
     return this.parse(token, fields);
   }
 
@@ -116,6 +157,7 @@ export class SnapshotStore {
     } catch (error) {
       throw toAppError(error);
     }
+    this.options.clock?.observe([fields[6] ?? '', fields[7] ?? '']);
     return { record: this.parse(token, fields), lockValue: fields[5] ?? null };
   }
 
@@ -137,20 +179,23 @@ export class SnapshotStore {
    * Writes `snapshot` if the stored record is still `expected`; returns the
    * new record. `removeAt` makes Redis delete the record at that time;
    * `owed` marks the record as having effects still to run and puts the
-   * token in the outbox, at `now` (see clearOwed).
+   * token in the outbox (see clearOwed).
    */
   async save(
     token: string,
     expected: Expected,
     snapshot: PaymentSnapshot,
-    options: { removeAt: number | null; owed: boolean; now: number },
+    options: { removeAt: number | null; owed: boolean },
   ): Promise<StoredRecord> {
+    const { identity } = this.options;
+    if (identity === undefined) throw new Error('this snapshot store only reads');
     const stored = toStored(snapshot);
     let version: number;
     try {
       version = await this.redis.paystateSave(
         this.keys.state(token),
         this.keys.outbox,
+        identity.key,
         expected?.version ?? 0,
         expected?.lifeId ?? '',
         snapshot.context.lifeId,
@@ -159,10 +204,12 @@ export class SnapshotStore {
         options.removeAt ?? '',
         options.owed ? '1' : '',
         token,
-        options.now,
+        identity.id,
       );
     } catch (error) {
-      throw toAppError(error);
+      const appError = toAppError(error);
+      if (appError instanceof StoreLostError) identity.noteLost();
+      throw appError;
     }
     if (version < 0) throw new StaleWriteError(token);
     return { version, lifeId: snapshot.context.lifeId, snapshot, owed: options.owed };

@@ -475,7 +475,7 @@ describe('bad input as a property', () => {
     await redis.quit();
   });
 
-  /** Keys under the service's prefix, apart from the queue metadata BullMQ writes at start-up. */
+  /** Keys under the service's prefix, apart from the queue metadata and store identity written at start-up. */
   async function writtenKeys(): Promise<string[]> {
     const keys: string[] = [];
     let cursor = '0';
@@ -490,7 +490,8 @@ describe('bad input as a property', () => {
       cursor = next;
       keys.push(...batch);
     } while (cursor !== '0');
-    return keys.filter((k) => k !== `${service.keys.queuePrefix}:expiry:meta`).sort();
+    const atStart = [`${service.keys.queuePrefix}:expiry:meta`, service.keys.store];
+    return keys.filter((k) => !atStart.includes(k)).sort();
   }
 
   /** Sends exactly these bytes, path and headers (node:http does not normalise the path). */

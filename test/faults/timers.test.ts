@@ -22,6 +22,7 @@ import {
 } from '../support/payment-checks.ts';
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
+import { fireNow } from '../support/timer-jobs.ts';
 
 const INITIAL_BALANCE_CENTS = 100_000;
 const AMOUNT_CENTS = 900;
@@ -82,7 +83,7 @@ function cluster(redisUrl: string) {
   async function fireTimer(token: string, lifeId: string): Promise<void> {
     const job = await store.queue.getJob(expiryJobId(token, lifeId));
     if (job === undefined) throw new Error(`${token} has no timer`);
-    await job.promote();
+    await fireNow(job);
   }
 
   /** Delivers an EXPIRE for (token, lifeId) again as a job of its own. */

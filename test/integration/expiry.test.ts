@@ -14,6 +14,7 @@ import {
   waitFor,
   type TestService,
 } from '../support/service-harness.ts';
+import { fireNow } from '../support/timer-jobs.ts';
 
 const INITIAL_BALANCE_CENTS = 100_000;
 const AMOUNT_CENTS = 700;
@@ -133,6 +134,44 @@ describe('expiry timers and retention', () => {
     );
   });
 
+  it('expires a declined token one window after its decline, then forgets it', async () => {
+    const token = 'exp-declined';
+    const declined = await fast.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: `acct-${token}`, amountCents: INITIAL_BALANCE_CENTS + 1 },
+    });
+    expect(declined.status).toBe(402);
+    const view = await waitForStatus(token, 'expired');
+    expect(states(view)).toEqual(['pending', 'charging', 'pending', 'expired']);
+    await waitForRemoval(token);
+    expect((await accountOf(`acct-${token}`)).balanceCents).toBe(INITIAL_BALANCE_CENTS);
+  });
+
+  it("puts a declined token's timer back for the later deadline once the token is charged", async () => {
+    const token = 'exp-declined-then-charged';
+    const declined = await fast.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: `acct-${token}`, amountCents: INITIAL_BALANCE_CENTS + 1 },
+    });
+    expect(declined.status).toBe(402);
+    // Charged by the instance with a day-long window: the deadline moves a day on.
+    expect((await pay(slow, token)).status).toBe(201);
+    const charged = await paymentOf(token);
+    const expiresAt = Date.parse(charged.expiresAt ?? '');
+    const jobId = expiryJobId(token, await lifeOf(token));
+    // The timer set at the decline fires within the test and is put back, not obeyed.
+    await waitFor(
+      async () => {
+        const job = await queue.getJob(jobId);
+        return job?.data.dueAt === expiresAt && (await job.getState()) === 'delayed'
+          ? true
+          : undefined;
+      },
+      { what: `the timer of ${token} to be put back for its new deadline` },
+    );
+    expect((await paymentOf(token)).status).toBe('processed');
+  });
+
   it('expires a cancelled token when its timer fires', async () => {
     const token = 'exp-cancelled';
     const cancelled = await cancel(fast, token);
@@ -190,7 +229,7 @@ describe('expiry timers and retention', () => {
     // Fire the real timer now rather than in a day.
     const timer = await queue.getJob(expiryJobId(token, lifeId));
     expect(await timer?.getState()).toBe('delayed');
-    await timer?.promote();
+    if (timer !== undefined) await fireNow(timer);
     const expired = await waitForStatus(token, 'expired');
 
     const duplicate = await queue.add('expire', { token, lifeId });

@@ -66,7 +66,7 @@ describe('answers without the lock', () => {
 
   beforeEach(async () => {
     token = `tok-free-${++serial}`;
-    runtime = newRuntime();
+    runtime = await newRuntime();
     await runtime.pay(token, payment);
     return async () => {
       releaseHolder?.();

@@ -71,7 +71,7 @@ describe('a read sent behind the lock request', () => {
   it('is not trusted when it ran before the lock was taken: the answer follows the state under the lock', async () => {
     const runtimeWith = (lock: TokenLock) => bareRuntime(first, keys, lock);
     const real = new RedlockTokenLock(first, options);
-    const runtime = runtimeWith(real);
+    const runtime = await runtimeWith(real);
     const payment = { accountId: 'acct-ahead', amountCents: 700 };
     await runtime.pay('tok-early', payment);
 
@@ -85,7 +85,7 @@ describe('a read sent behind the lock request', () => {
         return real.withLock(token, (held) => work({ ...held, readAhead: early }));
       },
     };
-    const replay = await runtimeWith(late).pay('tok-early', payment);
+    const replay = await (await runtimeWith(late)).pay('tok-early', payment);
     expect(replay.snapshot?.value).toBe('refunded');
     expect(replay.outcome).toBe('rejected');
   });

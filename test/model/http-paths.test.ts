@@ -25,6 +25,7 @@ import {
   testParamsFor,
   type PaymentDriver,
 } from './payment-model.ts';
+import { fireNow } from '../support/timer-jobs.ts';
 
 /** Timers never fire on their own here: the driver fires them when the path says EXPIRE. */
 const NEVER_MS = String(24 * 3600 * 1000);
@@ -105,7 +106,7 @@ function httpDriver({ service, queue, expect }: DriverDeps, run: string): Paymen
           const job = await queue.getJob(jobId);
           expect(job, `delayed job ${jobId}`).toBeDefined();
           expect(await job?.getState()).toBe('delayed');
-          await job?.promote();
+          if (job !== undefined) await fireNow(job);
           await waitUntilJobDone(queue, jobId);
           return;
         }

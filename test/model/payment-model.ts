@@ -55,7 +55,13 @@ export function modelEvents(snapshot: PaymentSnapshot): PaymentEvent[] {
   const expire = (id: string): PaymentEvent => ({ type: 'EXPIRE', lifeId: id, at: 0 });
   switch (snapshot.value) {
     case 'pending':
-      return [pay(FUNDED_AMOUNT_CENTS), pay(UNFUNDED_AMOUNT_CENTS), { type: 'CANCEL', at: 0 }];
+      return [
+        pay(FUNDED_AMOUNT_CENTS),
+        pay(UNFUNDED_AMOUNT_CENTS),
+        { type: 'CANCEL', at: 0 },
+        // A pending record exists once a payment was declined, and has a timer from then on.
+        ...(snapshot.context.expiresAt === null ? [] : [expire(lifeId), expire(STALE_LIFE_ID)]),
+      ];
     case 'charging':
       return (payment?.amountCents ?? 0) <= MODEL_INITIAL_BALANCE_CENTS
         ? [{ type: 'CHARGE_SUCCEEDED', at: 0 }]

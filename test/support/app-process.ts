@@ -113,14 +113,18 @@ export class AppProcesses {
 
   constructor(private readonly common: Record<string, string>) {}
 
-  async start(name: string, env: Record<string, string> = {}): Promise<AppProcess> {
-    const child = spawnScript('src/main.ts', [], {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      PAYSTATE_MANAGED_REDIS: 'never',
-      ...this.common,
-      ...env,
-    });
+  /** `wrapper` runs the process through a command (e.g. `faketime -f +10m`). */
+  async start(
+    name: string,
+    env: Record<string, string> = {},
+    wrapper: readonly string[] = [],
+  ): Promise<AppProcess> {
+    const child = spawnScript(
+      'src/main.ts',
+      [],
+      { PORT: '0', HOST: '127.0.0.1', PAYSTATE_MANAGED_REDIS: 'never', ...this.common, ...env },
+      wrapper,
+    );
     const isAlive = () => child.child.exitCode === null && child.child.signalCode === null;
     const pid = child.child.pid;
     if (pid === undefined) throw new Error(`${name} did not start`);

@@ -12,13 +12,18 @@ export interface ServiceProcess {
   exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `node --import tsx <script>` with the given environment (added to this process's). */
+/**
+ * `node --import tsx <script>` with the given environment (added to this
+ * process's), run through `wrapper` if given (e.g. `faketime -f +10m`).
+ */
 export function spawnScript(
   script: string,
   args: readonly string[],
   env: Record<string, string>,
+  wrapper: readonly string[] = [],
 ): ServiceProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const command = [...wrapper, process.execPath, '--import', 'tsx', script, ...args];
+  const child = spawn(command[0] ?? process.execPath, command.slice(1), {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

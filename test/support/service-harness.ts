@@ -11,7 +11,9 @@ import { loadConfig, type Config } from '../../src/config.ts';
 import { EXPIRY_QUEUE, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
 import { createKeys, type Keys } from '../../src/runtime/keys.ts';
 import { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
+import { RedisClock } from '../../src/runtime/redis-clock.ts';
 import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
+import { StoreIdentity } from '../../src/runtime/store-identity.ts';
 import type { TokenLock } from '../../src/runtime/token-lock.ts';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.ts';
 
@@ -24,13 +26,20 @@ export function randomPrefix(): string {
  * expiry timers: for tests of the request path itself, where the timer is a
  * neighbour and not the behaviour under test.
  */
-export function bareRuntime(redis: Redis, keys: Keys, lock: TokenLock): PaymentRuntime {
+export async function bareRuntime(
+  redis: Redis,
+  keys: Keys,
+  lock: TokenLock,
+): Promise<PaymentRuntime> {
+  const clock = new RedisClock();
+  const identity = new StoreIdentity(redis, keys.store, clock);
+  await identity.open();
   return new PaymentRuntime({
-    store: new SnapshotStore(redis, keys),
-    ledger: new Ledger(redis, keys, 100_000),
+    store: new SnapshotStore(redis, keys, { identity, clock }),
+    ledger: new Ledger(redis, keys, 100_000, identity),
     lock,
     timers: { schedule: () => Promise.resolve() },
-    clock: Date.now,
+    clock: () => clock.now(),
     newLifeId: () => 'life-1',
     paymentExpiryMs: 60_000,
     expiredRetentionMs: 60_000,

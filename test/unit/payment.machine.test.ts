@@ -15,9 +15,10 @@ const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, rete
 const body = { accountId: 'acct-1', amountCents: 1_500 };
 const pay = (at: number, b = body): PaymentEvent => ({ type: 'PAY', ...b, at });
 const cancel = (at: number): PaymentEvent => ({ type: 'CANCEL', at });
-const expire = (at: number, lifeId = input.lifeId): PaymentEvent => ({
+const expire = (at: number, lifeId = input.lifeId, dueAt?: number): PaymentEvent => ({
   type: 'EXPIRE',
   lifeId,
+  ...(dueAt === undefined ? {} : { dueAt }),
   at,
 });
 
@@ -84,7 +85,12 @@ describe('payment machine rules', () => {
       reason: 'insufficient_funds',
       at: 2_010,
     });
-    expect(declined.effects).toEqual([{ type: 'reply', params: { outcome: 'declined' } }]);
+    // A declined token is kept, and expires one window after its first decline.
+    expect(declined.snapshot.context.expiresAt).toBe(2_510);
+    expect(declined.effects).toEqual([
+      { type: 'scheduleExpiry', params: { token: 'tok_1', lifeId: 'life-1', expiresAt: 2_510 } },
+      { type: 'reply', params: { outcome: 'declined' } },
+    ]);
 
     const retry = stepPayment(
       declined.snapshot,
@@ -188,8 +194,38 @@ describe('payment machine rules', () => {
     expect(unchanged(expired(), expire(9_000))).toEqual([]);
   });
 
-  it('ignores EXPIRE on a pending token, which has no timer', () => {
-    expect(unchanged(startPayment(input).snapshot, expire(9_000))).toEqual([]);
+  it('expires a declined pending token when its timer fires, and keeps a second decline from moving the deadline', () => {
+    const declined = run(pay(2_000), {
+      type: 'CHARGE_DECLINED',
+      reason: 'insufficient_funds',
+      at: 2_010,
+    });
+    const again = run(
+      pay(2_000),
+      { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_010 },
+      pay(2_100),
+      { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_110 },
+    );
+    expect(declined.snapshot.context.expiresAt).toBe(2_510);
+    expect(again.snapshot.context.expiresAt).toBe(2_510);
+    const expired = stepPayment(again.snapshot, expire(2_600, input.lifeId, 2_510));
+    expect(expired.snapshot.value).toBe('expired');
+    expect(expired.snapshot.context.removeAt).toBe(2_600 + input.retentionMs);
+  });
+
+  it('ignores a timer whose deadline was superseded by a later one', () => {
+    // Declined, then charged later: the deadline moves on, and the pending record's timer is stale.
+    const charged = run(
+      pay(2_000),
+      { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_010 },
+      pay(2_300),
+      { type: 'CHARGE_SUCCEEDED', at: 2_310 },
+    );
+    expect(charged.snapshot.context.expiresAt).toBe(2_810);
+    expect(unchanged(charged.snapshot, expire(2_600, input.lifeId, 2_510))).toEqual([]);
+    expect(stepPayment(charged.snapshot, expire(2_900, input.lifeId, 2_810)).snapshot.value).toBe(
+      'expired',
+    );
   });
 
   it('answers payments and cancels on an expired token with expired, changing nothing', () => {
