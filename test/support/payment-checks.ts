@@ -15,6 +15,7 @@ export interface PaymentView {
   readonly status: string;
   readonly payment: { readonly accountId: string; readonly amountCents: number } | null;
   readonly history: readonly { readonly event: string; readonly state: string }[];
+  readonly expiresAt: string | null;
   readonly removeAt: string | null;
 }
 
