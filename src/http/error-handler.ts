@@ -23,6 +23,7 @@ export const STATUS_BY_CODE = {
   unsupported_media_type: 415,
   idempotency_key_reused: 422,
   unavailable: 503,
+  storage_full: 503,
   stored_data_unreadable: 500,
   internal: 500,
 } as const satisfies Record<string, number>;
