@@ -50,6 +50,17 @@ export class UnavailableError extends AppError {
   }
 }
 
+/**
+ * Redis is at `maxmemory` and, under `noeviction`, refuses writes. Retryable:
+ * nothing is lost, the write that was refused left the token where a retry
+ * (or the recovery sweep) picks it up once memory is freed.
+ */
+export class StorageFullError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('storage_full', message, true, options);
+  }
+}
+
 /** Stored data this build cannot read (e.g. a snapshot of an unknown machine version). */
 export class StoredDataError extends AppError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -101,9 +112,25 @@ export function isRedisUnavailable(error: unknown): boolean {
   return UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
 }
 
+/**
+ * `OOM command not allowed when used memory > 'maxmemory'.`: as a command's
+ * reply (`OOM ...`), or from the first write of a Lua script (Redis 7 keeps
+ * the `OOM` code and adds `script: ...`; Redis 6 wraps it as `ERR Error
+ * running script ... -OOM ...`).
+ */
+const FULL_PATTERN = /^OOM\b|\bOOM command not allowed\b/;
+
+/** True when Redis refused a command because it is over `maxmemory` (and may not evict). */
+export function isRedisFull(error: unknown): boolean {
+  return error instanceof Error && FULL_PATTERN.test(error.message);
+}
+
 /** The one place where low-level Redis failures become the project's errors. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (isRedisFull(error)) {
+    return new StorageFullError('storage is full; retry shortly', { cause: error });
+  }
   if (error instanceof Error && error.message.startsWith('STORE_LOST')) {
     return new StoreLostError({ cause: error });
   }

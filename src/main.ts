@@ -2,6 +2,7 @@
  * `npm start`: API and expiry worker in one process (PAYSTATE_ROLES separates
  * them), graceful shutdown on SIGTERM/SIGINT.
  */
+import { Redis } from 'ioredis';
 import { ConfigError, loadConfig, type Config, type FaultSetting } from './config.ts';
 import {
   isLocalUrl,
@@ -57,6 +58,36 @@ async function ensureRedis(config: Config): Promise<ManagedRedis | null> {
   return managed;
 }
 
+/**
+ * Redis must never evict: an evicted record or ledger operation id lets a
+ * token be charged twice, an evicted BullMQ job loses a timer. Refuses to
+ * start on any other maxmemory-policy; says so when it cannot read it.
+ */
+async function checkEvictionPolicy(redisUrl: string): Promise<void> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  let policy: string | undefined;
+  let reason = 'Redis did not return it';
+  try {
+    policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1];
+  } catch (error) {
+    reason = error instanceof Error ? error.message : String(error);
+  } finally {
+    redis.disconnect();
+  }
+  if (policy === undefined) {
+    log.error('could not check maxmemory-policy: make sure it is noeviction', { reason });
+  } else if (policy !== 'noeviction') {
+    fail(
+      `Redis at REDIS_URL=${redisUrl} has maxmemory-policy ${policy}; paystate needs noeviction.\n` +
+        'With eviction, a full Redis silently deletes keys: a payment record or a ledger operation id\n' +
+        '(a token can then be charged twice) or a BullMQ expiry job (a timer lost). With noeviction\n' +
+        'it refuses writes instead, and paystate answers 503 storage_full until memory is freed.\n' +
+        'Set it with CONFIG SET maxmemory-policy noeviction (and in redis.conf).',
+    );
+  }
+}
+
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -66,6 +97,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const managed = await ensureRedis(config);
+  await checkEvictionPolicy(config.redisUrl);
   const { testCrashAt: crashAt, testPauseAt: pauseAt } = config;
   const reached = (setting: FaultSetting | null, name: string, event: string) =>
     setting !== null &&

@@ -24,6 +24,7 @@ export const STATUS_BY_CODE = {
   idempotency_key_reused: 422,
   unavailable: 503,
   store_lost: 503,
+  storage_full: 503,
   stored_data_unreadable: 500,
   internal: 500,
 } as const satisfies Record<string, number>;

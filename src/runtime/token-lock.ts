@@ -1,6 +1,12 @@
 import { ExecutionError, Redlock } from '@sesamecare-oss/redlock';
 import type { Redis } from 'ioredis';
-import { TokenBusyError, UnavailableError, isRedisUnavailable, toAppError } from '../errors.ts';
+import {
+  TokenBusyError,
+  UnavailableError,
+  isRedisFull,
+  isRedisUnavailable,
+  toAppError,
+} from '../errors.ts';
 
 /**
  * One writer per token at a time, across processes. Same-token work in one
@@ -166,6 +172,10 @@ export class RedlockTokenLock implements TokenLock {
       const reasons: unknown[] = stats.flatMap((s): unknown[] =>
         s.status === 'fulfilled' ? [...s.value.votesAgainst.values()] : [s.reason],
       );
+      // Redis over maxmemory refuses the lock's SET: no waiting frees memory
+      // within a request, so answer at once instead of retrying until waitMs.
+      const full = reasons.find(isRedisFull);
+      if (full !== undefined) return toAppError(full);
       if (reasons.some(isRedisUnavailable) || this.redis.status !== 'ready') {
         return new UnavailableError('storage is unavailable; retry shortly', { cause: error });
       }

@@ -22,7 +22,7 @@ export function errorCode(reply: HttpReply): string | null {
 }
 
 /** Error codes a client should retry the same request on. */
-const RETRYABLE_CODES = new Set(['token_busy', 'conflict', 'unavailable']);
+const RETRYABLE_CODES = new Set(['token_busy', 'conflict', 'unavailable', 'storage_full']);
 
 export function isRetryable(reply: HttpReply): boolean {
   const code = errorCode(reply);

@@ -101,6 +101,8 @@ export class PaymentLoad {
   private stopRequested = false;
   private clients: Promise<void>[] = [];
   private readonly pending = new Set<{ token: string; step: Step; sentAt: number }>();
+  /** Steps that ended without an acknowledged answer, in the order they were given up. */
+  private readonly unfinished: { run: TokenRun; step: Step }[] = [];
 
   constructor(private readonly options: LoadOptions) {}
 
@@ -169,14 +171,39 @@ export class PaymentLoad {
     }
   }
 
-  private async perform(run: TokenRun, step: Step): Promise<void> {
-    const attempts = this.options.attemptsPerStep ?? 3;
+  /**
+   * Once the fault is over: sends again every step that ended without an
+   * acknowledged answer (each token's in the order its client gave them up),
+   * until it gets one or `attempts` tries pass. Tokens run concurrently.
+   */
+  async retryUnfinished(attempts = 20): Promise<void> {
+    const byRun = new Map<TokenRun, Step[]>();
+    for (const { run, step } of this.unfinished.splice(0)) {
+      byRun.set(run, [...(byRun.get(run) ?? []), step]);
+    }
+    await Promise.all(
+      [...byRun].map(async ([run, steps]) => {
+        for (const step of steps) await this.perform(run, step, attempts, false);
+      }),
+    );
+  }
+
+  private async perform(
+    run: TokenRun,
+    step: Step,
+    attempts = this.options.attemptsPerStep ?? 3,
+    stoppable = true,
+  ): Promise<void> {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const answer = await this.send(run, step);
       run.answers.push(answer);
       const kind = kindOf(answer);
       this.counts[kind]++;
-      if (kind === 'acknowledged' || this.stopping() || attempt === attempts) return;
+      if (kind === 'acknowledged') return;
+      if ((stoppable && this.stopping()) || attempt === attempts) {
+        this.unfinished.push({ run, step });
+        return;
+      }
       await new Promise((resolve) => setTimeout(resolve, this.options.retryBackoffMs ?? 50));
     }
   }

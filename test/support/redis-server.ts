@@ -29,6 +29,8 @@ export interface RedisServerOptions {
   /** `no` (default: fastest), `everysec` or `always`. */
   readonly appendfsync?: 'no' | 'everysec' | 'always';
   readonly appendonly?: boolean;
+  /** More redis-server arguments, e.g. `['--maxmemory', '32mb']`. */
+  readonly extraArgs?: readonly string[];
 }
 
 export interface TestRedisServer {
@@ -57,12 +59,15 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'paystate-redis-'));
   const url = `redis://127.0.0.1:${port}`;
-  const args = redisServerArgs({
-    port,
-    dir,
-    appendonly: options.appendonly !== false,
-    appendfsync: options.appendfsync ?? 'no',
-  });
+  const args = [
+    ...redisServerArgs({
+      port,
+      dir,
+      appendonly: options.appendonly !== false,
+      appendfsync: options.appendfsync ?? 'no',
+    }),
+    ...(options.extraArgs ?? []),
+  ];
   let child: ChildProcess | null = null;
 
   const start = async () => {

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { StorageFullError, toAppError } from '../../src/errors.ts';
+
+/** Redis's replies when it is over maxmemory, as the client reports them. */
+const OOM_REPLIES = {
+  command: "OOM command not allowed when used memory > 'maxmemory'.",
+  'Lua script (Redis 7)':
+    "OOM command not allowed when used memory > 'maxmemory'. script: 84847c3342f76a3642aa54e70fc2ed202200384d, on @user_script:1.",
+  'Lua script (Redis 6)':
+    "ERR Error running script (call to f_84847c3342f76a3642aa54e70fc2ed202200384d): @user_script:1: @user_script: 1: -OOM command not allowed when used memory > 'maxmemory'.",
+};
+
+describe('toAppError', () => {
+  for (const [source, message] of Object.entries(OOM_REPLIES)) {
+    it(`turns an OOM reply from a ${source} into a retryable storage_full`, () => {
+      const cause = new Error(message);
+      const error = toAppError(cause);
+      expect(error).toBeInstanceOf(StorageFullError);
+      expect(error).toMatchObject({ code: 'storage_full', retryable: true, cause });
+      expect(error.message).not.toMatch(/OOM|maxmemory/);
+    });
+  }
+
+  it('leaves errors that merely mention the word alone', () => {
+    expect(toAppError(new Error('ROOM 12 is full')).code).toBe('internal');
+    expect(toAppError(new Error('ERR unknown command OOMX')).code).toBe('internal');
+  });
+
+  it('still tells an unreachable Redis apart', () => {
+    expect(toAppError(new Error('connect ECONNREFUSED 127.0.0.1:6379')).code).toBe('unavailable');
+  });
+});
