@@ -35,7 +35,36 @@ export interface RunningService {
   readonly recovery: RecoverySweep | null;
   /** `http://host:port` when the api role runs. */
   readonly url: string | null;
-  stop(): Promise<void>;
+  /**
+   * Drains the API and closes the worker, both bounded by
+   * SHUTDOWN_TIMEOUT_MS, then drops the Redis connections; logs and reports
+   * what the deadline cut short.
+   */
+  stop(): Promise<StopReport>;
+}
+
+export interface StopReport {
+  /** What the deadline cut short; empty after a clean stop. */
+  readonly abandoned: readonly string[];
+}
+
+/** Whether `promise` settles (either way) before `deadline` (epoch ms). */
+async function settlesBy(promise: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => {
+      resolve(false);
+    }, deadline - Date.now());
+  });
+  try {
+    return await Promise.race([settled, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -170,28 +199,51 @@ export async function startService(
     url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
   }
 
-  let stopping: Promise<void> | null = null;
+  let stopping: Promise<StopReport> | null = null;
   const stop = () => {
     stopping ??= (async () => {
-      if (server) {
-        const closing = server;
-        // Stop accepting, let in-flight requests finish, then drop idle keep-alives.
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      // Stop accepting, let in-flight requests finish, drop idle keep-alives;
+      // at the deadline, cut what is left.
+      const closeHttp = async (closing: Server): Promise<boolean> => {
         const closed = new Promise<void>((resolve) =>
           closing.close(() => {
             resolve();
           }),
         );
         closing.closeIdleConnections();
-        const force = setTimeout(() => {
-          closing.closeAllConnections();
-        }, config.shutdownTimeoutMs);
+        if (await settlesBy(closed, deadline)) return true;
+        closing.closeAllConnections();
         await closed;
-        clearTimeout(force);
+        return false;
+      };
+      // The API drains while the worker finishes its active jobs. On a Redis
+      // that is gone, the worker's close waits as long as its retry-forever
+      // connection does: the deadline bounds it.
+      const [httpClosed, sweepStopped, workerClosed] = await Promise.all([
+        server === null ? true : closeHttp(server),
+        recovery === null ? true : settlesBy(recovery.stop(), deadline),
+        worker === null ? true : settlesBy(worker.close(), deadline),
+      ]);
+      // No request runs any more, so no timer is being scheduled.
+      const queueClosed = await settlesBy(timers.close(), deadline);
+      // disconnect(), not quit(): quit waits for an answer a dead Redis never gives.
+      redis.disconnect();
+      queueConnection.disconnect();
+      workerConnection.disconnect();
+      const abandoned = [
+        ...(httpClosed ? [] : ['HTTP connections still open (cut)']),
+        ...(sweepStopped ? [] : ['recovery sweep did not stop']),
+        ...(workerClosed ? [] : ['expiry worker did not close (its active jobs run again)']),
+        ...(queueClosed ? [] : ['expiry queue did not close']),
+      ];
+      if (abandoned.length > 0) {
+        log.error('stop cut short by SHUTDOWN_TIMEOUT_MS', {
+          shutdownTimeoutMs: config.shutdownTimeoutMs,
+          abandoned,
+        });
       }
-      await recovery?.stop();
-      await worker?.close();
-      await timers.close();
-      await Promise.allSettled([redis.quit(), queueConnection.quit(), workerConnection.quit()]);
+      return { abandoned };
     })();
     return stopping;
   };
