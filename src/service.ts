@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Worker } from 'bullmq';
 import { Ledger } from './accounts/ledger.ts';
 import type { Config } from './config.ts';
 import { toAppError, type AppError } from './errors.ts';
 import { createApp } from './http/app.ts';
+import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
 import { createKeys } from './runtime/keys.ts';
 import { PaymentRuntime, type FaultPoint } from './runtime/payment-runtime.ts';
@@ -172,7 +171,7 @@ export async function startService(
     });
   }
 
-  let server: Server | null = null;
+  let http: HttpServer | null = null;
   let url: string | null = null;
   if (config.roles.includes('api')) {
     const app = createApp({
@@ -185,43 +184,19 @@ export async function startService(
         log.error('request failed', describe(error));
       },
     });
-    const listening = createServer(app);
-    server = listening;
-    await new Promise<void>((resolve, reject) => {
-      listening.once('error', reject);
-      listening.listen(config.port, config.host, () => {
-        listening.off('error', reject);
-        resolve();
-      });
-    });
-    const address = listening.address() as AddressInfo;
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
+    http = await listenHttp(app, config.port, config.host);
+    url = http.url;
   }
 
   let stopping: Promise<StopReport> | null = null;
   const stop = () => {
     stopping ??= (async () => {
       const deadline = Date.now() + config.shutdownTimeoutMs;
-      // Stop accepting, let in-flight requests finish, drop idle keep-alives;
-      // at the deadline, cut what is left.
-      const closeHttp = async (closing: Server): Promise<boolean> => {
-        const closed = new Promise<void>((resolve) =>
-          closing.close(() => {
-            resolve();
-          }),
-        );
-        closing.closeIdleConnections();
-        if (await settlesBy(closed, deadline)) return true;
-        closing.closeAllConnections();
-        await closed;
-        return false;
-      };
       // The API drains while the worker finishes its active jobs. On a Redis
       // that is gone, the worker's close waits as long as its retry-forever
       // connection does: the deadline bounds it.
-      const [httpClosed, sweepStopped, workerClosed] = await Promise.all([
-        server === null ? true : closeHttp(server),
+      const [cut, sweepStopped, workerClosed] = await Promise.all([
+        http?.drain(deadline) ?? 0,
         recovery === null ? true : settlesBy(recovery.stop(), deadline),
         worker === null ? true : settlesBy(worker.close(), deadline),
       ]);
@@ -232,7 +207,7 @@ export async function startService(
       queueConnection.disconnect();
       workerConnection.disconnect();
       const abandoned = [
-        ...(httpClosed ? [] : ['HTTP connections still open (cut)']),
+        ...(cut > 0 ? [`${cut} requests in flight (their connections were cut)`] : []),
         ...(sweepStopped ? [] : ['recovery sweep did not stop']),
         ...(workerClosed ? [] : ['expiry worker did not close (its active jobs run again)']),
         ...(queueClosed ? [] : ['expiry queue did not close']),
@@ -240,6 +215,7 @@ export async function startService(
       if (abandoned.length > 0) {
         log.error('stop cut short by SHUTDOWN_TIMEOUT_MS', {
           shutdownTimeoutMs: config.shutdownTimeoutMs,
+          inFlightRequests: cut,
           abandoned,
         });
       }
