@@ -1,13 +1,16 @@
 /**
  * Stopping the service with signals, as systemd, Docker, a process manager
- * or a terminal does: with Redis gone or hung, and with a second signal.
- * Real processes and real redis-servers.
+ * or a terminal does: with Redis gone or hung, with a second signal, and
+ * through `npm start`. Real processes and real redis-servers; the drain of
+ * the HTTP connections is in drain.test.ts.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppProcesses, accountOf, type AppProcess } from '../support/app-process.ts';
+import { ROOT } from '../support/processes.ts';
 import { descendantsOf, isGone, portAccepts } from '../support/process-tree.ts';
 import { freePort, startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
@@ -56,6 +59,23 @@ async function pay(app: AppProcess, token: string) {
     headers: { 'Idempotency-Key': token },
     body: { accountId: accountOf(token), amountCents: 100 },
   });
+}
+
+/** `promise`, or a rejection naming `what` after `timeoutMs`. */
+async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(new Error(`${what}: nothing after ${timeoutMs} ms`));
+        }, timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Waits for `app` to exit and says how long after `since` it did. */
@@ -149,5 +169,100 @@ describe('SIGTERM while Redis is down', () => {
       timeoutMs: 5_000,
       what: 'the managed redis-server to exit',
     });
+  });
+});
+
+describe('signals to the npm start process', () => {
+  /**
+   * `npm start` with a managed Redis (nothing answers at REDIS_URL) and a data
+   * dir of its own; with `group`, npm leads a process group, as in a terminal.
+   */
+  async function npmStart({ group = false } = {}) {
+    const port = await freePort();
+    const dataDir = mkdtempSync(join(tmpdir(), 'paystate-data-'));
+    const npm: ChildProcess = spawn('npm', ['start'], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+        PAYSTATE_DATA_DIR: dataDir,
+        npm_config_update_notifier: 'false',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: group,
+    });
+    let output = '';
+    npm.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    npm.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      npm.once('exit', (code, signal) => {
+        resolve({ code, signal });
+      }),
+    );
+    const npmPid = npm.pid;
+    if (npmPid === undefined) throw new Error('npm did not start');
+    let tree: { pid: number; command: string }[] = [];
+    cleanups.push(() => {
+      npm.kill('SIGKILL');
+      for (const { pid } of tree) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+    await waitFor(() => (output.includes('paystate started') ? true : undefined), {
+      timeoutMs: 20_000,
+      what: `npm start to serve:\n${output}`,
+    });
+    tree = descendantsOf(npmPid);
+    return { npm, npmPid, port, exited, tree, output: () => output };
+  }
+
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'stops the service and its managed Redis on %s to npm',
+    async (signal) => {
+      const started = await npmStart();
+      const ready = await fetch(`http://127.0.0.1:${started.port}/readyz`);
+      expect(ready.status).toBe(200);
+      const node = started.tree.filter((p) => p.command === 'node');
+      const redis = started.tree.filter((p) => p.command === 'redis-server');
+      expect(node).toHaveLength(1);
+      expect(redis).toHaveLength(1);
+
+      process.kill(started.npmPid, signal);
+      const exit = await within(started.exited, 15_000, `npm to exit after ${signal}`);
+
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(await portAccepts(started.port)).toBe(false);
+      await waitFor(() => (started.tree.every(({ pid }) => isGone(pid)) ? true : undefined), {
+        timeoutMs: 5_000,
+        what: `${started.tree.map((p) => `${p.command} ${p.pid}`).join(', ')} to exit`,
+      });
+      expect(started.output()).toContain('"message":"stopped"');
+    },
+  );
+
+  it('stops cleanly on Ctrl+C, which reaches npm and the service at once', async () => {
+    const started = await npmStart({ group: true });
+    const redis = started.tree.filter((p) => p.command === 'redis-server');
+    expect(redis).toHaveLength(1);
+
+    // What a terminal does: SIGINT to every process of the foreground group.
+    process.kill(-started.npmPid, 'SIGINT');
+    const exit = await within(started.exited, 15_000, 'npm to exit after Ctrl+C');
+
+    expect(exit).toEqual({ code: 0, signal: null });
+    await waitFor(() => (started.tree.every(({ pid }) => isGone(pid)) ? true : undefined), {
+      timeoutMs: 5_000,
+      what: 'the service and its Redis to exit',
+    });
+    // One stop, drained against a live Redis, not cut short by a repeat of the signal.
+    expect(started.output()).toContain('"message":"stopped","clean":true');
+    expect(started.output()).not.toContain('second signal');
   });
 });
