@@ -116,7 +116,12 @@ async function main(): Promise<void> {
     if (stopStartedAt === null) {
       stopStartedAt = Date.now();
       log.info('shutting down', { signal, shutdownTimeoutMs: config.shutdownTimeoutMs });
-      void stop(service);
+      stop(service).catch((error: unknown) => {
+        log.error('stop failed', {
+          message: error instanceof Error ? error.message : String(error),
+        });
+        process.exit(EXIT_STOP_CUT_SHORT);
+      });
       return;
     }
     if (Date.now() - stopStartedAt < REPEAT_WINDOW_MS) return;
