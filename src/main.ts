@@ -1,6 +1,16 @@
 /**
  * `npm start`: API and expiry worker in one process (PAYSTATE_ROLES separates
- * them), graceful shutdown on SIGTERM/SIGINT.
+ * them), stopped by SIGTERM, SIGINT or SIGHUP.
+ *
+ * The stop drains the API and closes the worker within SHUTDOWN_TIMEOUT_MS
+ * whatever Redis does, then stops the managed Redis; a second signal ends it
+ * at once. Exit codes:
+ *   0          stopped cleanly
+ *   1          failed to start
+ *   2          invalid configuration
+ *   3          stopped, but SHUTDOWN_TIMEOUT_MS cut something short (logged)
+ *   128 + n    a second signal n (130 SIGINT, 143 SIGTERM, 129 SIGHUP) ended
+ *              the stop at once, or a signal came during start-up
  */
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig, type Config, type FaultSetting } from './config.ts';
@@ -11,7 +21,26 @@ import {
   startManagedRedis,
   type ManagedRedis,
 } from './managed-redis.ts';
-import { startService, type Logger } from './service.ts';
+import { startService, type Logger, type RunningService } from './service.ts';
+
+const EXIT_STOP_CUT_SHORT = 3;
+
+const STOP_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+type StopSignal = keyof typeof STOP_SIGNALS;
+
+/**
+ * A signal within this long of the first is the same request delivered
+ * twice, not an operator insisting: npm forwards SIGINT and SIGTERM to this
+ * process, which a terminal's Ctrl+C or systemd's stop (to the whole
+ * process group or cgroup) has already delivered here directly.
+ */
+const REPEAT_WINDOW_MS = 500;
+
+/**
+ * Beyond SHUTDOWN_TIMEOUT_MS, what stopping the managed Redis and exiting
+ * may take before the process exits regardless.
+ */
+const EXIT_GRACE_MS = 1_500;
 
 const log: Logger = {
   info: (message, fields) => {
@@ -96,14 +125,59 @@ async function main(): Promise<void> {
     if (error instanceof ConfigError) fail(error.message, 2);
     throw error;
   }
-  const managed = await ensureRedis(config);
+
+  let service: RunningService | null = null;
+  let managed: ManagedRedis | null = null;
+  let stopStartedAt: number | null = null;
+  const stop = async (running: RunningService) => {
+    // Whatever the stop does, the process ends shortly after its deadline.
+    setTimeout(() => {
+      log.error('stop did not finish in time; exiting', {
+        shutdownTimeoutMs: config.shutdownTimeoutMs,
+      });
+      process.exit(EXIT_STOP_CUT_SHORT);
+    }, config.shutdownTimeoutMs + EXIT_GRACE_MS);
+    const { abandoned } = await running.stop();
+    await managed?.stop();
+    log.info('stopped', { clean: abandoned.length === 0 });
+    process.exit(abandoned.length === 0 ? 0 : EXIT_STOP_CUT_SHORT);
+  };
+  const onSignal = (signal: StopSignal) => {
+    const exitCode = 128 + STOP_SIGNALS[signal];
+    if (service === null) {
+      // Nothing to drain yet; a managed Redis already started stops with the process.
+      log.info('signal during start-up; exiting', { signal });
+      process.exit(exitCode);
+    }
+    if (stopStartedAt === null) {
+      stopStartedAt = Date.now();
+      log.info('shutting down', { signal, shutdownTimeoutMs: config.shutdownTimeoutMs });
+      stop(service).catch((error: unknown) => {
+        log.error('stop failed', {
+          message: error instanceof Error ? error.message : String(error),
+        });
+        process.exit(EXIT_STOP_CUT_SHORT);
+      });
+      return;
+    }
+    if (Date.now() - stopStartedAt < REPEAT_WINDOW_MS) return;
+    log.error('second signal: exiting now, without finishing the stop', { signal });
+    process.exit(exitCode);
+  };
+  for (const signal of Object.keys(STOP_SIGNALS) as StopSignal[]) {
+    process.on(signal, () => {
+      onSignal(signal);
+    });
+  }
+
+  managed = await ensureRedis(config);
   await checkEvictionPolicy(config.redisUrl);
   const { testCrashAt: crashAt, testPauseAt: pauseAt } = config;
   const reached = (setting: FaultSetting | null, name: string, event: string) =>
     setting !== null &&
     name === setting.point &&
     (setting.event === null || setting.event === event);
-  const service = await startService(config, {
+  service = await startService(config, {
     log,
     ...(crashAt === null && pauseAt === null
       ? {}
@@ -120,25 +194,6 @@ async function main(): Promise<void> {
     roles: config.roles,
     url: service.url,
     redis: config.redisUrl,
-  });
-
-  let shuttingDown = false;
-  const shutdown = (signal: string) => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    log.info('shutting down', { signal });
-    void (async () => {
-      await service.stop();
-      await managed?.stop();
-      log.info('stopped');
-      process.exit(0);
-    })();
-  };
-  process.on('SIGTERM', () => {
-    shutdown('SIGTERM');
-  });
-  process.on('SIGINT', () => {
-    shutdown('SIGINT');
   });
 }
 

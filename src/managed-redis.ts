@@ -41,6 +41,7 @@ export function isLocalUrl(url: string): boolean {
 export interface ManagedRedis {
   readonly dir: string;
   readonly port: number;
+  /** Asks Redis to shut down (it writes out its AOF) and waits for it to exit. */
   stop(): Promise<void>;
 }
 
@@ -79,6 +80,13 @@ export function redisServerArgs(options: {
   ];
 }
 
+/**
+ * Starts redis-server and waits until it answers. It runs in a process group
+ * of its own, so a terminal's Ctrl+C reaches the service, which drains
+ * against a live Redis and then stops it, not both at once. It is stopped
+ * on every way this process ends but SIGKILL: a clean stop, a forced exit,
+ * a crash.
+ */
 export async function startManagedRedis(url: string, dataDir: string): Promise<ManagedRedis> {
   const port = Number(new URL(url).port || 6379);
   const dir = resolve(dataDir);
@@ -86,10 +94,19 @@ export async function startManagedRedis(url: string, dataDir: string): Promise<M
   const child: ChildProcess = spawn(
     'redis-server',
     redisServerArgs({ port, dir, appendonly: true, appendfsync: 'everysec' }),
-    { stdio: 'ignore' },
+    { stdio: 'ignore', detached: true },
   );
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const shutDown = () => {
+    if (!running()) return;
+    child.kill('SIGTERM');
+    // A stopped (SIGSTOP) Redis acts on SIGTERM only once it runs again.
+    child.kill('SIGCONT');
+  };
+  process.on('exit', shutDown);
   const exited = new Promise<void>((done) =>
     child.once('exit', () => {
+      process.off('exit', shutDown);
       done();
     }),
   );
@@ -105,7 +122,7 @@ export async function startManagedRedis(url: string, dataDir: string): Promise<M
     dir,
     port,
     async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
+      shutDown();
       await exited;
     },
   };

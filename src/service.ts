@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Worker } from 'bullmq';
 import { Ledger } from './accounts/ledger.ts';
 import type { Config } from './config.ts';
 import { StoreLostError, toAppError, type AppError } from './errors.ts';
 import { createApp } from './http/app.ts';
+import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
 import { createKeys } from './runtime/keys.ts';
 import { PaymentRuntime, type FaultPoint } from './runtime/payment-runtime.ts';
@@ -49,7 +48,36 @@ export interface RunningService {
   readonly clock: RedisClock;
   /** `http://host:port` when the api role runs. */
   readonly url: string | null;
-  stop(): Promise<void>;
+  /**
+   * Drains the API and closes the worker, both bounded by
+   * SHUTDOWN_TIMEOUT_MS, then drops the Redis connections; logs and reports
+   * what the deadline cut short.
+   */
+  stop(): Promise<StopReport>;
+}
+
+export interface StopReport {
+  /** What the deadline cut short; empty after a clean stop. */
+  readonly abandoned: readonly string[];
+}
+
+/** Whether `promise` settles (either way) before `deadline` (epoch ms). */
+async function settlesBy(promise: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => {
+      resolve(false);
+    }, deadline - Date.now());
+  });
+  try {
+    return await Promise.race([settled, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -197,7 +225,7 @@ export async function startService(
     });
   }
 
-  let server: Server | null = null;
+  let http: HttpServer | null = null;
   let url: string | null = null;
   if (config.roles.includes('api')) {
     const app = createApp({
@@ -212,43 +240,43 @@ export async function startService(
         log.error('request failed', describe(error));
       },
     });
-    const listening = createServer(app);
-    server = listening;
-    await new Promise<void>((resolve, reject) => {
-      listening.once('error', reject);
-      listening.listen(config.port, config.host, () => {
-        listening.off('error', reject);
-        resolve();
-      });
-    });
-    const address = listening.address() as AddressInfo;
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
+    http = await listenHttp(app, config.port, config.host);
+    url = http.url;
   }
 
-  let stopping: Promise<void> | null = null;
+  let stopping: Promise<StopReport> | null = null;
   const stop = () => {
     stopping ??= (async () => {
-      if (server) {
-        const closing = server;
-        // Stop accepting, let in-flight requests finish, then drop idle keep-alives.
-        const closed = new Promise<void>((resolve) =>
-          closing.close(() => {
-            resolve();
-          }),
-        );
-        closing.closeIdleConnections();
-        const force = setTimeout(() => {
-          closing.closeAllConnections();
-        }, config.shutdownTimeoutMs);
-        await closed;
-        clearTimeout(force);
-      }
+      const deadline = Date.now() + config.shutdownTimeoutMs;
       identity.stop();
-      await recovery?.stop();
-      await worker?.close();
-      await timers.close();
-      await Promise.allSettled([redis.quit(), queueConnection.quit(), workerConnection.quit()]);
+      // The API drains while the worker finishes its active jobs. On a Redis
+      // that is gone, the worker's close waits as long as its retry-forever
+      // connection does: the deadline bounds it.
+      const [cut, sweepStopped, workerClosed] = await Promise.all([
+        http?.drain(deadline) ?? 0,
+        recovery === null ? true : settlesBy(recovery.stop(), deadline),
+        worker === null ? true : settlesBy(worker.close(), deadline),
+      ]);
+      // No request runs any more, so no timer is being scheduled.
+      const queueClosed = await settlesBy(timers.close(), deadline);
+      // disconnect(), not quit(): quit waits for an answer a dead Redis never gives.
+      redis.disconnect();
+      queueConnection.disconnect();
+      workerConnection.disconnect();
+      const abandoned = [
+        ...(cut > 0 ? [`${cut} requests in flight (their connections were cut)`] : []),
+        ...(sweepStopped ? [] : ['recovery sweep did not stop']),
+        ...(workerClosed ? [] : ['expiry worker did not close (its active jobs run again)']),
+        ...(queueClosed ? [] : ['expiry queue did not close']),
+      ];
+      if (abandoned.length > 0) {
+        log.error('stop cut short by SHUTDOWN_TIMEOUT_MS', {
+          shutdownTimeoutMs: config.shutdownTimeoutMs,
+          inFlightRequests: cut,
+          abandoned,
+        });
+      }
+      return { abandoned };
     })();
     return stopping;
   };

@@ -39,6 +39,9 @@ export interface TestRedisServer {
   readonly dir: string;
   /** Stops the process with `signal` (SIGKILL for a crash) and waits for it to exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops it with SIGSTOP: connections stay open and nothing answers, until resume(). */
+  pause(): void;
+  resume(): void;
   /** Starts it again on the same port and directory (replaying the AOF if any). */
   start(): Promise<void>;
   /** Kills it and removes its directory. */
@@ -93,6 +96,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     port,
     dir,
     kill,
+    pause: () => {
+      child?.kill('SIGSTOP');
+    },
+    resume: () => {
+      child?.kill('SIGCONT');
+    },
     start,
     async destroy() {
       await kill('SIGKILL');

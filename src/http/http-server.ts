@@ -1,0 +1,117 @@
+import { createServer, type RequestListener, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
+
+/**
+ * The HTTP server around the app, and how it drains on shutdown.
+ *
+ * `server.close()` alone stops accepting connections and closes the idle
+ * ones, but a keep-alive connection that is busy at that moment goes on
+ * carrying request after request, so under steady load the drain never ends
+ * and the deadline finally resets connections whose requests had run (a
+ * client charged and never told). Here, from the start of the drain:
+ * - a request already running finishes, and its response says
+ *   `Connection: close`, so its connection ends after it;
+ * - a request that arrives afterwards on an open connection is not run: 503
+ *   `unavailable` with `Retry-After` and `Connection: close`;
+ * - idle connections are closed at once, and each one that becomes idle.
+ * Only requests still running at the deadline lose their connection.
+ */
+
+export interface HttpServer {
+  /** `http://host:port`; a wildcard bind is reached through 127.0.0.1. */
+  readonly url: string;
+  /**
+   * Drains as above until every connection has ended or `deadline` (epoch
+   * ms) passes, then cuts what is left. Resolves with the number of
+   * requests that were still running at the deadline (0 when all finished).
+   */
+  drain(deadline: number): Promise<number>;
+}
+
+// Answered here, before the app: the code is the error handler's (docs/api.md).
+const SHUTDOWN_CODE: ErrorCode = 'unavailable';
+const SHUTTING_DOWN = JSON.stringify({
+  error: { code: SHUTDOWN_CODE, message: 'the service is shutting down; retry the request' },
+});
+
+function refuse(res: ServerResponse): void {
+  res.writeHead(STATUS_BY_CODE[SHUTDOWN_CODE], {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(SHUTTING_DOWN),
+    'retry-after': '1',
+    connection: 'close',
+  });
+  res.end(SHUTTING_DOWN);
+}
+
+export async function listenHttp(
+  handler: RequestListener,
+  port: number,
+  host: string,
+): Promise<HttpServer> {
+  /** Responses not yet sent, with their connection, in the order the requests arrived. */
+  const running = new Map<ServerResponse, Socket>();
+  let draining = false;
+  const server = createServer((req, res) => {
+    if (draining) {
+      refuse(res);
+      return;
+    }
+    running.set(res, req.socket);
+    // 'close' follows 'finish' (the response handed to the OS) or a dropped connection.
+    res.once('close', () => {
+      running.delete(res);
+      // A response whose headers went out before the drain left its connection open.
+      if (draining) server.closeIdleConnections();
+    });
+    handler(req, res);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const bound = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${bound === '0.0.0.0' || bound === '[::]' ? '127.0.0.1' : bound}:${address.port}`;
+
+  return {
+    url,
+    async drain(deadline) {
+      draining = true;
+      // The last running response of each connection closes it. (A pipelining
+      // client may have others queued behind it: an earlier one that closed
+      // the connection would lose their answers.)
+      const lastOf = new Map<Socket, ServerResponse>();
+      for (const [res, socket] of running) lastOf.set(socket, res);
+      for (const res of lastOf.values()) {
+        if (!res.headersSent) res.setHeader('connection', 'close');
+      }
+      const closed = new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
+      server.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const finished = await Promise.race([
+        closed.then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => {
+            resolve(false);
+          }, deadline - Date.now());
+        }),
+      ]);
+      clearTimeout(timer);
+      if (finished) return 0;
+      const cut = running.size;
+      server.closeAllConnections();
+      await closed;
+      return cut;
+    },
+  };
+}
