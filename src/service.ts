@@ -7,6 +7,7 @@ import { Ledger } from './accounts/ledger.ts';
 import type { Config } from './config.ts';
 import { toAppError, type AppError } from './errors.ts';
 import { createApp } from './http/app.ts';
+import { answerClientErrors } from './http/client-error.ts';
 import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
 import { createKeys } from './runtime/keys.ts';
 import { PaymentRuntime, type FaultPoint } from './runtime/payment-runtime.ts';
@@ -157,6 +158,7 @@ export async function startService(
       },
     });
     const listening = createServer(app);
+    answerClientErrors(listening);
     server = listening;
     await new Promise<void>((resolve, reject) => {
       listening.once('error', reject);
