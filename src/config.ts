@@ -47,6 +47,32 @@ const faultSetting = (name: string) =>
       return { point: point as FaultPointName, event: event ?? null };
     });
 
+/**
+ * Why a REDIS_URL cannot be connected to, or null. Checked here so a bad
+ * port or a missing host is reported by name at start-up, not as a socket
+ * error from deep inside the Redis client.
+ */
+function redisUrlProblem(url: string): string | null {
+  if (!/^rediss?:\/\//.test(url)) return 'REDIS_URL must start with redis:// or rediss://';
+  const authority = /^rediss?:\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?/.exec(url);
+  const host = authority?.[1] ?? '';
+  const port = authority?.[2];
+  if (port !== undefined && port !== '') {
+    const number = /^\d+$/.test(port) ? Number(port) : NaN;
+    if (!(number >= 1 && number <= 65_535)) {
+      return `REDIS_URL must have a port between 1 and 65535, got "${port}"`;
+    }
+  }
+  // The URL may carry a password: name what is wrong without echoing it.
+  if (host === '') return 'REDIS_URL must name a host';
+  try {
+    new URL(url);
+  } catch {
+    return 'REDIS_URL is not a valid URL';
+  }
+  return null;
+}
+
 const ROLES = ['api', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -57,8 +83,9 @@ const envSchema = z.object({
     .string()
     .optional()
     .default('redis://127.0.0.1:6379')
-    .refine((v) => /^rediss?:\/\//.test(v), {
-      message: 'REDIS_URL must start with redis:// or rediss://',
+    .superRefine((url, ctx) => {
+      const problem = redisUrlProblem(url);
+      if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
     }),
   REDIS_KEY_PREFIX: z
     .string()

@@ -2,56 +2,110 @@
  * Operator commands, reading straight from Redis:
  *   paystate get <token>      a token's state, as `restate kv get PaymentProcessor <token>` shows it
  *   paystate account <id>     an account's balance and ledger
- * Add --json for machine-readable output.
+ * Add --json for machine-readable output. Exit statuses are in USAGE.
  */
+import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Ledger } from '../accounts/ledger.ts';
 import { ConfigError, loadConfig } from '../config.ts';
-import { AppError } from '../errors.ts';
+import { AppError, ValidationError, isRedisUnavailable } from '../errors.ts';
 import { accountView, paymentView } from '../http/views.ts';
 import { parseAccountId, parseToken } from '../http/schemas.ts';
 import { createKeys } from '../runtime/keys.ts';
 import { SnapshotStore } from '../runtime/snapshot-store.ts';
 import { header, keyValueTable } from './format.ts';
 
+/** Exit statuses, documented in USAGE and the README. */
+const EXIT = {
+  ok: 0,
+  notFound: 1,
+  usage: 2,
+  unavailable: 3,
+  failed: 4,
+} as const;
+
 const USAGE = `usage:
   paystate get <token> [--json]      show a payment token's state
   paystate account <id> [--json]     show an account's balance and ledger
+  paystate --help                    show this help
 
-Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS_KEY_PREFIX (default paystate).`;
+Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS_KEY_PREFIX (default paystate).
+
+exit status:
+  0  found (an account is always found: it starts at the initial balance)
+  1  no state stored for the token
+  2  usage: bad arguments, an invalid token or account id, or an invalid setting
+  3  Redis unavailable: refused, or no answer at REDIS_URL within 2 seconds
+  4  any other failure (e.g. stored data this build cannot read)`;
+
+/** Longest wait for the connection, then for each command: a Redis that accepts and never answers fails too. */
+const REDIS_TIMEOUT_MS = 2_000;
+
+class UsageError extends Error {}
+
+type Invocation =
+  | { readonly kind: 'help' }
+  | { readonly kind: 'get'; readonly token: string; readonly json: boolean }
+  | { readonly kind: 'account'; readonly accountId: string; readonly json: boolean };
+
+/** Reads the arguments; a bad one is a usage error before anything connects to Redis. */
+function parseInvocation(args: string[]): Invocation {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) return { kind: 'help' };
+  const [command, id, ...rest] = positionals;
+  if (command !== 'get' && command !== 'account') {
+    throw new UsageError(command === undefined ? 'no command given' : `unknown command ${command}`);
+  }
+  if (id === undefined) throw new UsageError(`${command} needs an argument`);
+  if (rest.length > 0) throw new UsageError(`unexpected argument ${rest.join(' ')}`);
+  const json = values.json === true;
+  return command === 'get'
+    ? { kind: 'get', token: parseToken(id), json }
+    : { kind: 'account', accountId: parseAccountId(id), json };
+}
 
 async function run(args: string[]): Promise<number> {
-  const json = args.includes('--json');
-  const [command, id, ...rest] = args.filter((a) => a !== '--json');
-  if (
-    command === undefined ||
-    id === undefined ||
-    rest.length > 0 ||
-    !['get', 'account'].includes(command)
-  ) {
-    console.error(USAGE);
-    return 2;
+  const invocation = parseInvocation(args);
+  if (invocation.kind === 'help') {
+    console.log(USAGE);
+    return EXIT.ok;
   }
   const config = loadConfig();
   const redis = new Redis(config.redisUrl, {
     maxRetriesPerRequest: 0,
-    connectTimeout: 2_000,
+    connectTimeout: REDIS_TIMEOUT_MS,
+    // Also bounds commands queued while a connection that never answers
+    // waits for its ready check: without it they wait forever.
+    commandTimeout: REDIS_TIMEOUT_MS,
+    // A read-only CLI has nothing to flush: don't linger on a connection that never closes.
+    disconnectTimeout: 100,
     retryStrategy: () => null,
   });
   redis.on('error', () => undefined);
   const keys = createKeys(config.keyPrefix);
   try {
-    if (command === 'get') {
-      const token = parseToken(id);
+    if (invocation.kind === 'get') {
+      const { token, json } = invocation;
       const record = await new SnapshotStore(redis, keys).load(token);
       if (record === null) {
         console.error(`No state stored for token ${token}.`);
-        return 1;
+        return EXIT.notFound;
       }
       const view = paymentView(record.snapshot);
       if (json) {
         console.log(JSON.stringify({ ...view, version: record.version }, null, 2));
-        return 0;
+        return EXIT.ok;
       }
       const { token: _token, ...fields } = view;
       console.log(
@@ -61,15 +115,15 @@ async function run(args: string[]): Promise<number> {
         ]),
       );
       console.log(keyValueTable([...Object.entries(fields), ['version', record.version]]));
-      return 0;
+      return EXIT.ok;
     }
-    const accountId = parseAccountId(id);
+    const { accountId, json } = invocation;
     const view = accountView(
       await new Ledger(redis, keys, config.accountInitialBalanceCents).view(accountId),
     );
     if (json) {
       console.log(JSON.stringify(view, null, 2));
-      return 0;
+      return EXIT.ok;
     }
     console.log(
       header('Account:', [
@@ -91,10 +145,26 @@ async function run(args: string[]): Promise<number> {
         ]),
       ),
     );
-    return 0;
+    return EXIT.ok;
   } finally {
     redis.disconnect();
   }
+}
+
+/** The exit status and message for a failure. */
+function failure(error: unknown): { code: number; message: string } {
+  if (error instanceof UsageError)
+    return { code: EXIT.usage, message: `${error.message}\n${USAGE}` };
+  if (error instanceof ValidationError || error instanceof ConfigError) {
+    return { code: EXIT.usage, message: error.message };
+  }
+  if ((error instanceof AppError && error.code === 'unavailable') || isRedisUnavailable(error)) {
+    return {
+      code: EXIT.unavailable,
+      message: 'Cannot reach Redis: check REDIS_URL and that Redis is running.',
+    };
+  }
+  return { code: EXIT.failed, message: error instanceof Error ? error.message : String(error) };
 }
 
 run(process.argv.slice(2)).then(
@@ -102,17 +172,8 @@ run(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof ConfigError) {
-      console.error(error.message);
-    } else if (error instanceof AppError) {
-      console.error(
-        error.code === 'unavailable'
-          ? 'Cannot reach Redis: check REDIS_URL and that Redis is running.'
-          : error.message,
-      );
-    } else {
-      console.error(error instanceof Error ? error.message : String(error));
-    }
-    process.exitCode = 1;
+    const { code, message } = failure(error);
+    console.error(message);
+    process.exitCode = code;
   },
 );

@@ -1,9 +1,11 @@
 import express, { type Express, type Request, type RequestHandler, type Response } from 'express';
+import iconv from 'iconv-lite';
+import { parse as parseKeepingNumberText } from 'lossless-json';
 import type { Ledger } from '../accounts/ledger.ts';
 import { AppError, NotFoundError, StoreLostError, ValidationError } from '../errors.ts';
 import type { PaymentRuntime, CommandResult } from '../runtime/payment-runtime.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
-import { parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
+import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
 
 export interface AppDeps {
@@ -21,6 +23,37 @@ export const BODY_LIMIT_BYTES = 16 * 1024;
 
 const tooLarge = () => new AppError('payload_too_large', 'body is too large', false);
 
+/** The bytes of a body as body-parser read them, before it decoded and parsed them. */
+const rawBodies = new WeakMap<Request, { bytes: Buffer; charset: string }>();
+
+/**
+ * The body's value again, with every number kept as the text the client
+ * wrote (a JsonNumber), so schemas.ts judges amounts by what was sent.
+ * body-parser has already read, limited, decoded and syntax-checked the body
+ * (its errors and statuses stay as they are); this parses the same text.
+ */
+function keepNumberText(req: Request): void {
+  const raw = rawBodies.get(req);
+  if (raw === undefined) return;
+  const text = iconv.decode(raw.bytes, raw.charset);
+  // body-parser reads an empty body as {}: keep that.
+  if (text === '') return;
+  try {
+    req.body = parseKeepingNumberText(text, null, {
+      parseNumber: (literal) => new JsonNumber(literal),
+      // As JSON.parse does: the last of a repeated field counts.
+      onDuplicateKey: ({ newValue }) => newValue,
+    });
+  } catch (error) {
+    // The parser recurses: nesting JSON.parse took can overflow its stack.
+    // No payment body nests at all.
+    if (error instanceof RangeError) {
+      throw new AppError('invalid_request', 'body is nested too deeply', false);
+    }
+    throw new AppError('invalid_json', 'body is not valid JSON', false);
+  }
+}
+
 /**
  * The JSON body parser, refusing an oversized body from its declared length,
  * or as soon as the bytes received pass the limit. body-parser alone answers
@@ -33,6 +66,9 @@ function jsonBody(): RequestHandler {
     limit: BODY_LIMIT_BYTES,
     strict: false,
     type: () => true,
+    verify: (req, _res, bytes, charset) => {
+      rawBodies.set(req as Request, { bytes, charset });
+    },
   });
   return (req, res, next) => {
     if (Number(req.headers['content-length'] ?? 0) > BODY_LIMIT_BYTES) {
@@ -44,6 +80,14 @@ function jsonBody(): RequestHandler {
       if (read.done) return;
       read.done = true;
       req.off('data', count);
+      if (error === undefined) {
+        try {
+          keepNumberText(req);
+        } catch (parseError) {
+          next(parseError);
+          return;
+        }
+      }
       next(error);
     };
     const count = (chunk: Buffer) => {

@@ -1,5 +1,6 @@
 import { createServer, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { answerClientErrors } from './client-error.ts';
 import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
 
 /**
@@ -67,6 +68,7 @@ export async function listenHttp(
     });
     handler(req, res);
   });
+  answerClientErrors(server);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestService, testConfig, type TestService } from '../support/service-harness.ts';
@@ -64,6 +65,30 @@ const bodyCases: Case[] = [
     status: 400,
     code: 'invalid_request',
   },
+  // Amounts are judged by their JSON text: JSON.parse reads each of these as
+  // an integer (or rounds it to one), but none is written as one.
+  ...[
+    '1.0000000000000001',
+    '99999999999.99999999',
+    '100.0',
+    '1e3',
+    '1E3',
+    '1.5e2',
+    '10000e-2',
+    '-0',
+  ].map((literal): Case => ({
+    name: `the amount ${literal}`,
+    rawBody: `{"accountId":"acct-bad","amountCents":${literal}}`,
+    status: 400,
+    code: 'invalid_request',
+  })),
+  // A leading plus or zero is not JSON at all.
+  ...['+100', '0100'].map((literal): Case => ({
+    name: `the amount ${literal}`,
+    rawBody: `{"accountId":"acct-bad","amountCents":${literal}}`,
+    status: 400,
+    code: 'invalid_json',
+  })),
   {
     name: 'an amount given as a string',
     body: { ...valid, amountCents: '100' },
@@ -126,6 +151,8 @@ const badHeaderKeys: { name: string; key: string }[] = [
   { name: 'a colon', key: 'bad:key' },
   { name: 'latin-1 characters', key: 'café' },
   { name: 'nothing', key: '' },
+  { name: 'a dot', key: '.' },
+  { name: 'a dot-dot', key: '..' },
 ];
 
 describe('bad input', () => {
@@ -185,6 +212,24 @@ describe('bad input', () => {
     });
   });
 
+  describe('amounts not written as integers', () => {
+    it('are refused with a message that says how the amount was written', async () => {
+      const response = await service.request('POST', '/payments', {
+        rawBody: '{"accountId":"acct-bad","amountCents":1.0000000000000001}',
+        headers: { 'Idempotency-Key': KEY },
+      });
+
+      await expectRejected(response, 400, 'invalid_request');
+      expect(response.body).toEqual({
+        error: {
+          code: 'invalid_request',
+          message:
+            'amountCents must be a whole number of cents written as an integer (no fraction or exponent), got 1.0000000000000001',
+        },
+      });
+    });
+  });
+
   describe('POST /PaymentProcessor/{token}/makePayment body', () => {
     it.each(bodyCases)('rejects $name with $status and writes nothing', async (c) => {
       const response = await service.request('POST', `/PaymentProcessor/${KEY}/makePayment`, {
@@ -229,6 +274,65 @@ describe('bad input', () => {
       const response = await service.request('GET', `/payments/${'a'.repeat(255)}`);
       await expectRejected(response, 404, 'not_found');
     });
+  });
+
+  describe('the tokens "." and ".." sent raw', () => {
+    /** node:http sends the path as given; fetch and browsers would resolve the dot segments away. */
+    const sendRaw = (method: string, path: string, headers: Record<string, string> = {}) =>
+      new Promise<Response>((resolve, reject) => {
+        const body = method === 'POST' ? JSON.stringify(valid) : undefined;
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port: Number(new URL(service.url).port),
+            method,
+            path,
+            headers:
+              body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+            res.on('end', () => {
+              const responseHeaders = new Headers();
+              for (const [name, value] of Object.entries(res.headers)) {
+                if (typeof value === 'string') responseHeaders.set(name, value);
+              }
+              resolve({
+                status: res.statusCode ?? 0,
+                headers: responseHeaders,
+                body: JSON.parse(text) as unknown,
+              });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+
+    // Percent-encoded too: the router decodes the segment to "." or "..", and
+    // fetch, like browsers, resolves even the encoded forms away.
+    const cases = ['.', '..', '%2e', '%2E%2e'].flatMap((token) => [
+      { token, method: 'POST', path: `/PaymentProcessor/${token}/makePayment` },
+      { token, method: 'POST', path: `/PaymentProcessor/${token}/cancelPayment` },
+      { token, method: 'POST', path: `/payments/${token}/cancel` },
+      { token, method: 'GET', path: `/payments/${token}` },
+    ]);
+
+    it.each(cases)(
+      '$method $path is refused with 400 invalid_token and writes nothing',
+      async (c) => {
+        await expectRejected(await sendRaw(c.method, c.path), 400, 'invalid_token');
+      },
+    );
+
+    it.each(['.', '..'])(
+      'POST /payments with Idempotency-Key "%s" is refused with 400 invalid_token and writes nothing',
+      async (key) => {
+        const response = await sendRaw('POST', '/payments', { 'Idempotency-Key': key });
+        await expectRejected(response, 400, 'invalid_token');
+      },
+    );
   });
 
   describe('GET /accounts/{id}', () => {

@@ -113,6 +113,29 @@ describe('native routes', () => {
       expect(await account('acct-declined')).toMatchObject({ balanceCents: 99_600 });
     });
 
+    it('charges another body after a decline, then treats the declined body as a different body (422)', async () => {
+      const declinedBody = { accountId: 'acct-redo', amountCents: 100_001 };
+      const smallerBody = { accountId: 'acct-redo', amountCents: 2_500 };
+
+      expect((await pay('redo-key', declinedBody)).status).toBe(402);
+      const charged = await pay('redo-key', smallerBody);
+      const declinedAgain = await pay('redo-key', declinedBody);
+      const replay = await pay('redo-key', smallerBody);
+
+      expect(charged).toMatchObject({ status: 201, body: { payment: smallerBody } });
+      expect(declinedAgain).toMatchObject({
+        status: 422,
+        body: { error: { code: 'idempotency_key_reused' } },
+      });
+      expect(replay.status).toBe(200);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      const ledger = await account('acct-redo');
+      expect(ledger.balanceCents).toBe(100_000 - 2_500);
+      expect(ledger.ledger.map((e) => [e.kind, e.amountCents, e.token])).toEqual([
+        ['withdrawal', 2_500, 'redo-key'],
+      ]);
+    });
+
     it('rejects a payment with 409 once the key was cancelled', async () => {
       expect((await cancel('cancelled-key')).status).toBe(200);
 

@@ -95,4 +95,11 @@ describe('npm start', () => {
     expect(code).toBe(2);
     expect(service.output()).toContain('PAYMENT_EXPIRY_MS must be a whole number');
   });
+
+  it('refuses to start on a REDIS_URL whose port is out of range and names the variable', async () => {
+    const service = start({ REDIS_URL: 'redis://127.0.0.1:99999' });
+    const { code } = await service.exited();
+    expect(code).toBe(2);
+    expect(service.output()).toContain('REDIS_URL must have a port between 1 and 65535');
+  });
 });

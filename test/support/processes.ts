@@ -6,7 +6,10 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface ServiceProcess {
   readonly child: ChildProcess;
+  /** stdout and stderr, interleaved as they came. */
   output(): string;
+  stdout(): string;
+  stderr(): string;
   /** Resolves when the output contains `text`. */
   waitForOutput(text: string, timeoutMs?: number): Promise<void>;
   exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -29,8 +32,16 @@ export function spawnScript(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stderr += chunk.toString();
+  });
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
       resolve({ code, signal });
@@ -39,6 +50,8 @@ export function spawnScript(
   return {
     child,
     output: () => output,
+    stdout: () => stdout,
+    stderr: () => stderr,
     exited: () => exit,
     async waitForOutput(text, timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
@@ -55,12 +68,27 @@ export function spawnScript(
   };
 }
 
-/** Runs the CLI to completion. */
+export interface CliRun {
+  readonly code: number | null;
+  /** Set when the CLI did not exit by itself and was killed. */
+  readonly signal: NodeJS.Signals | null;
+  readonly output: string;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs the CLI to completion, as `bin/paystate.js` does; one that has not
+ * exited after `killAfterMs` is killed (the result then shows the signal).
+ */
 export async function runCli(
   args: readonly string[],
   env: Record<string, string>,
-): Promise<{ code: number | null; output: string }> {
-  const cli = spawnScript('src/cli/paystate.ts', args, env);
-  const { code } = await cli.exited();
-  return { code, output: cli.output() };
+  { killAfterMs = 20_000 } = {},
+): Promise<CliRun> {
+  const cli = spawnScript('bin/paystate.js', args, env);
+  const kill = setTimeout(() => cli.child.kill('SIGKILL'), killAfterMs);
+  const { code, signal } = await cli.exited();
+  clearTimeout(kill);
+  return { code, signal, output: cli.output(), stdout: cli.stdout(), stderr: cli.stderr() };
 }

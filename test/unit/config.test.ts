@@ -156,6 +156,12 @@ describe('loadConfig', () => {
       ['REDIS_URL', 'http://127.0.0.1:6379', /REDIS_URL must start with redis:\/\/ or rediss:\/\//],
       ['REDIS_URL', '127.0.0.1:6379', /REDIS_URL must start with redis:\/\//],
       ['REDIS_URL', '', /REDIS_URL must start with redis:\/\//],
+      ['REDIS_URL', 'redis://127.0.0.1:99999', /REDIS_URL must have a port between 1 and 65535/],
+      ['REDIS_URL', 'redis://127.0.0.1:0', /REDIS_URL must have a port between 1 and 65535/],
+      ['REDIS_URL', 'redis://127.0.0.1:port', /REDIS_URL must have a port between 1 and 65535/],
+      ['REDIS_URL', 'redis://exa mple:6379', /REDIS_URL is not a valid URL/],
+      ['REDIS_URL', 'redis://:6379', /REDIS_URL must name a host/],
+      ['REDIS_URL', 'redis:///0', /REDIS_URL must name a host/],
       ['REDIS_KEY_PREFIX', 'has space', /REDIS_KEY_PREFIX must be 1-64 characters/],
       ['REDIS_KEY_PREFIX', 'has:colon', /REDIS_KEY_PREFIX must be 1-64 characters/],
       ['PAYSTATE_ROLES', 'web', /PAYSTATE_ROLES must list api and\/or worker, got "web"/],
@@ -169,6 +175,16 @@ describe('loadConfig', () => {
       expect(error.problems).toHaveLength(1);
       expect(error.problems[0]).toContain(name);
     });
+  });
+
+  it.each([
+    'redis://127.0.0.1',
+    'redis://127.0.0.1:1',
+    'redis://127.0.0.1:65535/3',
+    'rediss://user:secret@redis.example:6380/2',
+    'redis://[::1]:6379',
+  ])('accepts REDIS_URL=%s', (url) => {
+    expect(loadConfig({ REDIS_URL: url }).redisUrl).toBe(url);
   });
 
   it('reports every invalid variable at once', () => {

@@ -1,0 +1,47 @@
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
+
+/**
+ * What Node's HTTP parser refuses before the app sees a request, as our error
+ * codes. Node would answer these itself, with an empty body.
+ */
+function refusalOf(error: NodeJS.ErrnoException): { code: ErrorCode; message: string } {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { code: 'headers_too_large', message: 'request headers are too large' };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { code: 'payload_too_large', message: 'chunk extensions are too large' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { code: 'request_timeout', message: 'the request was not received in time' };
+    default:
+      return { code: 'invalid_request', message: 'the request is not valid HTTP' };
+  }
+}
+
+/**
+ * Answers the requests Node's parser refuses (headers too large, a malformed
+ * request line or header, a request that took too long to arrive) with the
+ * same JSON error body as every other refusal, then closes the connection,
+ * as Node's own handler does.
+ */
+export function answerClientErrors(server: Server): void {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    // Never write into a response already under way on this connection: the
+    // client would read our bytes as part of it. (Node checks the same.)
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (error.code !== 'ECONNRESET' && socket.writable && inFlight?.headersSent !== true) {
+      const { code, message } = refusalOf(error);
+      const status = STATUS_BY_CODE[code];
+      const body = JSON.stringify({ error: { code, message } });
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+          'Content-Type: application/json; charset=utf-8\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+          'Connection: close\r\n\r\n' +
+          body,
+      );
+    }
+    socket.destroy();
+  });
+}
