@@ -2,6 +2,7 @@
  * Operator commands, reading straight from Redis:
  *   paystate get <token>      a token's state, as `restate kv get PaymentProcessor <token>` shows it
  *   paystate account <id>     an account's balance and ledger
+ *   paystate store [accept]   the store's identity; accept a store that was emptied or replaced
  * Add --json for machine-readable output. Exit statuses are in USAGE.
  */
 import { parseArgs } from 'node:util';
@@ -13,6 +14,7 @@ import { accountView, paymentView } from '../http/views.ts';
 import { parseAccountId, parseToken } from '../http/schemas.ts';
 import { createKeys } from '../runtime/keys.ts';
 import { SnapshotStore } from '../runtime/snapshot-store.ts';
+import { acceptStore, readStore } from '../runtime/store-identity.ts';
 import { header, keyValueTable } from './format.ts';
 
 /** Exit statuses, documented in USAGE and the README. */
@@ -27,13 +29,17 @@ const EXIT = {
 const USAGE = `usage:
   paystate get <token> [--json]      show a payment token's state
   paystate account <id> [--json]     show an account's balance and ledger
+  paystate store [--json]            show the store's identity
+  paystate store accept              accept the store as it is now: services that refuse
+                                     requests with store_lost (Redis came back empty or is
+                                     another store) adopt it and serve again
   paystate --help                    show this help
 
 Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS_KEY_PREFIX (default paystate).
 
 exit status:
   0  found (an account is always found: it starts at the initial balance)
-  1  no state stored for the token
+  1  no state stored for the token (store: the store has no identity)
   2  usage: bad arguments, an invalid token or account id, or an invalid setting
   3  Redis unavailable: refused, or no answer at REDIS_URL within 2 seconds
   4  any other failure (e.g. stored data this build cannot read)`;
@@ -46,7 +52,8 @@ class UsageError extends Error {}
 type Invocation =
   | { readonly kind: 'help' }
   | { readonly kind: 'get'; readonly token: string; readonly json: boolean }
-  | { readonly kind: 'account'; readonly accountId: string; readonly json: boolean };
+  | { readonly kind: 'account'; readonly accountId: string; readonly json: boolean }
+  | { readonly kind: 'store'; readonly accept: boolean; readonly json: boolean };
 
 /** Reads the arguments; a bad one is a usage error before anything connects to Redis. */
 function parseInvocation(args: string[]): Invocation {
@@ -64,6 +71,11 @@ function parseInvocation(args: string[]): Invocation {
   const { values, positionals } = parsed;
   if (values.help === true) return { kind: 'help' };
   const [command, id, ...rest] = positionals;
+  if (command === 'store') {
+    if (id !== undefined && id !== 'accept') throw new UsageError(`unknown store command ${id}`);
+    if (rest.length > 0) throw new UsageError(`unexpected argument ${rest.join(' ')}`);
+    return { kind: 'store', accept: id === 'accept', json: values.json === true };
+  }
   if (command !== 'get' && command !== 'account') {
     throw new UsageError(command === undefined ? 'no command given' : `unknown command ${command}`);
   }
@@ -95,6 +107,32 @@ async function run(args: string[]): Promise<number> {
   redis.on('error', () => undefined);
   const keys = createKeys(config.keyPrefix);
   try {
+    if (invocation.kind === 'store') {
+      if (invocation.accept) {
+        const { id, created } = await acceptStore(redis, keys.store);
+        console.log(
+          created
+            ? `The store had no identity: it now has ${id}, accepted.`
+            : `Store ${id} accepted.`,
+        );
+        console.log('Services that refused requests with store_lost adopt it within a second.');
+        return EXIT.ok;
+      }
+      const identity = await readStore(redis, keys.store);
+      if (invocation.json) {
+        console.log(JSON.stringify(identity, null, 2));
+        return EXIT.ok;
+      }
+      const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+      console.log(
+        keyValueTable([
+          ['id', identity.id],
+          ['createdAt', iso(identity.createdAt)],
+          ['acceptedAt', iso(identity.acceptedAt)],
+        ]),
+      );
+      return identity.id === null ? EXIT.notFound : EXIT.ok;
+    }
     if (invocation.kind === 'get') {
       const { token, json } = invocation;
       const record = await new SnapshotStore(redis, keys).load(token);
