@@ -14,15 +14,21 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export const PRODUCTION_SCRIPT = 'start:prod';
 
-/** `npm run start:prod` as node arguments: its flags, then the entry point. */
+/**
+ * `npm run start:prod` as node arguments: its flags, then the entry point
+ * (the script's leading `exec`, which hands npm's signals to node, aside).
+ */
 export function productionCommand(): { readonly nodeFlags: string[]; readonly entry: string } {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
     scripts?: Record<string, string>;
   };
   const words = (pkg.scripts?.[PRODUCTION_SCRIPT] ?? '').trim().split(/\s+/);
+  if (words[0] === 'exec') words.shift();
   const entry = words.at(-1);
   if (words[0] !== 'node' || entry === undefined || !entry.endsWith('.js')) {
-    throw new Error(`package.json script ${PRODUCTION_SCRIPT} is not "node [flags] <entry>.js"`);
+    throw new Error(
+      `package.json script ${PRODUCTION_SCRIPT} is not "[exec] node [flags] <entry>.js"`,
+    );
   }
   return { nodeFlags: words.slice(1, -1), entry };
 }
