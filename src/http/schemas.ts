@@ -8,7 +8,8 @@ import type { Payment } from '../machine/payment.types.ts';
  * named so could be charged yet never be read or cancelled by its URL.
  */
 export const TOKEN_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._~-]{1,255}$/;
-export const ACCOUNT_ID_PATTERN = /^[A-Za-z0-9._~-]{1,128}$/;
+/** The same characters, and the same dot segments refused: `GET /accounts/..` could never show it. */
+export const ACCOUNT_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._~-]{1,128}$/;
 /** One billion in major units: anything larger is a mistake, not a payment. */
 export const MAX_AMOUNT_CENTS = 100_000_000_000;
 
@@ -49,7 +50,10 @@ export const paymentBodySchema = z
         error: (issue) =>
           issue.input === undefined ? 'accountId is required' : 'accountId must be a string',
       })
-      .regex(ACCOUNT_ID_PATTERN, 'accountId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -'),
+      .regex(
+        ACCOUNT_ID_PATTERN,
+        'accountId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -, not . or ..',
+      ),
     amountCents,
   })
   .strict();
@@ -87,7 +91,7 @@ export function parsePaymentBody(body: unknown): Payment {
 export function parseAccountId(raw: unknown): string {
   if (typeof raw !== 'string' || !ACCOUNT_ID_PATTERN.test(raw)) {
     throw new ValidationError(
-      'accountId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -',
+      'accountId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -, not . or ..',
       'invalid_account_id',
     );
   }

@@ -102,6 +102,18 @@ const bodyCases: Case[] = [
     code: 'invalid_request',
   },
   {
+    name: 'the accountId ..',
+    body: { ...valid, accountId: '..' },
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
+    name: 'the accountId .',
+    body: { ...valid, accountId: '.' },
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
     name: 'an accountId with a space',
     body: { ...valid, accountId: 'acct bad' },
     status: 400,
@@ -331,6 +343,13 @@ describe('bad input', () => {
       async (key) => {
         const response = await sendRaw('POST', '/payments', { 'Idempotency-Key': key });
         await expectRejected(response, 400, 'invalid_token');
+      },
+    );
+
+    it.each(['.', '..', '%2e', '%2E%2e'])(
+      'GET /accounts/%s is refused with 400 invalid_account_id',
+      async (id) => {
+        await expectRejected(await sendRaw('GET', `/accounts/${id}`), 400, 'invalid_account_id');
       },
     );
   });
