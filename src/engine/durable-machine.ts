@@ -57,7 +57,7 @@ export interface EffectContext {
 export type EffectHandler<TEvent extends EventObject> = (
   params: never,
   context: EffectContext,
-) => Promise<TEvent | undefined> | TEvent | undefined;
+) => Promise<TEvent | undefined>;
 
 export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   /** Names the machine's keys and queue: letters, digits and '-'. */
@@ -69,7 +69,7 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   readonly migrate?: (snapshot: unknown, fromVersion: number) => unknown;
   /** The input of a key's first snapshot; `now` is Redis's time. */
   readonly input: (key: string, now: number) => InputFrom<TMachine>;
-  readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<TMachine>>>>;
+  readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<NoInfer<TMachine>>>>>;
   /** A record in a final state is removed this long after it got there. */
   readonly finalStateRetentionMs: number;
 }
