@@ -7,6 +7,7 @@ import type {
   EventObject,
   InputFrom,
   SnapshotFrom,
+  StateValue,
 } from 'xstate';
 import { StaleWriteError, StoredDataError } from '../errors.ts';
 import type { Engine } from './engine.ts';
@@ -21,6 +22,7 @@ import {
   type Timers,
 } from './redis/record-store.ts';
 import { TimerQueue, timerJobId, type TimerJobData } from './redis/timer-queue.ts';
+import { UnchangingEvents } from './unchanging-events.ts';
 
 /**
  * Any XState v5 machine, one durable actor per string key.
@@ -36,6 +38,12 @@ import { TimerQueue, timerJobId, type TimerJobData } from './redis/timer-queue.t
  * What is stored is exactly what is replayed: the engine never recomputes
  * them from the machine. A handler gets an operation id that is the same on
  * every replay of the same stored action and must be idempotent by it.
+ *
+ * An event that changes nothing in the state this process last left the key
+ * in (a repeated request answered from the record) is answered from one read
+ * without the lock, if that read's own transition confirms it: nothing is
+ * written, so the lock would only order it among requests it need not wait
+ * for. A record that owes actions always takes the locked path.
  *
  * Time: the engine adds nothing to events. The machine gets Redis's time
  * through `input(key, now)` and through `send(key, (now) => event)`; `now`
@@ -90,6 +98,9 @@ export interface WorkerTarget {
 
 const STALE_WRITE_RETRIES = 3;
 
+/** How many keys a process remembers the last state of (see send); the oldest go first. */
+const SETTLED_KEYS_KEPT = 10_000;
+
 const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/i;
 
 interface Cursor {
@@ -120,6 +131,9 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
   private readonly timers: TimerQueue;
   private readonly steps: MachineSteps<TMachine>;
   private readonly effects: Readonly<Record<string, EffectHandler<EventFromLogic<TMachine>>>>;
+  private readonly unchanging: UnchangingEvents;
+  /** The state (UnchangingEvents.stateKey) this process last left each key in: only a hint. */
+  private readonly settled = new Map<string, string>();
 
   constructor(
     private readonly engine: Engine,
@@ -145,6 +159,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     engine.onClose(() => this.timers.close());
     this.steps = new MachineSteps(config.machine);
     this.effects = config.effects ?? {};
+    this.unchanging = new UnchangingEvents(config.machine);
   }
 
   /**
@@ -155,11 +170,20 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     key: string,
     event: EventFromLogic<TMachine> | ((now: number) => EventFromLogic<TMachine>),
   ): Promise<SendResult<TMachine>> {
+    const lastSeen = this.settled.get(key);
+    if (lastSeen !== undefined) {
+      const early = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+      if (this.unchanging.has(lastSeen, (early as EventObject).type)) {
+        const answered = await this.answerWithoutLock(key, early);
+        if (answered !== null) return answered;
+      }
+    }
     const result = await this.locked(key, (cursor, run) => {
       const resolved = isEventFactory(event) ? event(this.engine.clock.now()) : event;
       return this.apply(run, cursor, resolved, true);
     });
     if (result.snapshot === null) throw new Error(`no snapshot for key ${key} after an event`);
+    this.noteSettled(key, UnchangingEvents.stateKey(result.snapshot.value as StateValue));
     return {
       snapshot: result.snapshot as SnapshotFrom<TMachine>,
       emitted: result.emitted as EmittedFrom<TMachine>[],
@@ -198,6 +222,40 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
         false,
       );
     });
+  }
+
+  /**
+   * The answer of an event that changes nothing, from one read without the
+   * lock; `null`: take the locked path (no record, owed actions, or the
+   * event changes something after all).
+   */
+  private async answerWithoutLock(
+    key: string,
+    event: EventFromLogic<TMachine>,
+  ): Promise<SendResult<TMachine> | null> {
+    const record = await this.store.load(key);
+    if (record === null || record.owed.length > 0) return null;
+    const snapshot = this.resolve(key, record);
+    const step = this.steps.transition(snapshot, event);
+    if (!sameState(snapshot, step.snapshot)) return null;
+    const emitted: EventObject[] = [];
+    for (const action of step.actions) {
+      if (action.type !== 'xstate.emit') return null;
+      emitted.push((action.params as { event: EventObject }).event);
+    }
+    return {
+      snapshot: snapshot as SnapshotFrom<TMachine>,
+      emitted: emitted as EmittedFrom<TMachine>[],
+    };
+  }
+
+  private noteSettled(key: string, stateKey: string): void {
+    this.settled.delete(key);
+    this.settled.set(key, stateKey);
+    if (this.settled.size > SETTLED_KEYS_KEPT) {
+      const oldest = this.settled.keys().next();
+      if (oldest.done !== true) this.settled.delete(oldest.value);
+    }
   }
 
   listOwed(before: number, limit: number): Promise<string[]> {

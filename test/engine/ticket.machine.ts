@@ -4,7 +4,7 @@ import { assign, cancel, emit, raise, setup } from 'xstate';
  * A toy machine of the engine's tests (no payment code): a ticket that can be
  * reminded (a delayed `raise` with an id, re-armed or cancelled), held for a
  * while (`after`), shipped (an effect with feedback) and closed (a final
- * state). Replies are emitted.
+ * state). Replies are emitted; PING only replies.
  */
 
 export interface TicketContext {
@@ -20,6 +20,7 @@ export type TicketEvent =
   | { type: 'CANCEL_REMINDER' }
   | { type: 'REMIND' }
   | { type: 'TICK' }
+  | { type: 'PING' }
   | { type: 'HOLD' }
   | { type: 'RELEASE' }
   | { type: 'SHIP' }
@@ -72,6 +73,13 @@ export const ticketMachine = setup({
               ticks: context.ticks,
             })),
           ],
+        },
+        PING: {
+          actions: emit(({ context }) => ({
+            type: 'REPLY' as const,
+            status: 'open',
+            ticks: context.ticks,
+          })),
         },
         HOLD: 'held',
         SHIP: 'shipping',

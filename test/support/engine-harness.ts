@@ -21,6 +21,7 @@ export interface TicketsOptions {
   readonly ship?: EffectHandler<TicketEvent>;
   readonly retentionMs?: number;
   readonly lockTtlMs?: number;
+  readonly lockWaitMs?: number;
 }
 
 /** Hash of shipments by operation id: one entry per operation, however often it is replayed. */
@@ -43,7 +44,7 @@ export async function startTickets(
     redisUrl,
     prefix,
     lockTtlMs: options.lockTtlMs ?? 5_000,
-    lockWaitMs: 10_000,
+    lockWaitMs: options.lockWaitMs ?? 10_000,
     storeCheckIntervalMs: 0,
   });
   const tickets = durableMachine(engine, {
