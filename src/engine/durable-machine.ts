@@ -199,6 +199,8 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
   /** Runs what a crashed command left owed for `key` (the sweep calls it). */
   async recover(key: string): Promise<void> {
     await this.locked(key, (cursor) => Promise.resolve(cursor));
+    // Whatever was owed ran (or the record is gone): the entry has done its job.
+    await this.store.settleOutbox(key);
   }
 
   /** A timer's job was delivered at or after its due time. */

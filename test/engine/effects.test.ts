@@ -100,6 +100,21 @@ describe('effects, final states and racing writers on the engine', () => {
     expect(await worker.sweep()).toBe(0);
   });
 
+  it('drops an outbox entry whose record is gone, so the sweep does not visit it again', async () => {
+    const prefix = randomPrefix();
+    const { engine, tickets } = await start(prefix);
+    const worker = await engine.startWorker([tickets], {
+      recoveryIntervalMs: 60_000,
+      recoveryGraceMs: 0,
+    });
+    stops.push(() => worker.stop());
+    // A record removed (its retention ran out) while still in the outbox.
+    await engine.redis.zadd(`${prefix}:ticket:outbox`, 0, 'gone');
+    expect(await worker.sweep()).toBe(1);
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
+    expect(await tickets.get('gone')).toBeNull();
+  });
+
   it('keeps a final state for its retention on Redis clock, then forgets the key', async () => {
     const prefix = randomPrefix();
     const retentionMs = 1_500;

@@ -114,6 +114,14 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 `;
 
+// KEYS: record, outbox. ARGV: key. Takes the key out of the outbox when its
+// record owes nothing (or is gone): an entry left by a record that expired or
+// was cleared by another process.
+const SETTLE_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], 'o') == 1 then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+`;
+
 // KEYS: record, the key's lock. The record's fields, the lock's value (read
 // behind a request for the lock, it shows whether the read ran while that
 // lock was held), then Redis's TIME.
@@ -145,6 +153,7 @@ declare module 'ioredis' {
       storeId: string,
     ): Result<(number | string)[], Context>;
     engineLoad(recordKey: string, lockKey: string): Result<(string | null)[], Context>;
+    engineSettleOutbox(recordKey: string, outboxKey: string, key: string): Result<0 | 1, Context>;
     engineClearOwed(
       recordKey: string,
       outboxKey: string,
@@ -176,6 +185,7 @@ export class RecordStore {
     redis.defineCommand('engineSave', { numberOfKeys: 3, lua: SAVE_SCRIPT });
     redis.defineCommand('engineClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
     redis.defineCommand('engineLoad', { numberOfKeys: 2, lua: LOAD_SCRIPT });
+    redis.defineCommand('engineSettleOutbox', { numberOfKeys: 2, lua: SETTLE_SCRIPT });
   }
 
   /** The stored record, read without the lock. */
@@ -242,6 +252,15 @@ export class RecordStore {
   async clearOwed(key: string, version: number): Promise<void> {
     try {
       await this.redis.engineClearOwed(this.keys.record(key), this.keys.outbox, version, key);
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  /** Takes `key` out of the outbox if its record owes nothing (or is gone). */
+  async settleOutbox(key: string): Promise<void> {
+    try {
+      await this.redis.engineSettleOutbox(this.keys.record(key), this.keys.outbox, key);
     } catch (error) {
       throw toAppError(error);
     }
