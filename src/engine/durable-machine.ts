@@ -67,6 +67,20 @@ export type EffectHandler<TEvent extends EventObject> = (
   context: EffectContext,
 ) => Promise<TEvent | undefined>;
 
+/** Named steps of a command where `hook` is called (see DurableMachineConfig.hook). */
+export type HookPoint = 'after-load' | 'after-write' | 'after-effect';
+
+export interface HookInfo {
+  readonly key: string;
+  /** The command's event type, or `recover` for the sweep. */
+  readonly command: string;
+  /** After a write: the snapshot written, and whether the write owes actions. */
+  readonly snapshot?: AnyMachineSnapshot;
+  readonly owes?: boolean;
+  /** After an effect: the action's type. */
+  readonly effect?: string;
+}
+
 export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   /** Names the machine's keys and queue: letters, digits and '-'. */
   readonly name: string;
@@ -80,6 +94,11 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<NoInfer<TMachine>>>>>;
   /** A record in a final state is removed this long after it got there. */
   readonly finalStateRetentionMs: number;
+  /**
+   * Called at named steps of every command, holding the lock (instrumentation,
+   * and fault injection in tests: a hook may stop or kill the process there).
+   */
+  readonly hook?: (point: HookPoint, info: HookInfo) => Promise<void> | void;
 }
 
 export interface SendResult<TMachine extends AnyStateMachine> {
@@ -116,6 +135,7 @@ interface Cursor {
 /** One command under the lock. */
 interface Run {
   readonly key: string;
+  readonly command: string;
   /** Collected for the caller; a replay of an earlier command's actions collects nothing. */
   readonly emitted: EventObject[];
   /** The version whose owed actions ran and are still to be cleared. */
@@ -164,21 +184,22 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   /**
    * Sends `event` to the actor of `key`, creating it (from `input`) if it has
-   * no record. A function is called with Redis's time once the lock is held.
+   * no record. A function is called with Redis's time once the lock is held
+   * (and once before, to learn the event's type: it must be pure).
    */
   async send(
     key: string,
     event: EventFromLogic<TMachine> | ((now: number) => EventFromLogic<TMachine>),
   ): Promise<SendResult<TMachine>> {
+    // A function is called again once the lock is held: its type names the command.
+    const early = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+    const command = (early as EventObject).type;
     const lastSeen = this.settled.get(key);
-    if (lastSeen !== undefined) {
-      const early = isEventFactory(event) ? event(this.engine.clock.now()) : event;
-      if (this.unchanging.has(lastSeen, (early as EventObject).type)) {
-        const answered = await this.answerWithoutLock(key, early);
-        if (answered !== null) return answered;
-      }
+    if (lastSeen !== undefined && this.unchanging.has(lastSeen, command)) {
+      const answered = await this.answerWithoutLock(key, early);
+      if (answered !== null) return answered;
     }
-    const result = await this.locked(key, (cursor, run) => {
+    const result = await this.locked(key, command, (cursor, run) => {
       const resolved = isEventFactory(event) ? event(this.engine.clock.now()) : event;
       return this.apply(run, cursor, resolved, true);
     });
@@ -198,14 +219,14 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   /** Runs what a crashed command left owed for `key` (the sweep calls it). */
   async recover(key: string): Promise<void> {
-    await this.locked(key, (cursor) => Promise.resolve(cursor));
+    await this.locked(key, 'recover', (cursor) => Promise.resolve(cursor));
     // Whatever was owed ran (or the record is gone): the entry has done its job.
     await this.store.settleOutbox(key);
   }
 
   /** A timer's job was delivered at or after its due time. */
   async fire(data: TimerJobData): Promise<void> {
-    await this.locked(data.key, (cursor, run) => {
+    await this.locked(data.key, data.event.type, (cursor, run) => {
       // Another life of the key, a final snapshot, a cancelled timer or one
       // re-armed since (a newer seq): nothing to do.
       if (
@@ -266,6 +287,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   private async locked(
     key: string,
+    command: string,
     body: (cursor: Cursor, run: Run) => Promise<Cursor>,
   ): Promise<{ snapshot: AnyMachineSnapshot | null; emitted: EventObject[] }> {
     for (let attempt = 1; ; attempt++) {
@@ -274,12 +296,13 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
           key,
           async (held) => {
             const record = await this.loadHeld(key, held);
+            await this.config.hook?.('after-load', { key, command });
             let cursor = this.cursorOf(key, record);
-            const run: Run = { key, emitted: [], clear: null };
+            const run: Run = { key, command, emitted: [], clear: null };
             if (record !== null && record.owed.length > 0) {
               // A command died before its actions all ran: finish them first,
               // exactly as stored. Their emits were for a caller long gone.
-              const replay: Run = { key, emitted: [], clear: null };
+              const replay: Run = { key, command, emitted: [], clear: null };
               cursor = await this.runOwed(replay, cursor, record.owed, record.version, false);
               run.clear = replay.clear;
             }
@@ -454,6 +477,12 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     // The write stored its own owed list in place of any earlier one (which
     // had run: owed actions always run before the next transition).
     run.clear = null;
+    await this.config.hook?.('after-write', {
+      key: run.key,
+      command: run.command,
+      snapshot: next.snapshot,
+      owes: owed.length > 0,
+    });
     const written: Cursor = {
       expected: { version: saved, lifeId: next.lifeId },
       lifeId: next.lifeId,
@@ -496,6 +525,11 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
         key: run.key,
         operationId: `${run.key}:${cursor.lifeId}:${version}:${index}`,
         now: () => this.engine.clock.now(),
+      });
+      await this.config.hook?.('after-effect', {
+        key: run.key,
+        command: run.command,
+        effect: action.type,
       });
       if (answer !== undefined) feedback.push(answer);
     }

@@ -6,6 +6,8 @@ export {
   type DurableMachineConfig,
   type EffectContext,
   type EffectHandler,
+  type HookInfo,
+  type HookPoint,
   type SendResult,
 } from './durable-machine.ts';
 export { timerJobId, timerQueueName, type TimerJobData } from './redis/timer-queue.ts';

@@ -2,7 +2,8 @@
  * The engine as real processes, with the toy ticket machine (no payment
  * code): a process killed (SIGKILL) between its write and its effect, or
  * between its effect and the write of the effect's answer, is finished by
- * the next access and by the recovery sweep; processes whose clocks are 10
+ * the next access and by the recovery sweep; a process stopped past its
+ * lock lease cannot overwrite what another wrote meanwhile; processes whose clocks are 10
  * minutes off (Debian's `faketime`) neither fire a delayed event early nor
  * write a due time or a retention deadline off Redis's clock.
  */
@@ -102,6 +103,29 @@ describe('engine processes that crash or whose clocks are off', () => {
       { timeoutMs: 15_000, what: 'the sweep to finish the shipment' },
     );
     expect(Object.values(await shipments())).toEqual(['swept']);
+  }, 30_000);
+
+  it('refuses the write of a process whose lease ran out while it was stopped, and it starts again from a fresh read', async () => {
+    await setUp();
+    const stopped = run(['send', 'fenced', JSON.stringify({ type: 'TICK' })], {
+      PAUSE_AT: 'after-load',
+      LOCK_TTL_MS: '500',
+    });
+    await stopped.waitForOutput('paused at after-load');
+    await waitFor(
+      async () =>
+        (await engine.redis.exists(`${prefix}:ticket:{fenced}:lock`)) === 0 ? true : undefined,
+      { what: 'the stopped process to lose its lease' },
+    );
+    expect((await tickets.send('fenced', { type: 'TICK' })).snapshot.context.ticks).toBe(1);
+
+    stopped.child.kill('SIGCONT');
+    await stopped.waitForOutput('result');
+    // Its first write expected the key without a record and was refused; the
+    // retry read the other process's tick and added its own.
+    expect(stopped.output()).toContain('"ticks":2');
+    expect((await tickets.get('fenced'))?.context.ticks).toBe(2);
+    expect((await storedTicket(engine.redis, prefix, 'fenced')).v).toBe('2');
   }, 30_000);
 
   it('does not fire a delayed event early when the only worker runs 10 minutes ahead, and fires it when due', async () => {

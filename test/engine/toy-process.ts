@@ -6,17 +6,30 @@
  *   toy-process.ts send KEY EVENT_JSON  sends one event, prints `result <json>`
  *
  * Env: REDIS_URL, PREFIX; CRASH_AT=before-effect|after-effect kills the
- * process (SIGKILL) inside the ship effect, before or after it ships.
+ * process (SIGKILL) inside the ship effect, before or after it ships;
+ * PAUSE_AT=<hook point> stops it (SIGSTOP) the first time a command reaches
+ * that point, after printing `paused at <point>`; LOCK_TTL_MS its lock lease.
  */
+import { writeSync } from 'node:fs';
 import { shipmentsKey, startTickets } from '../support/engine-harness.ts';
 import type { ShipParams, TicketEvent } from './ticket.machine.ts';
 
 const redisUrl = process.env.REDIS_URL ?? '';
 const prefix = process.env.PREFIX ?? '';
 const crashAt = process.env.CRASH_AT;
+let pauseAt = process.env.PAUSE_AT;
+const lockTtlMs = Number(process.env.LOCK_TTL_MS ?? 5_000);
 const [mode, key, eventJson] = process.argv.slice(2);
 
 const { engine, tickets } = await startTickets(redisUrl, prefix, {
+  lockTtlMs,
+  hook: (point) => {
+    if (point !== pauseAt) return;
+    pauseAt = undefined;
+    // Written synchronously: the process stops right after.
+    writeSync(1, `paused at ${point}\n`);
+    process.kill(process.pid, 'SIGSTOP');
+  },
   ship: async (params: ShipParams, context) => {
     if (crashAt === 'before-effect') process.kill(process.pid, 'SIGKILL');
     await engine.redis.hsetnx(shipmentsKey(prefix), context.operationId, params.key);

@@ -9,6 +9,7 @@ import {
   durableMachine,
   timerQueueName,
   type DurableActors,
+  type DurableMachineConfig,
   type Engine,
   type EffectHandler,
   type TimerJobData,
@@ -22,6 +23,7 @@ export interface TicketsOptions {
   readonly retentionMs?: number;
   readonly lockTtlMs?: number;
   readonly lockWaitMs?: number;
+  readonly hook?: DurableMachineConfig<typeof ticketMachine>['hook'];
 }
 
 /** Hash of shipments by operation id: one entry per operation, however often it is replayed. */
@@ -54,6 +56,7 @@ export async function startTickets(
     input: (key, now) => ({ key, now }),
     effects: { ship: options.ship ?? shipOnce(engine.redis, prefix) },
     finalStateRetentionMs: options.retentionMs ?? 60_000,
+    ...(options.hook === undefined ? {} : { hook: options.hook }),
   });
   return { engine, tickets };
 }
