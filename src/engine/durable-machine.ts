@@ -17,6 +17,7 @@ import {
   machineKeys,
   RecordStore,
   type Expected,
+  type MachineKeys,
   type OwedAction,
   type StoredRecord,
   type Timers,
@@ -89,8 +90,18 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   readonly version: number;
   /** Turns a persisted snapshot of an older version into one of `version`. */
   readonly migrate?: (snapshot: unknown, fromVersion: number) => unknown;
-  /** The input of a key's first snapshot; `now` is Redis's time. */
-  readonly input: (key: string, now: number) => InputFrom<TMachine>;
+  /** The input of a key's first snapshot; `now` is Redis's time, `lifeId` the new record's. */
+  readonly input: (key: string, now: number, lifeId: string) => InputFrom<TMachine>;
+  /**
+   * The event a timer delivers, given Redis's time of the delivery (e.g. to
+   * stamp it); by default the event as raised.
+   */
+  readonly timerEvent?: (
+    event: EventFromLogic<NoInfer<TMachine>>,
+    now: number,
+  ) => EventFromLogic<NoInfer<TMachine>>;
+  /** Where the records live; by default `machineKeys(prefix, name)`. */
+  readonly keys?: (prefix: string) => MachineKeys;
   readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<NoInfer<TMachine>>>>>;
   /** A record in a final state is removed this long after it got there. */
   readonly finalStateRetentionMs: number;
@@ -163,7 +174,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       throw new Error(`machine name "${config.name}" must be letters, digits and '-'`);
     }
     this.name = config.name;
-    const keys = machineKeys(engine.prefix, config.name);
+    const keys = config.keys?.(engine.prefix) ?? machineKeys(engine.prefix, config.name);
     this.store = new RecordStore(engine.redis, keys, engine.identity, engine.clock);
     this.lock = new RedlockKeyLock(engine.redis, {
       ttlMs: engine.lockTtlMs,
@@ -211,6 +222,27 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     };
   }
 
+  /**
+   * Sends `event` only to an actor that has a record: a key without one is
+   * left without one and the answer is `null`.
+   */
+  async sendIfExists(
+    key: string,
+    event: EventFromLogic<TMachine> | ((now: number) => EventFromLogic<TMachine>),
+  ): Promise<SendResult<TMachine> | null> {
+    const early = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+    const result = await this.locked(key, (early as EventObject).type, (cursor, run) => {
+      if (cursor.snapshot === null) return Promise.resolve(cursor);
+      const resolved = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+      return this.apply(run, cursor, resolved, true);
+    });
+    if (result.snapshot === null) return null;
+    return {
+      snapshot: result.snapshot as SnapshotFrom<TMachine>,
+      emitted: result.emitted as EmittedFrom<TMachine>[],
+    };
+  }
+
   /** The stored snapshot, as it is; takes no lock. `null`: no record. */
   async get(key: string): Promise<SnapshotFrom<TMachine> | null> {
     const record = await this.store.load(key);
@@ -238,12 +270,9 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
         return Promise.resolve(cursor);
       }
       const { [data.id]: _fired, ...timers } = cursor.timers;
-      return this.apply(
-        run,
-        { ...cursor, timers, dirty: true },
-        data.event as EventFromLogic<TMachine>,
-        false,
-      );
+      const raised = data.event as EventFromLogic<TMachine>;
+      const event = this.config.timerEvent?.(raised, this.engine.clock.now()) ?? raised;
+      return this.apply(run, { ...cursor, timers, dirty: true }, event, false);
     });
   }
 
@@ -379,10 +408,11 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     let current = cursor.snapshot;
     let lifeId = cursor.lifeId;
     if (current === null) {
-      const start = this.steps.initial(this.config.input(run.key, this.engine.clock.now()));
+      lifeId = randomBytes(8).toString('hex');
+      const input = this.config.input(run.key, this.engine.clock.now(), lifeId);
+      const start = this.steps.initial(input);
       current = start.snapshot;
       actions.push(...start.actions);
-      lifeId = randomBytes(8).toString('hex');
     }
     const step = this.steps.transition(current, event);
     actions.push(...step.actions);

@@ -10,4 +10,5 @@ export {
   type HookPoint,
   type SendResult,
 } from './durable-machine.ts';
+export { machineKeys, type MachineKeys } from './redis/record-store.ts';
 export { timerJobId, timerQueueName, type TimerJobData } from './redis/timer-queue.ts';

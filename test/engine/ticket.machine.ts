@@ -9,16 +9,19 @@ import { assign, cancel, emit, raise, setup } from 'xstate';
 
 export interface TicketContext {
   readonly key: string;
+  readonly lifeId: string;
   readonly openedAt: number;
   readonly reminders: number;
   readonly ticks: number;
   readonly shipments: number;
+  /** The `at` of the last REMIND, when the timer's delivery was stamped with one. */
+  readonly remindedAt: number | null;
 }
 
 export type TicketEvent =
   | { type: 'REMIND_IN'; ms: number }
   | { type: 'CANCEL_REMINDER' }
-  | { type: 'REMIND' }
+  | { type: 'REMIND'; at?: number }
   | { type: 'TICK' }
   | { type: 'PING' }
   | { type: 'HOLD' }
@@ -40,7 +43,7 @@ export const ticketMachine = setup({
   types: {
     context: {} as TicketContext,
     events: {} as TicketEvent,
-    input: {} as { key: string; now: number },
+    input: {} as { key: string; now: number; lifeId: string },
     emitted: {} as TicketReply,
   },
   actions: {
@@ -50,10 +53,12 @@ export const ticketMachine = setup({
   id: 'ticket',
   context: ({ input }) => ({
     key: input.key,
+    lifeId: input.lifeId,
     openedAt: input.now,
     reminders: 0,
     ticks: 0,
     shipments: 0,
+    remindedAt: null,
   }),
   initial: 'open',
   states: {
@@ -63,7 +68,12 @@ export const ticketMachine = setup({
           actions: raise({ type: 'REMIND' }, { id: 'remind', delay: ({ event }) => event.ms }),
         },
         CANCEL_REMINDER: { actions: cancel('remind') },
-        REMIND: { actions: assign({ reminders: ({ context }) => context.reminders + 1 }) },
+        REMIND: {
+          actions: assign({
+            reminders: ({ context }) => context.reminders + 1,
+            remindedAt: ({ event }) => event.at ?? null,
+          }),
+        },
         TICK: {
           actions: [
             assign({ ticks: ({ context }) => context.ticks + 1 }),

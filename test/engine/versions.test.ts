@@ -33,7 +33,7 @@ describe('machine versions on the engine', () => {
         const old = snapshot as { context: TicketContext };
         return { ...old, context: { ...old.context, ticks: old.context.ticks + 100 } };
       },
-      input: (key, now) => ({ key, now }),
+      input: (key, now, lifeId) => ({ key, now, lifeId }),
       finalStateRetentionMs: 60_000,
     });
     expect((await ticketsV2.get('old'))?.context.ticks).toBe(101);

@@ -24,6 +24,8 @@ export interface TicketsOptions {
   readonly lockTtlMs?: number;
   readonly lockWaitMs?: number;
   readonly hook?: DurableMachineConfig<typeof ticketMachine>['hook'];
+  readonly timerEvent?: DurableMachineConfig<typeof ticketMachine>['timerEvent'];
+  readonly keys?: DurableMachineConfig<typeof ticketMachine>['keys'];
 }
 
 /** Hash of shipments by operation id: one entry per operation, however often it is replayed. */
@@ -53,10 +55,12 @@ export async function startTickets(
     name: 'ticket',
     machine: ticketMachine,
     version: 1,
-    input: (key, now) => ({ key, now }),
+    input: (key, now, lifeId) => ({ key, now, lifeId }),
     effects: { ship: options.ship ?? shipOnce(engine.redis, prefix) },
     finalStateRetentionMs: options.retentionMs ?? 60_000,
     ...(options.hook === undefined ? {} : { hook: options.hook }),
+    ...(options.timerEvent === undefined ? {} : { timerEvent: options.timerEvent }),
+    ...(options.keys === undefined ? {} : { keys: options.keys }),
   });
   return { engine, tickets };
 }
