@@ -20,6 +20,29 @@ export default tseslint.config(
     },
   },
   {
+    // The engine is generic: it knows nothing of payments, the ledger or HTTP.
+    files: ['src/engine/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '**/payments/**',
+                '**/machine/**',
+                '**/accounts/**',
+                '**/http/**',
+                '**/runtime/payment-*',
+              ],
+              message: 'src/engine must not depend on payments, the ledger or HTTP.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,
   },

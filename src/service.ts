@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { connectRedis } from './engine/redis/connection.ts';
 import type { Worker } from 'bullmq';
 import { Ledger } from './accounts/ledger.ts';
 import type { Config } from './config.ts';
@@ -14,7 +15,8 @@ import { SnapshotStore } from './runtime/snapshot-store.ts';
 import { RedisClock } from './runtime/redis-clock.ts';
 import { StoreIdentity } from './runtime/store-identity.ts';
 import { RedlockTokenLock } from './runtime/token-lock.ts';
-import { coalesceWrites } from './runtime/write-coalescing.ts';
+
+export { connectRedis };
 
 export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void;
@@ -78,40 +80,6 @@ async function settlesBy(promise: Promise<unknown>, deadline: number): Promise<b
   } finally {
     clearTimeout(timer);
   }
-}
-
-/**
- * Longest wait for one Redis command. maxRetriesPerRequest fails commands
- * queued while the connection is down, but not those already sent when it
- * dropped nor any sent into a connection that stays open and never answers:
- * without a timeout those requests hang until Redis is reachable again.
- */
-const COMMAND_TIMEOUT_MS = 2_000;
-
-/**
- * Command connection: fail fast while Redis is away so requests get a 503, not a hang.
- *
- * Commands that were in flight when the connection dropped are not sent again
- * on reconnect (they fail by the timeout): the Redis on the other side may have
- * lost the writes before them (an everysec AOF after a host crash, a failover
- * to a replica that lagged), and a withdrawal re-sent after its charge intent
- * was lost lands with no record of it, so the token is charged again on retry.
- *
- * Commands issued in one turn of the event loop share one socket write (see
- * coalesceWrites): under load that cuts the service's CPU per request by
- * about a third (docs/benchmarks.md).
- */
-export function connectRedis(url: string): Redis {
-  const redis = new Redis(url, {
-    maxRetriesPerRequest: 1,
-    commandTimeout: COMMAND_TIMEOUT_MS,
-    autoResendUnfulfilledCommands: false,
-    connectTimeout: 2_000,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
-  });
-  redis.on('error', () => undefined);
-  coalesceWrites(redis);
-  return redis;
 }
 
 function describe(error: AppError): Record<string, unknown> {

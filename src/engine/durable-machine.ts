@@ -1,0 +1,599 @@
+import { randomBytes } from 'node:crypto';
+import type {
+  AnyMachineSnapshot,
+  AnyStateMachine,
+  EmittedFrom,
+  EventFromLogic,
+  EventObject,
+  InputFrom,
+  SnapshotFrom,
+  StateValue,
+} from 'xstate';
+import { StaleWriteError, StoredDataError } from '../errors.ts';
+import type { Engine } from './engine.ts';
+import { MachineSteps, type CollectedAction } from './machine-steps.ts';
+import { RedlockKeyLock, type Held } from './redis/key-lock.ts';
+import {
+  machineKeys,
+  RecordStore,
+  type Expected,
+  type MachineKeys,
+  type OwedAction,
+  type StoredRecord,
+  type Timers,
+} from './redis/record-store.ts';
+import { TimerQueue, timerJobId, type TimerJobData } from './redis/timer-queue.ts';
+import { UnchangingEvents } from './unchanging-events.ts';
+
+/**
+ * Any XState v5 machine, one durable actor per string key.
+ *
+ * `send(key, event)`: lock the key (Redlock; the record is read behind the
+ * lock request, one round trip for both) → run what the last write owed and
+ * a crash left undone → `transition` → persist (compare-and-set on the
+ * version, the owed actions and the key's outbox entry in the same script) →
+ * run the owed actions → clear them (fenced by the version) → unlock.
+ *
+ * Owed actions are the machine's named actions that have a handler in
+ * `effects`, and its delayed events (`raise(e, { delay, id })`, `after`).
+ * What is stored is exactly what is replayed: the engine never recomputes
+ * them from the machine. A handler gets an operation id that is the same on
+ * every replay of the same stored action and must be idempotent by it.
+ *
+ * An event that changes nothing in the state this process last left the key
+ * in (a repeated request answered from the record) is answered from one read
+ * without the lock, if that read's own transition confirms it: nothing is
+ * written, so the lock would only order it among requests it need not wait
+ * for. A record that owes actions always takes the locked path.
+ *
+ * Time: the engine adds nothing to events. The machine gets Redis's time
+ * through `input(key, now)` and through `send(key, (now) => event)`; `now`
+ * is always RedisClock's (observed by the locked read of this request).
+ */
+
+export interface EffectContext {
+  readonly key: string;
+  /** Stable across replays of one stored action: `${key}:${lifeId}:${version}:${index}`. */
+  readonly operationId: string;
+  /** Redis's time, epoch ms. */
+  now(): number;
+}
+
+/**
+ * Runs one effect. Params are the action's resolved params, as stored (JSON).
+ * A returned event is sent to the same key through the same locked path.
+ */
+export type EffectHandler<TEvent extends EventObject> = (
+  params: never,
+  context: EffectContext,
+) => Promise<TEvent | undefined>;
+
+/** Named steps of a command where `hook` is called (see DurableMachineConfig.hook). */
+export type HookPoint = 'after-load' | 'after-write' | 'after-effect';
+
+export interface HookInfo {
+  readonly key: string;
+  /** The command's event type, or `recover` for the sweep. */
+  readonly command: string;
+  /** After a write: the snapshot written, and whether the write owes actions. */
+  readonly snapshot?: AnyMachineSnapshot;
+  readonly owes?: boolean;
+  /** After an effect: the action's type. */
+  readonly effect?: string;
+}
+
+export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
+  /** Names the machine's keys and queue: letters, digits and '-'. */
+  readonly name: string;
+  readonly machine: TMachine;
+  /** Stored beside every snapshot; bump it when the snapshot's meaning changes. */
+  readonly version: number;
+  /** Turns a persisted snapshot of an older version into one of `version`. */
+  readonly migrate?: (snapshot: unknown, fromVersion: number) => unknown;
+  /** The input of a key's first snapshot; `now` is Redis's time, `lifeId` the new record's. */
+  readonly input: (key: string, now: number, lifeId: string) => InputFrom<TMachine>;
+  /**
+   * The event a timer delivers, given Redis's time of the delivery (e.g. to
+   * stamp it); by default the event as raised.
+   */
+  readonly timerEvent?: (
+    event: EventFromLogic<NoInfer<TMachine>>,
+    now: number,
+  ) => EventFromLogic<NoInfer<TMachine>>;
+  /** Where the records live; by default `machineKeys(prefix, name)`. */
+  readonly keys?: (prefix: string) => MachineKeys;
+  readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<NoInfer<TMachine>>>>>;
+  /** A record in a final state is removed this long after it got there. */
+  readonly finalStateRetentionMs: number;
+  /**
+   * Called at named steps of every command, holding the lock (instrumentation,
+   * and fault injection in tests: a hook may stop or kill the process there).
+   */
+  readonly hook?: (point: HookPoint, info: HookInfo) => Promise<void> | void;
+}
+
+export interface SendResult<TMachine extends AnyStateMachine> {
+  readonly snapshot: SnapshotFrom<TMachine>;
+  /** What the machine emitted (`emit(...)`) for this event and the feedback of its effects. */
+  readonly emitted: readonly EmittedFrom<TMachine>[];
+}
+
+/** What the worker needs of a durable machine, whatever its type. */
+export interface WorkerTarget {
+  readonly name: string;
+  fire(data: TimerJobData): Promise<void>;
+  recover(key: string): Promise<void>;
+  listOwed(before: number, limit: number): Promise<string[]>;
+}
+
+const STALE_WRITE_RETRIES = 3;
+
+/** How many keys a process remembers the last state of (see send); the oldest go first. */
+const SETTLED_KEYS_KEPT = 10_000;
+
+const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/i;
+
+interface Cursor {
+  /** What the next write must find; `null`: no record. */
+  readonly expected: Expected;
+  readonly lifeId: string;
+  readonly snapshot: AnyMachineSnapshot | null;
+  readonly timers: Timers;
+  /** The timers changed without a write yet. */
+  readonly dirty: boolean;
+}
+
+/** One command under the lock. */
+interface Run {
+  readonly key: string;
+  readonly command: string;
+  /** Collected for the caller; a replay of an earlier command's actions collects nothing. */
+  readonly emitted: EventObject[];
+  /** The version whose owed actions ran and are still to be cleared. */
+  clear: number | null;
+}
+
+type LockedRead = Awaited<ReturnType<RecordStore['loadWithLockValue']>>;
+
+export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTarget {
+  readonly name: string;
+  private readonly store: RecordStore;
+  private readonly lock: RedlockKeyLock;
+  private readonly timers: TimerQueue;
+  private readonly steps: MachineSteps<TMachine>;
+  private readonly effects: Readonly<Record<string, EffectHandler<EventFromLogic<TMachine>>>>;
+  private readonly unchanging: UnchangingEvents;
+  /** The state (UnchangingEvents.stateKey) this process last left each key in: only a hint. */
+  private readonly settled = new Map<string, string>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly config: DurableMachineConfig<TMachine>,
+  ) {
+    if (!NAME_PATTERN.test(config.name)) {
+      throw new Error(`machine name "${config.name}" must be letters, digits and '-'`);
+    }
+    this.name = config.name;
+    const keys = config.keys?.(engine.prefix) ?? machineKeys(engine.prefix, config.name);
+    this.store = new RecordStore(engine.redis, keys, engine.identity, engine.clock);
+    this.lock = new RedlockKeyLock(engine.redis, {
+      ttlMs: engine.lockTtlMs,
+      waitMs: engine.lockWaitMs,
+      resource: keys.lock,
+    });
+    this.timers = new TimerQueue({
+      machine: config.name,
+      connection: engine.queueConnection,
+      prefix: engine.queuePrefix,
+      now: () => engine.clock.now(),
+    });
+    engine.onClose(() => this.timers.close());
+    this.steps = new MachineSteps(config.machine);
+    this.effects = config.effects ?? {};
+    this.unchanging = new UnchangingEvents(config.machine);
+  }
+
+  /**
+   * Sends `event` to the actor of `key`, creating it (from `input`) if it has
+   * no record. A function is called with Redis's time once the lock is held
+   * (and once before, to learn the event's type: it must be pure).
+   */
+  async send(
+    key: string,
+    event: EventFromLogic<TMachine> | ((now: number) => EventFromLogic<TMachine>),
+  ): Promise<SendResult<TMachine>> {
+    // A function is called again once the lock is held: its type names the command.
+    const early = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+    const command = (early as EventObject).type;
+    const lastSeen = this.settled.get(key);
+    if (lastSeen !== undefined && this.unchanging.has(lastSeen, command)) {
+      const answered = await this.answerWithoutLock(key, early);
+      if (answered !== null) return answered;
+    }
+    const result = await this.locked(key, command, (cursor, run) => {
+      const resolved = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+      return this.apply(run, cursor, resolved, true);
+    });
+    if (result.snapshot === null) throw new Error(`no snapshot for key ${key} after an event`);
+    this.noteSettled(key, UnchangingEvents.stateKey(result.snapshot.value as StateValue));
+    return {
+      snapshot: result.snapshot as SnapshotFrom<TMachine>,
+      emitted: result.emitted as EmittedFrom<TMachine>[],
+    };
+  }
+
+  /**
+   * Sends `event` only to an actor that has a record: a key without one is
+   * left without one and the answer is `null`.
+   */
+  async sendIfExists(
+    key: string,
+    event: EventFromLogic<TMachine> | ((now: number) => EventFromLogic<TMachine>),
+  ): Promise<SendResult<TMachine> | null> {
+    const early = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+    const result = await this.locked(key, (early as EventObject).type, (cursor, run) => {
+      if (cursor.snapshot === null) return Promise.resolve(cursor);
+      const resolved = isEventFactory(event) ? event(this.engine.clock.now()) : event;
+      return this.apply(run, cursor, resolved, true);
+    });
+    if (result.snapshot === null) return null;
+    return {
+      snapshot: result.snapshot as SnapshotFrom<TMachine>,
+      emitted: result.emitted as EmittedFrom<TMachine>[],
+    };
+  }
+
+  /** The stored snapshot, as it is; takes no lock. `null`: no record. */
+  async get(key: string): Promise<SnapshotFrom<TMachine> | null> {
+    const record = await this.store.load(key);
+    return record === null ? null : (this.resolve(key, record) as SnapshotFrom<TMachine>);
+  }
+
+  /** Runs what a crashed command left owed for `key` (the sweep calls it). */
+  async recover(key: string): Promise<void> {
+    await this.locked(key, 'recover', (cursor) => Promise.resolve(cursor));
+    // Whatever was owed ran (or the record is gone): the entry has done its job.
+    await this.store.settleOutbox(key);
+  }
+
+  /** A timer's job was delivered at or after its due time. */
+  async fire(data: TimerJobData): Promise<void> {
+    await this.locked(data.key, data.event.type, (cursor, run) => {
+      // Another life of the key, a final snapshot, a cancelled timer or one
+      // re-armed since (a newer seq): nothing to do.
+      if (
+        cursor.snapshot === null ||
+        cursor.lifeId !== data.lifeId ||
+        cursor.snapshot.status !== 'active' ||
+        cursor.timers[data.id]?.seq !== data.seq
+      ) {
+        return Promise.resolve(cursor);
+      }
+      const { [data.id]: _fired, ...timers } = cursor.timers;
+      const raised = data.event as EventFromLogic<TMachine>;
+      const event = this.config.timerEvent?.(raised, this.engine.clock.now()) ?? raised;
+      return this.apply(run, { ...cursor, timers, dirty: true }, event, false);
+    });
+  }
+
+  /**
+   * The answer of an event that changes nothing, from one read without the
+   * lock; `null`: take the locked path (no record, owed actions, or the
+   * event changes something after all).
+   */
+  private async answerWithoutLock(
+    key: string,
+    event: EventFromLogic<TMachine>,
+  ): Promise<SendResult<TMachine> | null> {
+    const record = await this.store.load(key);
+    if (record === null || record.owed.length > 0) return null;
+    const snapshot = this.resolve(key, record);
+    const step = this.steps.transition(snapshot, event);
+    if (!sameState(snapshot, step.snapshot)) return null;
+    const emitted: EventObject[] = [];
+    for (const action of step.actions) {
+      if (action.type !== 'xstate.emit') return null;
+      emitted.push((action.params as { event: EventObject }).event);
+    }
+    return {
+      snapshot: snapshot as SnapshotFrom<TMachine>,
+      emitted: emitted as EmittedFrom<TMachine>[],
+    };
+  }
+
+  private noteSettled(key: string, stateKey: string): void {
+    this.settled.delete(key);
+    this.settled.set(key, stateKey);
+    if (this.settled.size > SETTLED_KEYS_KEPT) {
+      const oldest = this.settled.keys().next();
+      if (oldest.done !== true) this.settled.delete(oldest.value);
+    }
+  }
+
+  listOwed(before: number, limit: number): Promise<string[]> {
+    return this.store.listOwed(before, limit);
+  }
+
+  private async locked(
+    key: string,
+    command: string,
+    body: (cursor: Cursor, run: Run) => Promise<Cursor>,
+  ): Promise<{ snapshot: AnyMachineSnapshot | null; emitted: EventObject[] }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.lock.withLock(
+          key,
+          async (held) => {
+            const record = await this.loadHeld(key, held);
+            await this.config.hook?.('after-load', { key, command });
+            let cursor = this.cursorOf(key, record);
+            const run: Run = { key, command, emitted: [], clear: null };
+            if (record !== null && record.owed.length > 0) {
+              // A command died before its actions all ran: finish them first,
+              // exactly as stored. Their emits were for a caller long gone.
+              const replay: Run = { key, command, emitted: [], clear: null };
+              cursor = await this.runOwed(replay, cursor, record.owed, record.version, false);
+              run.clear = replay.clear;
+            }
+            cursor = await body(cursor, run);
+            if (run.clear !== null) {
+              // Not awaited: it goes out on the lock's connection ahead of the
+              // release, which is awaited. Should it fail, the next access or
+              // the sweep runs the (idempotent) actions again and clears them.
+              this.store.clearOwed(key, run.clear).catch(() => undefined);
+            }
+            return { snapshot: cursor.snapshot, emitted: run.emitted };
+          },
+          () => this.store.loadWithLockValue(key),
+        );
+      } catch (error) {
+        // A refused write: our lease ran out and another process moved the key
+        // on. Start again from a fresh read under the lock.
+        if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
+      }
+    }
+  }
+
+  /** The record read behind the lock request, if that read ran while the lock was ours. */
+  private async loadHeld(key: string, held: Held<LockedRead>): Promise<StoredRecord | null> {
+    const ahead = await held.readAhead;
+    if (ahead !== undefined && ahead.lockValue === held.lockValue) return ahead.record;
+    return (await this.store.loadWithLockValue(key)).record;
+  }
+
+  private cursorOf(key: string, record: StoredRecord | null): Cursor {
+    if (record === null) {
+      return { expected: null, lifeId: '', snapshot: null, timers: {}, dirty: false };
+    }
+    return {
+      expected: { version: record.version, lifeId: record.lifeId },
+      lifeId: record.lifeId,
+      snapshot: this.resolve(key, record),
+      timers: record.timers,
+      dirty: false,
+    };
+  }
+
+  private resolve(key: string, record: StoredRecord): AnyMachineSnapshot {
+    const { version, migrate, machine, name } = this.config;
+    if (record.machine !== name) {
+      throw new StoredDataError(`key ${key} holds a snapshot of machine "${record.machine}"`);
+    }
+    let persisted = record.snapshot;
+    if (record.machineVersion !== version) {
+      if (record.machineVersion > version || migrate === undefined) {
+        throw new StoredDataError(
+          `key ${key} holds a snapshot of ${name} version ${record.machineVersion}; this build reads ${version}`,
+        );
+      }
+      persisted = migrate(persisted, record.machineVersion);
+    }
+    try {
+      return machine.resolveState(
+        persisted as Parameters<TMachine['resolveState']>[0],
+      ) as AnyMachineSnapshot;
+    } catch (error) {
+      throw new StoredDataError(`stored state of key ${key} cannot be read`, { cause: error });
+    }
+  }
+
+  /** One event: transition, persist if anything changed, run the owed actions. */
+  private async apply(
+    run: Run,
+    cursor: Cursor,
+    event: EventFromLogic<TMachine>,
+    collect: boolean,
+  ): Promise<Cursor> {
+    const actions: CollectedAction[] = [];
+    let current = cursor.snapshot;
+    let lifeId = cursor.lifeId;
+    if (current === null) {
+      lifeId = randomBytes(8).toString('hex');
+      const input = this.config.input(run.key, this.engine.clock.now(), lifeId);
+      const start = this.steps.initial(input);
+      current = start.snapshot;
+      actions.push(...start.actions);
+    }
+    const step = this.steps.transition(current, event);
+    actions.push(...step.actions);
+    return this.commit(run, cursor, { snapshot: step.snapshot, lifeId, actions }, collect);
+  }
+
+  private async commit(
+    run: Run,
+    cursor: Cursor,
+    next: {
+      snapshot: AnyMachineSnapshot;
+      lifeId: string;
+      actions: readonly CollectedAction[];
+    },
+    collect: boolean,
+  ): Promise<Cursor> {
+    // The version this write gets (compare-and-set: the stored one + 1).
+    const version = (cursor.expected?.version ?? 0) + 1;
+    const now = this.engine.clock.now();
+    const timers = new Map(Object.entries(cursor.timers));
+    let owed: OwedAction[] = [];
+    const cancelledJobs: string[] = [];
+    let timersChanged = cursor.dirty;
+    for (const [index, action] of next.actions.entries()) {
+      switch (action.type) {
+        case 'xstate.emit': {
+          const { event } = action.params as { event: EventObject };
+          if (collect) run.emitted.push(event);
+          break;
+        }
+        case 'xstate.raise': {
+          const { event, id, delay } = action.params as {
+            event: EventObject;
+            id?: string;
+            delay?: number;
+          };
+          // Without a delay xstate handled it inside the transition.
+          if (typeof delay !== 'number') break;
+          const timerId = id ?? `${version}.${index}`;
+          const entry = { seq: version, dueAt: now + delay };
+          timers.set(timerId, entry);
+          timersChanged = true;
+          owed = owed.filter((o) => o.kind !== 'timer' || o.id !== timerId);
+          owed.push({ kind: 'timer', id: timerId, ...entry, event });
+          break;
+        }
+        case 'xstate.cancel': {
+          const { sendId } = action.params as { sendId: string };
+          const live = timers.get(sendId);
+          if (live === undefined) break;
+          if (live.seq !== version) {
+            cancelledJobs.push(
+              timerJobId({ key: run.key, lifeId: next.lifeId, id: sendId, seq: live.seq }),
+            );
+          }
+          timers.delete(sendId);
+          timersChanged = true;
+          owed = owed.filter((o) => o.kind !== 'timer' || o.id !== sendId);
+          break;
+        }
+        default:
+          if (Object.hasOwn(this.effects, action.type)) {
+            owed.push({ kind: 'effect', type: action.type, params: action.params ?? null });
+          }
+      }
+    }
+    const final = next.snapshot.status !== 'active';
+    if (final && timers.size > 0) {
+      // No timer can move a final snapshot.
+      timers.clear();
+      owed = owed.filter((o) => o.kind !== 'timer');
+      timersChanged = true;
+    }
+
+    const changed =
+      cursor.snapshot === null ||
+      timersChanged ||
+      owed.length > 0 ||
+      !sameState(cursor.snapshot, next.snapshot);
+    if (!changed) return { ...cursor, snapshot: next.snapshot };
+
+    const saved = await this.store.save(run.key, {
+      expected: cursor.expected,
+      lifeId: next.lifeId,
+      machine: this.config.name,
+      machineVersion: this.config.version,
+      snapshot: this.config.machine.getPersistedSnapshot(next.snapshot),
+      owed,
+      timers: Object.fromEntries(timers),
+      retentionMs: final ? this.config.finalStateRetentionMs : null,
+    });
+    // The write stored its own owed list in place of any earlier one (which
+    // had run: owed actions always run before the next transition).
+    run.clear = null;
+    await this.config.hook?.('after-write', {
+      key: run.key,
+      command: run.command,
+      snapshot: next.snapshot,
+      owes: owed.length > 0,
+    });
+    const written: Cursor = {
+      expected: { version: saved, lifeId: next.lifeId },
+      lifeId: next.lifeId,
+      snapshot: next.snapshot,
+      timers: Object.fromEntries(timers),
+      dirty: false,
+    };
+    if (cancelledJobs.length > 0) await this.timers.remove(cancelledJobs);
+    return this.runOwed(run, written, owed, saved, collect);
+  }
+
+  /**
+   * Runs owed actions in order (arm timers, call effect handlers), then
+   * applies the events the handlers answered with.
+   */
+  private async runOwed(
+    run: Run,
+    cursor: Cursor,
+    owed: readonly OwedAction[],
+    version: number,
+    collect: boolean,
+  ): Promise<Cursor> {
+    if (owed.length === 0) return cursor;
+    const feedback: EventFromLogic<TMachine>[] = [];
+    for (const [index, action] of owed.entries()) {
+      if (action.kind === 'timer') {
+        await this.timers.arm({
+          key: run.key,
+          lifeId: cursor.lifeId,
+          id: action.id,
+          seq: action.seq,
+          dueAt: action.dueAt,
+          event: action.event,
+        });
+        continue;
+      }
+      const handler = this.effects[action.type];
+      if (handler === undefined) continue;
+      const answer = await handler(action.params as never, {
+        key: run.key,
+        operationId: `${run.key}:${cursor.lifeId}:${version}:${index}`,
+        now: () => this.engine.clock.now(),
+      });
+      await this.config.hook?.('after-effect', {
+        key: run.key,
+        command: run.command,
+        effect: action.type,
+      });
+      if (answer !== undefined) feedback.push(answer);
+    }
+    run.clear = version;
+    let next = cursor;
+    for (const event of feedback) next = await this.apply(run, next, event, collect);
+    return next;
+  }
+}
+
+function isEventFactory<TEvent extends EventObject>(
+  event: TEvent | ((now: number) => TEvent),
+): event is (now: number) => TEvent {
+  return typeof event === 'function';
+}
+
+function sameState(a: { status: string; value: unknown; context: unknown }, b: typeof a): boolean {
+  return a.status === b.status && a.context === b.context && sameValue(a.value, b.value);
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) =>
+    sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
+  );
+}
+
+/** Makes `config.machine` durable on `engine`. */
+export function durableMachine<TMachine extends AnyStateMachine>(
+  engine: Engine,
+  config: DurableMachineConfig<TMachine>,
+): DurableActors<TMachine> {
+  return new DurableActors(engine, config);
+}

@@ -1,0 +1,295 @@
+import type { Redis, Result } from 'ioredis';
+import { StaleWriteError, StoredDataError, StoreLostError, toAppError } from '../../errors.ts';
+import type { RedisClock } from './redis-clock.ts';
+import { storeGuard, type StoreIdentity } from './store-identity.ts';
+
+/**
+ * One hash per key of a durable machine:
+ *
+ * | field | holds |
+ * |---|---|
+ * | `v` | version, +1 on every write (the compare-and-set fence) |
+ * | `l` | life id: new when the key gets a record, so a timer of an earlier life is told apart |
+ * | `n` | machine name |
+ * | `m` | machine version (the format of `s`) |
+ * | `s` | the machine's persisted snapshot, JSON |
+ * | `o` | owed actions (effects, timers) of the last write, JSON; absent once they ran |
+ * | `t` | live timers: timer id → { seq, dueAt }, JSON; absent when none |
+ *
+ * The owed actions are written by the same script as the snapshot, and the
+ * key enters the outbox in that script too: no crash can leave a snapshot
+ * whose actions are lost, and the next access or the recovery sweep runs
+ * exactly what was stored.
+ */
+
+/** An effect to run, or a timer to arm, recorded by the write that decided it. */
+export type OwedAction =
+  | { readonly kind: 'effect'; readonly type: string; readonly params: unknown }
+  | {
+      readonly kind: 'timer';
+      readonly id: string;
+      readonly seq: number;
+      readonly dueAt: number;
+      readonly event: { readonly type: string };
+    };
+
+export interface TimerEntry {
+  /** The version of the write that armed it: a re-armed timer gets a new one. */
+  readonly seq: number;
+  /** Epoch ms on Redis's clock. */
+  readonly dueAt: number;
+}
+
+export type Timers = Readonly<Record<string, TimerEntry>>;
+
+export interface StoredRecord {
+  readonly version: number;
+  readonly lifeId: string;
+  readonly machine: string;
+  readonly machineVersion: number;
+  /** The persisted snapshot as stored (migrated and resolved by the caller). */
+  readonly snapshot: unknown;
+  readonly owed: readonly OwedAction[];
+  readonly timers: Timers;
+}
+
+/** What a write expects to find: `null` for a key with no record yet. */
+export type Expected = { readonly version: number; readonly lifeId: string } | null;
+
+export interface MachineKeys {
+  readonly record: (key: string) => string;
+  readonly lock: (key: string) => string;
+  /** Sorted set of keys whose owed actions may not have run, scored by Redis's time. */
+  readonly outbox: string;
+}
+
+/**
+ * Key layout of one machine. A key's hash and lock share the hash tag
+ * `{key}`, so they live in one cluster slot and one script touches both.
+ */
+export function machineKeys(prefix: string, name: string): MachineKeys {
+  return {
+    record: (key) => `${prefix}:${name}:{${key}}`,
+    lock: (key) => `${prefix}:${name}:{${key}}:lock`,
+    outbox: `${prefix}:${name}:outbox`,
+  };
+}
+
+const FIELDS = "'v', 'l', 'n', 'm', 's', 'o', 't'";
+
+// KEYS: record, outbox, store identity. ARGV: expected version, expected life
+// id, life id, machine name, machine version, snapshot JSON, owed JSON ('' for
+// none), timers JSON ('' for none), retention ms ('' unless the snapshot is
+// final), key, store id. Returns { new version, TIME s, TIME us }, or { -1 }
+// when the stored (version, life) differ; fails with STORE_LOST when the store
+// is not the one the process knows. A final snapshot gets a removal deadline
+// on Redis's clock, once (a later write keeps the first deadline).
+const SAVE_SCRIPT = `
+${storeGuard(3, 11)}local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
+if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return { -1 } end
+local nv = tonumber(cur[1] or '0') + 1
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('HSET', KEYS[1], 'v', nv, 'l', ARGV[3], 'n', ARGV[4], 'm', ARGV[5], 's', ARGV[6])
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[1], 'o', ARGV[7])
+  redis.call('ZADD', KEYS[2], 'NX', string.format('%d', now), ARGV[10])
+elseif redis.call('HDEL', KEYS[1], 'o') == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[10])
+end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[8]) else redis.call('HDEL', KEYS[1], 't') end
+if ARGV[9] ~= '' and redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIREAT', KEYS[1], string.format('%d', now + tonumber(ARGV[9])))
+end
+return { nv, t[1], t[2] }
+`;
+
+// KEYS: record, outbox. ARGV: the version whose owed actions ran, key. Clears
+// them only if nobody wrote since: a writer whose lease ran out must not
+// clear what the new lock holder owes.
+const CLEAR_SCRIPT = `
+if (redis.call('HGET', KEYS[1], 'v') or '') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'o')
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+`;
+
+// KEYS: record, outbox. ARGV: key. Takes the key out of the outbox when its
+// record owes nothing (or is gone): an entry left by a record that expired or
+// was cleared by another process.
+const SETTLE_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], 'o') == 1 then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+`;
+
+// KEYS: record, the key's lock. The record's fields, the lock's value (read
+// behind a request for the lock, it shows whether the read ran while that
+// lock was held), then Redis's TIME.
+const LOAD_SCRIPT = `
+local r = redis.call('HMGET', KEYS[1], ${FIELDS})
+r[8] = redis.call('GET', KEYS[2])
+local t = redis.call('TIME')
+r[9] = t[1]
+r[10] = t[2]
+return r
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    engineSave(
+      recordKey: string,
+      outboxKey: string,
+      storeKey: string,
+      expectedVersion: number,
+      expectedLifeId: string,
+      lifeId: string,
+      machine: string,
+      machineVersion: number,
+      snapshot: string,
+      owed: string,
+      timers: string,
+      retentionMs: number | '',
+      key: string,
+      storeId: string,
+    ): Result<(number | string)[], Context>;
+    engineLoad(recordKey: string, lockKey: string): Result<(string | null)[], Context>;
+    engineSettleOutbox(recordKey: string, outboxKey: string, key: string): Result<0 | 1, Context>;
+    engineClearOwed(
+      recordKey: string,
+      outboxKey: string,
+      version: number,
+      key: string,
+    ): Result<0 | 1, Context>;
+  }
+}
+
+export interface SaveRequest {
+  readonly expected: Expected;
+  readonly lifeId: string;
+  readonly machine: string;
+  readonly machineVersion: number;
+  readonly snapshot: unknown;
+  readonly owed: readonly OwedAction[];
+  readonly timers: Timers;
+  /** Set for a final snapshot: the record is removed this long after (Redis's clock). */
+  readonly retentionMs: number | null;
+}
+
+export class RecordStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: MachineKeys,
+    private readonly identity: StoreIdentity,
+    private readonly clock: RedisClock,
+  ) {
+    redis.defineCommand('engineSave', { numberOfKeys: 3, lua: SAVE_SCRIPT });
+    redis.defineCommand('engineClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
+    redis.defineCommand('engineLoad', { numberOfKeys: 2, lua: LOAD_SCRIPT });
+    redis.defineCommand('engineSettleOutbox', { numberOfKeys: 2, lua: SETTLE_SCRIPT });
+  }
+
+  /** The stored record, read without the lock. */
+  async load(key: string): Promise<StoredRecord | null> {
+    let fields: (string | null)[];
+    try {
+      fields = await this.redis.hmget(this.keys.record(key), 'v', 'l', 'n', 'm', 's', 'o', 't');
+    } catch (error) {
+      throw toAppError(error);
+    }
+    return parse(key, fields);
+  }
+
+  /**
+   * The record and, read at the same moment, the value of the key's lock
+   * (`null` if free); observes Redis's TIME.
+   */
+  async loadWithLockValue(
+    key: string,
+  ): Promise<{ record: StoredRecord | null; lockValue: string | null }> {
+    let fields: (string | null)[];
+    try {
+      fields = await this.redis.engineLoad(this.keys.record(key), this.keys.lock(key));
+    } catch (error) {
+      throw toAppError(error);
+    }
+    this.clock.observe([fields[8] ?? '', fields[9] ?? '']);
+    return { record: parse(key, fields), lockValue: fields[7] ?? null };
+  }
+
+  /** Writes if the stored record is still `expected`; returns the new version. */
+  async save(key: string, request: SaveRequest): Promise<number> {
+    const hasTimers = Object.keys(request.timers).length > 0;
+    let reply: (number | string)[];
+    try {
+      reply = await this.redis.engineSave(
+        this.keys.record(key),
+        this.keys.outbox,
+        this.identity.key,
+        request.expected?.version ?? 0,
+        request.expected?.lifeId ?? '',
+        request.lifeId,
+        request.machine,
+        request.machineVersion,
+        JSON.stringify(request.snapshot),
+        request.owed.length > 0 ? JSON.stringify(request.owed) : '',
+        hasTimers ? JSON.stringify(request.timers) : '',
+        request.retentionMs ?? '',
+        key,
+        this.identity.id,
+      );
+    } catch (error) {
+      const appError = toAppError(error);
+      if (appError instanceof StoreLostError) this.identity.noteLost();
+      throw appError;
+    }
+    const [version, seconds, micros] = reply;
+    if (Number(version) < 0) throw new StaleWriteError(key);
+    this.clock.observe([seconds ?? '', micros ?? '']);
+    return Number(version);
+  }
+
+  /** The owed actions of `version` ran: clear them unless another write came after. */
+  async clearOwed(key: string, version: number): Promise<void> {
+    try {
+      await this.redis.engineClearOwed(this.keys.record(key), this.keys.outbox, version, key);
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  /** Takes `key` out of the outbox if its record owes nothing (or is gone). */
+  async settleOutbox(key: string): Promise<void> {
+    try {
+      await this.redis.engineSettleOutbox(this.keys.record(key), this.keys.outbox, key);
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  /** Keys put in the outbox before `before` (Redis's clock) whose owed actions may not have run. */
+  async listOwed(before: number, limit: number): Promise<string[]> {
+    try {
+      return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+}
+
+function parse(key: string, fields: readonly (string | null | undefined)[]): StoredRecord | null {
+  const [version, lifeId, machine, machineVersion, snapshot, owed, timers] = fields;
+  if (version == null || lifeId == null || snapshot == null) return null;
+  try {
+    return {
+      version: Number(version),
+      lifeId,
+      machine: machine ?? '',
+      machineVersion: Number(machineVersion ?? 0),
+      snapshot: JSON.parse(snapshot) as unknown,
+      owed: owed == null ? [] : (JSON.parse(owed) as OwedAction[]),
+      timers: timers == null ? {} : (JSON.parse(timers) as Timers),
+    };
+  } catch (error) {
+    throw new StoredDataError(`stored state of key ${key} cannot be read`, { cause: error });
+  }
+}

@@ -1,0 +1,215 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis, Result } from 'ioredis';
+import { StoreLostError, toAppError } from '../../errors.ts';
+import type { RedisClock } from './redis-clock.ts';
+
+/**
+ * The store's identity: an id written once into a fresh store. A process
+ * learns it at start-up and every write script checks it (see SAVE_SCRIPT,
+ * MOVE_SCRIPT): a Redis that restarted empty, failed over to an empty
+ * replica, or was swapped for another one has no id or another id, and
+ * writing there would forget which tokens were charged or cancelled, so a
+ * replay would be charged again. Such a process refuses every request with
+ * `store_lost` until it finds its own id again, or an operator accepts the
+ * new store (`paystate store accept`), after which it adopts the new id.
+ *
+ * The hash holds `id`, `createdAt` and, once an operator accepted it,
+ * `acceptedAt` (epoch ms, Redis's clock).
+ */
+
+/** Error reply of a write script that found another store (see toAppError). */
+export const STORE_LOST_REPLY = 'STORE_LOST';
+
+/** Lua guard for a write script: KEYS[k] is the identity hash, ARGV[a] the id the process knows. */
+export function storeGuard(k: number, a: number): string {
+  return `if redis.call('HGET', KEYS[${k}], 'id') ~= ARGV[${a}] then return redis.error_reply('${STORE_LOST_REPLY} the store identity changed') end\n`;
+}
+
+// KEYS: identity hash. ARGV: a new id. Writes the id if the store has none.
+// Returns { id, created (1|0), TIME seconds, TIME microseconds }.
+const OPEN_SCRIPT = `
+local t = redis.call('TIME')
+local id = redis.call('HGET', KEYS[1], 'id')
+if id then return { id, 0, t[1], t[2] } end
+local ms = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'createdAt', ms)
+return { ARGV[1], 1, t[1], t[2] }
+`;
+
+// KEYS: identity hash. Returns { id or false, acceptedAt or false, TIME s, TIME us }.
+const READ_SCRIPT = `
+local t = redis.call('TIME')
+local f = redis.call('HMGET', KEYS[1], 'id', 'acceptedAt')
+return { f[1], f[2], t[1], t[2] }
+`;
+
+// KEYS: identity hash. ARGV: a new id (used if the store has none).
+// Marks the store's identity as accepted now; returns { id, created (1|0) }.
+const ACCEPT_SCRIPT = `
+local t = redis.call('TIME')
+local ms = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+local id = redis.call('HGET', KEYS[1], 'id')
+local created = 0
+if not id then
+  id = ARGV[1]
+  created = 1
+  redis.call('HSET', KEYS[1], 'id', id, 'createdAt', ms)
+end
+redis.call('HSET', KEYS[1], 'acceptedAt', ms)
+return { id, created }
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    paystateStoreOpen(key: string, newId: string): Result<(string | number)[], Context>;
+    paystateStoreRead(key: string): Result<(string | number | null)[], Context>;
+    paystateStoreAccept(key: string, newId: string): Result<(string | number)[], Context>;
+  }
+}
+
+function defineCommands(redis: Redis): void {
+  redis.defineCommand('paystateStoreOpen', { numberOfKeys: 1, lua: OPEN_SCRIPT });
+  redis.defineCommand('paystateStoreRead', { numberOfKeys: 1, lua: READ_SCRIPT });
+  redis.defineCommand('paystateStoreAccept', { numberOfKeys: 1, lua: ACCEPT_SCRIPT });
+}
+
+const newStoreId = () => randomBytes(8).toString('hex');
+
+export interface StoreIdentityEvents {
+  /** First start on an empty store: it now carries a new id. */
+  initialised(id: string): void;
+  lost(details: { expected: string; found: string | null }): void;
+  /** Found its own id again, or adopted one an operator accepted. */
+  recovered(details: { id: string; adopted: boolean }): void;
+}
+
+export class StoreIdentity {
+  private knownId: string | null = null;
+  /** Redis time at which the loss was noticed; `null` while the store is ours. */
+  private lostAt: number | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    readonly key: string,
+    private readonly clock: RedisClock,
+    private readonly events: Partial<StoreIdentityEvents> = {},
+  ) {
+    defineCommands(redis);
+  }
+
+  /** Learns the store's id, writing one into an empty store. */
+  async open(): Promise<void> {
+    let reply: (string | number)[];
+    try {
+      reply = await this.redis.paystateStoreOpen(this.key, newStoreId());
+    } catch (error) {
+      throw toAppError(error);
+    }
+    const [id, created, seconds, micros] = reply;
+    this.clock.observe([seconds ?? '', micros ?? '']);
+    this.knownId = String(id);
+    if (Number(created) === 1) this.events.initialised?.(this.knownId);
+  }
+
+  /** The id every write script must find; refuses while the store is lost. */
+  get id(): string {
+    if (this.lostAt !== null) throw new StoreLostError();
+    if (this.knownId === null) throw new Error('the store identity was not read yet');
+    return this.knownId;
+  }
+
+  get lost(): boolean {
+    return this.lostAt !== null;
+  }
+
+  /** Called when a write script refused: the store is not the one this process knows. */
+  noteLost(found: string | null = null): void {
+    if (this.lostAt !== null || this.knownId === null) return;
+    this.lostAt = this.clock.now();
+    this.events.lost?.({ expected: this.knownId, found });
+  }
+
+  /** Reads the identity (and Redis's clock) once; updates the lost state. */
+  async check(): Promise<void> {
+    this.checking ??= this.readOnce().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async readOnce(): Promise<void> {
+    let reply: (string | number | null)[];
+    try {
+      reply = await this.redis.paystateStoreRead(this.key);
+    } catch (error) {
+      throw toAppError(error);
+    }
+    const [id, acceptedAt, seconds, micros] = reply;
+    this.clock.observe([seconds ?? '', micros ?? '']);
+    const found = id === null || id === undefined ? null : String(id);
+    if (this.knownId === null) return;
+    if (this.lostAt === null) {
+      if (found !== this.knownId) this.noteLost(found);
+      return;
+    }
+    if (found === this.knownId) {
+      this.lostAt = null;
+      this.events.recovered?.({ id: found, adopted: false });
+    } else if (found !== null && acceptedAt != null && Number(acceptedAt) >= this.lostAt) {
+      this.knownId = found;
+      this.lostAt = null;
+      this.events.recovered?.({ id: found, adopted: true });
+    }
+  }
+
+  /** Checks every `intervalMs` (errors while Redis is away are left to the requests). */
+  watch(intervalMs: number): void {
+    const tick = () => {
+      this.timer = setTimeout(() => {
+        this.check()
+          .catch(() => undefined)
+          .finally(tick);
+      }, intervalMs);
+      this.timer.unref();
+    };
+    tick();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** Operator's acknowledgement: processes that lost their store adopt the current one. */
+export async function acceptStore(
+  redis: Redis,
+  key: string,
+): Promise<{ id: string; created: boolean }> {
+  defineCommands(redis);
+  try {
+    const [id, created] = await redis.paystateStoreAccept(key, newStoreId());
+    return { id: String(id), created: Number(created) === 1 };
+  } catch (error) {
+    throw toAppError(error);
+  }
+}
+
+/** The identity as stored, for operators. */
+export async function readStore(
+  redis: Redis,
+  key: string,
+): Promise<{ id: string | null; createdAt: number | null; acceptedAt: number | null }> {
+  try {
+    const [id, createdAt, acceptedAt] = await redis.hmget(key, 'id', 'createdAt', 'acceptedAt');
+    return {
+      id: id ?? null,
+      createdAt: createdAt == null ? null : Number(createdAt),
+      acceptedAt: acceptedAt == null ? null : Number(acceptedAt),
+    };
+  } catch (error) {
+    throw toAppError(error);
+  }
+}

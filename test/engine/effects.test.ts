@@ -1,0 +1,156 @@
+/**
+ * Effects, final states and concurrent writers on the engine, with the toy
+ * ticket machine (no payment code) against the shared test Redis.
+ */
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import type { Engine, EffectContext } from '../../src/engine/index.ts';
+import {
+  shipmentsKey,
+  startTickets,
+  storedTicket,
+  type TicketsOptions,
+} from '../support/engine-harness.ts';
+import { randomPrefix, waitFor } from '../support/service-harness.ts';
+import type { ShipParams } from './ticket.machine.ts';
+
+describe('effects, final states and racing writers on the engine', () => {
+  const redisUrl = inject('redisUrl');
+  const engines: Engine[] = [];
+  const stops: (() => Promise<void>)[] = [];
+
+  async function start(prefix: string, options: TicketsOptions = {}) {
+    const started = await startTickets(redisUrl, prefix, options);
+    engines.push(started.engine);
+    return started;
+  }
+
+  afterEach(async () => {
+    for (const stop of stops.splice(0)) await stop();
+    for (const engine of engines.splice(0)) await engine.close();
+  });
+
+  /** A ship effect that fails on its first call and records every operation id it is given. */
+  function failingOnce(prefix: string) {
+    const operations: string[] = [];
+    const on: { engine?: Engine } = {};
+    const ship = async (params: ShipParams, context: EffectContext) => {
+      operations.push(context.operationId);
+      if (operations.length === 1 || on.engine === undefined)
+        throw new Error('carrier unreachable');
+      await on.engine.redis.hsetnx(shipmentsKey(prefix), context.operationId, params.key);
+      return { type: 'SHIPPED' as const };
+    };
+    return { ship, operations, on };
+  }
+
+  it('runs an effect after the write, applies its feedback and returns what the machine emitted', async () => {
+    const prefix = randomPrefix();
+    const { engine, tickets } = await start(prefix);
+    const { snapshot, emitted } = await tickets.send('box', { type: 'SHIP' });
+    expect(snapshot.value).toBe('shipped');
+    expect(snapshot.context.shipments).toBe(1);
+    expect(emitted).toEqual([{ type: 'REPLY', status: 'shipped', ticks: 0 }]);
+    const life = (await storedTicket(engine.redis, prefix, 'box')).l ?? '';
+    // Version 1 wrote `shipping` and owed the effect: its first action.
+    expect(await engine.redis.hgetall(shipmentsKey(prefix))).toEqual({
+      [`box:${life}:1:0`]: 'box',
+    });
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
+    expect((await storedTicket(engine.redis, prefix, 'box')).o).toBeUndefined();
+  });
+
+  it('runs an effect that failed again on the next access, with the same operation id', async () => {
+    const prefix = randomPrefix();
+    const { ship, operations, on } = failingOnce(prefix);
+    const { engine, tickets } = await start(prefix, { ship });
+    on.engine = engine;
+
+    await expect(tickets.send('parcel', { type: 'SHIP' })).rejects.toThrow('carrier unreachable');
+    // The intent and what it owes are on record.
+    expect((await tickets.get('parcel'))?.value).toBe('shipping');
+    expect((await storedTicket(engine.redis, prefix, 'parcel')).o).toContain('"ship"');
+    expect(await engine.redis.zscore(`${prefix}:ticket:outbox`, 'parcel')).not.toBeNull();
+
+    const { snapshot, emitted } = await tickets.send('parcel', { type: 'TICK' });
+    expect(snapshot.value).toBe('shipped');
+    // The retried effect's reply was for the earlier caller.
+    expect(emitted).toEqual([]);
+    expect(operations).toHaveLength(2);
+    expect(operations[1]).toBe(operations[0]);
+    expect(await engine.redis.hlen(shipmentsKey(prefix))).toBe(1);
+    expect(await engine.redis.zscore(`${prefix}:ticket:outbox`, 'parcel')).toBeNull();
+  });
+
+  it('runs an effect that failed again from the recovery sweep when nobody touches the key', async () => {
+    const prefix = randomPrefix();
+    const { ship, operations, on } = failingOnce(prefix);
+    const { engine, tickets } = await start(prefix, { ship });
+    on.engine = engine;
+    const worker = await engine.startWorker([tickets], {
+      recoveryIntervalMs: 60_000,
+      recoveryGraceMs: 0,
+    });
+    stops.push(() => worker.stop());
+
+    await expect(tickets.send('crate', { type: 'SHIP' })).rejects.toThrow('carrier unreachable');
+    expect(await worker.sweep()).toBe(1);
+    expect((await tickets.get('crate'))?.value).toBe('shipped');
+    expect(operations).toEqual([operations[0], operations[0]]);
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
+    expect(await worker.sweep()).toBe(0);
+  });
+
+  it('drops an outbox entry whose record is gone, so the sweep does not visit it again', async () => {
+    const prefix = randomPrefix();
+    const { engine, tickets } = await start(prefix);
+    const worker = await engine.startWorker([tickets], {
+      recoveryIntervalMs: 60_000,
+      recoveryGraceMs: 0,
+    });
+    stops.push(() => worker.stop());
+    // A record removed (its retention ran out) while still in the outbox.
+    await engine.redis.zadd(`${prefix}:ticket:outbox`, 0, 'gone');
+    expect(await worker.sweep()).toBe(1);
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
+    expect(await tickets.get('gone')).toBeNull();
+  });
+
+  it('keeps a final state for its retention on Redis clock, then forgets the key', async () => {
+    const prefix = randomPrefix();
+    const retentionMs = 1_500;
+    const { engine, tickets } = await start(prefix, { retentionMs });
+    await tickets.send('done', { type: 'TICK' });
+    const firstLife = (await storedTicket(engine.redis, prefix, 'done')).l;
+    const { snapshot } = await tickets.send('done', { type: 'CLOSE' });
+    expect(snapshot.status).toBe('done');
+    const ttl = await engine.redis.pttl(`${prefix}:ticket:{done}`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(retentionMs);
+
+    // Events to a final actor change nothing, nor move its deadline.
+    expect((await tickets.send('done', { type: 'TICK' })).snapshot.value).toBe('closed');
+    expect(await engine.redis.pttl(`${prefix}:ticket:{done}`)).toBeLessThanOrEqual(ttl);
+
+    await waitFor(async () => ((await tickets.get('done')) === null ? true : undefined), {
+      what: 'the closed ticket to be removed',
+    });
+    const reborn = await tickets.send('done', { type: 'TICK' });
+    expect(reborn.snapshot.context.ticks).toBe(1);
+    expect((await storedTicket(engine.redis, prefix, 'done')).l).not.toBe(firstLife);
+  });
+
+  it('applies every event once when two engines race on one key', async () => {
+    const prefix = randomPrefix();
+    const one = await start(prefix);
+    const two = await start(prefix);
+    const perEngine = 25;
+    const sends = [one, two].flatMap(({ tickets }) =>
+      Array.from({ length: perEngine }, () => tickets.send('shared', { type: 'TICK' })),
+    );
+    const results = await Promise.all(sends);
+    const seen = results.map((r) => r.emitted[0]?.ticks).sort((a, b) => (a ?? 0) - (b ?? 0));
+    expect(seen).toEqual(Array.from({ length: 2 * perEngine }, (_, i) => i + 1));
+    expect((await one.tickets.get('shared'))?.context.ticks).toBe(2 * perEngine);
+    expect((await storedTicket(one.engine.redis, prefix, 'shared')).v).toBe(String(2 * perEngine));
+  });
+});

@@ -1,0 +1,50 @@
+/**
+ * An event that changes nothing (the toy ticket's PING only replies) is
+ * answered from one read without the key's lock; anything else, or a record
+ * that owes actions, waits for the lock.
+ */
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import type { Engine } from '../../src/engine/index.ts';
+import { TokenBusyError } from '../../src/errors.ts';
+import { startTickets } from '../support/engine-harness.ts';
+import { randomPrefix } from '../support/service-harness.ts';
+
+describe('answers without the lock on the engine', () => {
+  const engines: Engine[] = [];
+  afterEach(async () => {
+    for (const engine of engines.splice(0)) await engine.close();
+  });
+
+  async function setUp(ship?: () => Promise<undefined>) {
+    const prefix = randomPrefix();
+    const started = await startTickets(inject('redisUrl'), prefix, {
+      lockWaitMs: 200,
+      ...(ship === undefined ? {} : { ship }),
+    });
+    engines.push(started.engine);
+    /** Another process holds the key's lock. */
+    const holdLock = (key: string) =>
+      started.engine.redis.set(`${prefix}:ticket:{${key}}:lock`, 'elsewhere', 'PX', 10_000);
+    return { ...started, holdLock };
+  }
+
+  it('answers an event that changes nothing while another process holds the lock', async () => {
+    const { tickets, holdLock } = await setUp();
+    await tickets.send('quiet', { type: 'TICK' });
+    await holdLock('quiet');
+
+    const { snapshot, emitted } = await tickets.send('quiet', { type: 'PING' });
+    expect(emitted).toEqual([{ type: 'REPLY', status: 'open', ticks: 1 }]);
+    expect(snapshot.context.ticks).toBe(1);
+    // An event that changes something waits for the lock.
+    await expect(tickets.send('quiet', { type: 'TICK' })).rejects.toBeInstanceOf(TokenBusyError);
+  });
+
+  it('takes the lock for a key whose record owes actions, so they run first', async () => {
+    const { tickets, holdLock } = await setUp(() => Promise.reject(new Error('carrier down')));
+    await tickets.send('owing', { type: 'PING' });
+    await expect(tickets.send('owing', { type: 'SHIP' })).rejects.toThrow('carrier down');
+    await holdLock('owing');
+    await expect(tickets.send('owing', { type: 'PING' })).rejects.toBeInstanceOf(TokenBusyError);
+  });
+});

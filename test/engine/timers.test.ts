@@ -1,0 +1,131 @@
+/**
+ * Delayed events of a toy machine (no payment code) on the engine: `raise`
+ * with a delay and an id, `cancel`, a re-armed id, `after`, and a timer of an
+ * earlier life of the key, against the shared test Redis.
+ */
+import type { Queue } from 'bullmq';
+import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import type { Engine, EngineWorker, TimerJobData } from '../../src/engine/index.ts';
+import {
+  delayedTimersOf,
+  redisNow,
+  startTickets,
+  storedTicket,
+  storedTimers,
+  ticketTimerQueue,
+  type Tickets,
+} from '../support/engine-harness.ts';
+import { randomPrefix, waitFor } from '../support/service-harness.ts';
+
+describe('delayed events on the engine', () => {
+  const redisUrl = inject('redisUrl');
+  let prefix: string;
+  let engine: Engine;
+  let tickets: Tickets;
+  let worker: EngineWorker;
+  let queue: Queue<TimerJobData>;
+  let closeQueue: () => Promise<void>;
+
+  beforeEach(async () => {
+    prefix = randomPrefix();
+    ({ engine, tickets } = await startTickets(redisUrl, prefix, { retentionMs: 300 }));
+    worker = await engine.startWorker([tickets], { recoveryIntervalMs: 60_000 });
+    ({ queue, close: closeQueue } = ticketTimerQueue(redisUrl, prefix));
+  });
+
+  afterEach(async () => {
+    await worker.stop();
+    await engine.close();
+    await closeQueue();
+  });
+
+  const reminders = async (key: string) => (await tickets.get(key))?.context.reminders;
+
+  it('delivers an event raised with a delay once it is due on Redis clock', async () => {
+    const { snapshot } = await tickets.send('late', { type: 'REMIND_IN', ms: 300 });
+    expect(snapshot.context.reminders).toBe(0);
+    const { remind } = await storedTimers(engine.redis, prefix, 'late');
+    expect(remind).toBeDefined();
+    const dueAt = remind?.dueAt ?? 0;
+
+    await waitFor(async () => ((await reminders('late')) === 1 ? true : undefined), {
+      what: 'the reminder',
+    });
+    expect(await redisNow(engine.redis)).toBeGreaterThanOrEqual(dueAt);
+    // A timer that fired is no longer live.
+    expect(await storedTimers(engine.redis, prefix, 'late')).toEqual({});
+  });
+
+  it('changes nothing when a timer the machine cancelled is delivered', async () => {
+    await tickets.send('cancelled', { type: 'REMIND_IN', ms: 60_000 });
+    const [armed] = await delayedTimersOf(queue, 'cancelled');
+    expect(armed?.id).toBe('remind');
+
+    await tickets.send('cancelled', { type: 'CANCEL_REMINDER' });
+    expect(await storedTimers(engine.redis, prefix, 'cancelled')).toEqual({});
+    // Its job is removed; should a delivery be on its way anyway, it is inert.
+    expect(await delayedTimersOf(queue, 'cancelled')).toEqual([]);
+    const before = await storedTicket(engine.redis, prefix, 'cancelled');
+    await tickets.fire({ ...(armed as TimerJobData), dueAt: 0 });
+    expect(await reminders('cancelled')).toBe(0);
+    expect(await storedTicket(engine.redis, prefix, 'cancelled')).toEqual(before);
+  });
+
+  it('lets a timer re-armed with the same id supersede the earlier one', async () => {
+    await tickets.send('again', { type: 'REMIND_IN', ms: 100 });
+    await tickets.send('again', { type: 'REMIND_IN', ms: 1_500 });
+    const { remind } = await storedTimers(engine.redis, prefix, 'again');
+    const jobs = await delayedTimersOf(queue, 'again');
+    expect(jobs.map((job) => job.seq).sort()).toEqual([1, 2]);
+
+    // The first job is delivered at its due time and changes nothing.
+    await waitFor(
+      async () =>
+        (await delayedTimersOf(queue, 'again')).some((job) => job.seq === 1) ? undefined : true,
+      { what: 'the first timer to be delivered' },
+    );
+    expect(await reminders('again')).toBe(0);
+    // The second fires once, at its own due time.
+    await waitFor(async () => ((await reminders('again')) === 1 ? true : undefined), {
+      what: 'the re-armed reminder',
+    });
+    expect(await redisNow(engine.redis)).toBeGreaterThanOrEqual(remind?.dueAt ?? 0);
+  });
+
+  it('changes nothing when a timer of an earlier life of the key is delivered', async () => {
+    await tickets.send('reborn', { type: 'REMIND_IN', ms: 60_000 });
+    const [earlier] = await delayedTimersOf(queue, 'reborn');
+    const firstLife = (await storedTicket(engine.redis, prefix, 'reborn')).l;
+    await tickets.send('reborn', { type: 'CLOSE' });
+    await waitFor(async () => ((await tickets.get('reborn')) === null ? true : undefined), {
+      what: 'the closed ticket to be removed after its retention',
+    });
+
+    // A new life arms the same timer id with the same sequence number.
+    await tickets.send('reborn', { type: 'REMIND_IN', ms: 60_000 });
+    const secondLife = await storedTicket(engine.redis, prefix, 'reborn');
+    expect(secondLife.l).not.toBe(firstLife);
+    const { remind } = await storedTimers(engine.redis, prefix, 'reborn');
+    expect(earlier?.seq).toBe(remind?.seq);
+
+    await tickets.fire({ ...(earlier as TimerJobData), dueAt: 0 });
+    expect(await reminders('reborn')).toBe(0);
+    expect(await storedTicket(engine.redis, prefix, 'reborn')).toEqual(secondLife);
+  });
+
+  it('fires `after` delays, and drops them when the state was left first', async () => {
+    await tickets.send('hold', { type: 'HOLD' });
+    await waitFor(async () => ((await tickets.get('hold'))?.value === 'open' ? true : undefined), {
+      what: 'the hold to end after its delay',
+    });
+
+    await tickets.send('released', { type: 'HOLD' });
+    const [first] = await delayedTimersOf(queue, 'released');
+    expect(first?.event.type).toMatch(/^xstate\.after\./);
+    await tickets.send('released', { type: 'RELEASE' });
+    await tickets.send('released', { type: 'HOLD' });
+    // The first hold's timer, delivered during the second hold, does not end it.
+    await tickets.fire({ ...(first as TimerJobData), dueAt: 0 });
+    expect((await tickets.get('released'))?.value).toBe('held');
+  });
+});
