@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AppProcesses, accountOf, type AppProcess } from '../support/app-process.ts';
 import { ROOT } from '../support/processes.ts';
 import { descendantsOf, isGone, portAccepts } from '../support/process-tree.ts';
+import { rawConnection } from '../support/raw-http.ts';
 import { freePort, startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 
@@ -117,6 +118,20 @@ describe('SIGTERM while Redis is down', () => {
     const redis = await ownRedis();
     const apps = processes({ REDIS_URL: redis.url, SHUTDOWN_TIMEOUT_MS: '60000' });
     const app = await apps.start('app');
+    // A request whose body never finishes arriving holds the drain open for
+    // the whole SHUTDOWN_TIMEOUT_MS: without it the stop may end by itself
+    // (BullMQ's close sometimes returns at once on a dead Redis) and there is
+    // no stop left for a second signal to cut short. Node answers
+    // `100 Continue` as it hands the request to the app.
+    const held = rawConnection(app.url ?? '');
+    cleanups.push(() => held.socket.destroy());
+    held.write(
+      'POST /payments HTTP/1.1\r\nHost: paystate\r\nIdempotency-Key: held-open\r\n' +
+        'Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n',
+    );
+    await waitFor(() => (held.text().includes('100 Continue') ? true : undefined), {
+      what: 'the held request to reach the app',
+    });
     await redis.kill('SIGKILL');
 
     app.process.child.kill('SIGTERM');
