@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Ledger } from '../src/accounts/ledger.ts';
 import { createApp } from '../src/http/app.ts';
-import { startPayment, stepPayment } from '../src/machine/payment.snapshot.ts';
+import { startPayment, stepPayment } from '../src/payments/payment.snapshot.ts';
 import type { CommandResult, PaymentRuntime } from '../src/runtime/payment-runtime.ts';
 
 type FloorKind = 'app' | 'express' | 'node';

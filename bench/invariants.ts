@@ -6,7 +6,7 @@
  * nothing is left in flight or owed.
  */
 import type { LedgerEntry } from '../src/accounts/ledger.ts';
-import { contextOf, isInFlight, statusOf } from '../src/machine/payment.snapshot.ts';
+import { contextOf, isInFlight, statusOf } from '../src/payments/payment.snapshot.ts';
 import { INITIAL_BALANCE_CENTS, type Deployment } from './deployment.ts';
 
 /** Violations are listed up to this many; the count is always exact. */

@@ -10,7 +10,7 @@
  * cannot show when payments arrive slower than the worker could expire them.
  */
 import { Queue } from 'bullmq';
-import { contextOf, statusOf } from '../../src/machine/payment.snapshot.ts';
+import { contextOf, statusOf } from '../../src/payments/payment.snapshot.ts';
 import { EXPIRY_QUEUE } from '../../src/runtime/expiry-timers.ts';
 import { failOnViolations, finish, type BenchContext } from '../bench-context.ts';
 import { startDeployment, type Deployment } from '../deployment.ts';

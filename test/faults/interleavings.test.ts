@@ -16,7 +16,7 @@ import type { Queue } from 'bullmq';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClientEvent } from '../../src/machine/payment.types.ts';
+import type { ClientEvent } from '../../src/payments/payment.types.ts';
 import type { ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
 import { createKeys } from '../../src/runtime/keys.ts';
 import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';

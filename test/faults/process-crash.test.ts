@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAULT_POINTS, type FaultPointName } from '../../src/runtime/fault-points.ts';
+import { PAYMENT_STEPS as FAULT_POINTS, type PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
 import {
   AppProcesses,
   untilAnswered,

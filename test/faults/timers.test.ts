@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { JobsOptions } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expiryJobId } from '../../src/runtime/expiry-timers.ts';
-import type { FaultPointName } from '../../src/runtime/fault-points.ts';
+import type { PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
 import { AppProcesses, type AppProcess, accountOf, tokenRequests } from '../support/app-process.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import {
