@@ -180,4 +180,3 @@ export function main(options: Omit<ServiceOptions, 'log'> = {}): void {
     fail(`paystate failed to start: ${error instanceof Error ? error.message : String(error)}`);
   });
 }
-

@@ -390,7 +390,9 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   private retentionOf(snapshot: AnyMachineSnapshot): number {
     const { finalStateRetentionMs: retention } = this.config;
-    return typeof retention === 'number' ? retention : retention(snapshot as SnapshotFrom<TMachine>);
+    return typeof retention === 'number'
+      ? retention
+      : retention(snapshot as SnapshotFrom<TMachine>);
   }
 
   /** A record of an earlier store format, in today's terms (see adoptLegacy). */

@@ -1,6 +1,11 @@
 import { DelayedError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { DurableActors, LegacyRecord, OwedAction, Timers } from '../engine/index.ts';
-import { chargeParams, EXPIRY_TIMER_ID, refundParams, type PaymentMachine } from './payment.machine.ts';
+import {
+  chargeParams,
+  EXPIRY_TIMER_ID,
+  refundParams,
+  type PaymentMachine,
+} from './payment.machine.ts';
 import { readPaymentSnapshot } from './payment.snapshot.ts';
 
 /**
@@ -46,24 +51,23 @@ export function adoptLegacyPayment(record: LegacyRecord): {
   }
   const snapshot = readPaymentSnapshot(record.snapshot);
   const { context } = snapshot;
-  const timed = snapshot.value !== 'expired' && context.expiresAt !== null;
-  const timers: Timers = timed
-    ? { [EXPIRY_TIMER_ID]: { seq: LEGACY_TIMER_SEQ, dueAt: context.expiresAt ?? 0 } }
-    : {};
+  const dueAt = snapshot.value === 'expired' ? null : context.expiresAt;
+  const timers: Timers =
+    dueAt === null ? {} : { [EXPIRY_TIMER_ID]: { seq: LEGACY_TIMER_SEQ, dueAt } };
   const owed: OwedAction[] = [];
   // That release finished a step in flight whatever its flag said.
   if (snapshot.value === 'charging') {
     owed.push({ kind: 'effect', type: 'charge', params: chargeParams(context) });
   } else if (snapshot.value === 'refunding') {
     owed.push({ kind: 'effect', type: 'refund', params: refundParams(context) });
-  } else if (record.owed === '1' && timed) {
+  } else if (record.owed === '1' && dueAt !== null) {
     // Its expiry job may never have been added: arm the engine's timer.
     owed.push({
       kind: 'timer',
       id: EXPIRY_TIMER_ID,
       seq: LEGACY_TIMER_SEQ,
-      dueAt: context.expiresAt ?? 0,
-      event: { type: 'EXPIRE', at: context.expiresAt ?? 0 } as { type: string },
+      dueAt,
+      event: { type: 'EXPIRE', at: dueAt } as { type: string },
     });
   }
   return { owed, timers };
@@ -93,10 +97,7 @@ export function startLegacyExpiryWorker(options: {
     dueAt: number,
   ): Promise<never> => {
     await job.updateData({ ...job.data, dueAt });
-    await job.moveToDelayed(
-      Date.now() + Math.max(MIN_REARM_MS, dueAt - options.now()),
-      lockToken,
-    );
+    await job.moveToDelayed(Date.now() + Math.max(MIN_REARM_MS, dueAt - options.now()), lockToken);
     throw new DelayedError();
   };
   const worker = new Worker<LegacyExpiryJobData>(

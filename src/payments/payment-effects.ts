@@ -11,14 +11,18 @@ import type { ChargeParams, EffectEvent, RefundParams } from './payment.types.ts
  */
 export function paymentEffects(ledger: Ledger) {
   return {
-    charge: async (params: ChargeParams, { key, now }: EffectContext): Promise<EffectEvent> => {
+    charge: async (params: ChargeParams, context: EffectContext): Promise<EffectEvent> => {
+      const { key } = context;
+      const now = () => context.now();
       const { operationId, accountId, amountCents } = params;
       const result = await ledger.withdraw(operationId, accountId, amountCents, key, now());
       return result.outcome === 'applied'
         ? { type: 'CHARGE_SUCCEEDED', at: now() }
         : { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: now() };
     },
-    refund: async (params: RefundParams, { key, now }: EffectContext): Promise<EffectEvent> => {
+    refund: async (params: RefundParams, context: EffectContext): Promise<EffectEvent> => {
+      const { key } = context;
+      const now = () => context.now();
       const { operationId, accountId, amountCents } = params;
       await ledger.deposit(operationId, accountId, amountCents, key, now());
       return { type: 'REFUND_COMPLETED', at: now() };

@@ -74,9 +74,10 @@ export const paymentMachine = setup({
     charge: effect<ChargeParams>(),
     refund: effect<RefundParams>(),
     /** The answer to the client event, returned by the engine as emitted. */
-    reply: emit(
-      (_args, params: ReplyParams): PaymentReply => ({ type: 'reply', outcome: params.outcome }),
-    ),
+    reply: emit((_args, params: ReplyParams): PaymentReply => ({
+      type: 'reply',
+      outcome: params.outcome,
+    })),
     /**
      * Sets the token's deadline (context.expiresAt) as a delayed EXPIRE, a
      * durable timer of the engine's; one id, so a later deadline replaces an
@@ -262,10 +263,7 @@ export const paymentMachine = setup({
       type: 'final',
       description:
         'Window closed; no transition leaves it. Kept for the retention period, then removed.',
-      entry: [
-        'markExpired',
-        { type: 'record', params: { state: 'expired' } },
-      ],
+      entry: ['markExpired', { type: 'record', params: { state: 'expired' } }],
       on: {
         PAY: { actions: { type: 'reply', params: { outcome: 'expired' } } },
         CANCEL: { actions: { type: 'reply', params: { outcome: 'expired' } } },

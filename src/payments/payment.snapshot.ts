@@ -87,17 +87,31 @@ export function readPaymentSnapshot(persisted: unknown): PaymentSnapshot {
 
 /**
  * A token's record read straight from Redis by its hash key, without an
- * engine (the CLI reads, it never writes): the version and the snapshot,
- * whichever store format wrote it; `null` when there is none.
+ * engine (the CLI reads, it never writes): the version, the snapshot, and
+ * whether actions are owed, whichever store format wrote it; `null` when
+ * there is none.
  */
 export async function readPaymentRecord(
   redis: { hmget(key: string, ...fields: string[]): Promise<(string | null)[]> },
   recordKey: string,
-): Promise<{ version: number; snapshot: PaymentSnapshot } | null> {
-  const [version, machine, machineVersion, json] = await redis.hmget(recordKey, 'v', 'n', 'm', 's');
+): Promise<{ version: number; snapshot: PaymentSnapshot; owed: boolean } | null> {
+  const [version, machine, machineVersion, json, owed] = await redis.hmget(
+    recordKey,
+    'v',
+    'n',
+    'm',
+    's',
+    'o',
+  );
   if (version == null || json == null) return null;
   if ((machine ?? 'payment') !== 'payment' || Number(machineVersion) !== PAYMENT_MACHINE_VERSION) {
-    throw new Error(`the record ${recordKey} holds ${machine ?? 'payment'} v${machineVersion ?? '?'}`);
+    throw new Error(
+      `the record ${recordKey} holds ${machine ?? 'payment'} v${machineVersion ?? '?'}`,
+    );
   }
-  return { version: Number(version), snapshot: readPaymentSnapshot(JSON.parse(json) as unknown) };
+  return {
+    version: Number(version),
+    snapshot: readPaymentSnapshot(JSON.parse(json) as unknown),
+    owed: owed != null,
+  };
 }

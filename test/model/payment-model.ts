@@ -40,15 +40,15 @@ export function isStaleExpire(event: { type: string }): boolean {
 
 /** The payment machine with every EXPIRE transition guarded against a stale timer. */
 function ignoringStaleTimers(config: typeof paymentMachine.config): typeof paymentMachine.config {
-  const states = Object.fromEntries(
-    Object.entries(config.states ?? {}).map(([name, node]) => {
+  const states: Record<string, unknown> = Object.fromEntries(
+    Object.entries(config.states ?? {}).map(([name, node]): [string, unknown] => {
       const on = (node as { on?: Record<string, unknown> }).on;
       if (on?.EXPIRE === undefined) return [name, node];
       const guarded = {
         ...(on.EXPIRE as object),
         guard: ({ event }: { event: PaymentEvent }) => !isStaleExpire(event),
       };
-      return [name, { ...node, on: { ...on, EXPIRE: guarded } }];
+      return [name, { ...(node as object), on: { ...on, EXPIRE: guarded } }];
     }),
   );
   return { ...config, states } as typeof paymentMachine.config;

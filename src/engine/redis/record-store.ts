@@ -301,7 +301,7 @@ function parse(key: string, fields: readonly (string | null | undefined)[]): Sto
     return {
       version: Number(version),
       lifeId,
-      machine: machine ?? '',
+      machine,
       machineVersion: Number(machineVersion ?? 0),
       snapshot: JSON.parse(snapshot) as unknown,
       owed: owed == null ? [] : (JSON.parse(owed) as OwedAction[]),
