@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createKeys, type Keys } from '../src/runtime/keys.ts';
-import { SnapshotStore } from '../src/runtime/snapshot-store.ts';
+import { readPaymentRecord, type PaymentSnapshot } from '../src/payments/payment.snapshot.ts';
 import { startBenchRedis, type Appendfsync, type BenchRedis } from './bench-redis.ts';
 import type { WatchedProcess } from './resource-sampler.ts';
 import { startServiceProcess, type ServiceProcess } from './service-process.ts';
@@ -39,7 +39,12 @@ export interface Deployment {
   readonly prefix: string;
   readonly keys: Keys;
   /** Reads stored records the way the service does. */
-  readonly store: SnapshotStore;
+  /** Reads a token's record straight from Redis. */
+  readonly store: {
+    load(
+      token: string,
+    ): Promise<{ version: number; snapshot: PaymentSnapshot; owed: boolean } | null>;
+  };
   readonly apis: readonly ServiceProcess[];
   readonly workers: readonly ServiceProcess[];
   readonly urls: readonly string[];
@@ -127,7 +132,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
     redis,
     prefix,
     keys,
-    store: new SnapshotStore(redis.client, keys),
+    store: { load: (token) => readPaymentRecord(redis.client, keys.state(token)) },
     apis,
     workers,
     urls,

@@ -2,7 +2,7 @@
  * What HTTP alone costs on this machine, served the way the bench loads the
  * service, in a process of its own:
  * - `app`: the service's own express app (routing, body parsing and checks,
- *   views, error handling) over a runtime that answers from memory, with no
+ *   views, error handling) over payments that answer from memory, with no
  *   Redis, lock or machine step: the ceiling of the service's HTTP layer;
  * - `express`: express 5 with its JSON body parser and a fixed JSON answer;
  * - `node`: node:http parsing the JSON body and answering, no framework.
@@ -13,14 +13,14 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Ledger } from '../src/accounts/ledger.ts';
 import { createApp } from '../src/http/app.ts';
-import { startPayment, stepPayment } from '../src/machine/payment.snapshot.ts';
-import type { CommandResult, PaymentRuntime } from '../src/runtime/payment-runtime.ts';
+import { startPayment, stepPayment } from '../src/payments/payment.snapshot.ts';
+import type { CommandResult, Payments } from '../src/payments/payments.ts';
 
 type FloorKind = 'app' | 'express' | 'node';
 
 const ANSWER = { token: 'floor', status: 'processed' };
 
-/** A new payment's answer, computed once: what the runtime returns after charging. */
+/** A new payment's answer, computed once: what payments return after charging. */
 function chargedResult(): CommandResult {
   const started = startPayment({
     token: 'floor',
@@ -43,9 +43,9 @@ function listenerFor(kind: FloorKind): RequestListener {
   switch (kind) {
     case 'app': {
       const result = chargedResult();
-      const runtime = { pay: () => Promise.resolve(result) } as unknown as PaymentRuntime;
+      const payments = { pay: () => Promise.resolve(result) } as unknown as Payments;
       return createApp({
-        runtime,
+        payments,
         // Only the routes under load are served: nothing reads an account.
         ledger: {} as unknown as Ledger,
         ping: () => Promise.resolve(),

@@ -6,7 +6,7 @@
  * nothing is left in flight or owed.
  */
 import type { LedgerEntry } from '../src/accounts/ledger.ts';
-import { contextOf, isInFlight, statusOf } from '../src/machine/payment.snapshot.ts';
+import { contextOf, statusOf } from '../src/payments/payment.snapshot.ts';
 import { INITIAL_BALANCE_CENTS, type Deployment } from './deployment.ts';
 
 /** Violations are listed up to this many; the count is always exact. */
@@ -163,7 +163,8 @@ export async function auditTokens(
       if (record === null) {
         if (held.withdrawals > 0) report.violation(`token ${token} has no record but was charged`);
       } else {
-        if (isInFlight(record.snapshot)) report.violation(`token ${token} is left ${status}`);
+        if (status === 'charging' || status === 'refunding')
+          report.violation(`token ${token} is left ${status}`);
         if (record.owed) report.violation(`token ${token} still owes effects`);
         const expected = status === null ? null : MONEY_BY_STATUS[status];
         if (

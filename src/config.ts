@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { FAULT_POINTS, type FaultPointName } from './runtime/fault-points.ts';
 
 /** The only reader of process.env: everything else gets a frozen Config. */
 
@@ -22,29 +21,6 @@ const integer = (name: string, fallback: number, min: number, max = Number.MAX_S
         return z.NEVER;
       }
       return value;
-    });
-
-/** A named step of the request path, of commands for `event` or (null) of any command. */
-export interface FaultSetting {
-  readonly point: FaultPointName;
-  readonly event: string | null;
-}
-
-const faultSetting = (name: string) =>
-  z
-    .string()
-    .optional()
-    .transform((raw, ctx): FaultSetting | null => {
-      if (raw === undefined || raw === '') return null;
-      const [point = '', event] = raw.split(':');
-      if (!(FAULT_POINTS as readonly string[]).includes(point)) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `${name} must be one of ${FAULT_POINTS.join(', ')} (optionally :EVENT), got "${raw}"`,
-        });
-        return z.NEVER;
-      }
-      return { point: point as FaultPointName, event: event ?? null };
     });
 
 /**
@@ -123,11 +99,6 @@ const envSchema = z.object({
   PAYSTATE_MANAGED_REDIS: z.enum(['auto', 'never']).optional().default('auto'),
   PAYSTATE_DATA_DIR: z.string().optional().default('.data'),
   EXPIRY_JOB_LOCK_MS: integer('EXPIRY_JOB_LOCK_MS', 30_000, 100),
-  // Test settings: kill this process with SIGKILL, or stop it with SIGSTOP
-  // (resumed by SIGCONT), at a named step ("point" or "point:EVENT"). Unset in
-  // every real deployment.
-  PAYSTATE_TEST_CRASH_AT: faultSetting('PAYSTATE_TEST_CRASH_AT'),
-  PAYSTATE_TEST_PAUSE_AT: faultSetting('PAYSTATE_TEST_PAUSE_AT'),
 });
 
 export interface Config {
@@ -148,10 +119,6 @@ export interface Config {
   readonly dataDir: string;
   /** How long a worker holds an expiry job before BullMQ treats it as stalled and redelivers it. */
   readonly expiryJobLockMs: number;
-  /** Test setting: die with SIGKILL at this step. */
-  readonly testCrashAt: FaultSetting | null;
-  /** Test setting: stop with SIGSTOP at this step, every time it is reached; SIGCONT resumes. */
-  readonly testPauseAt: FaultSetting | null;
 }
 
 export class ConfigError extends Error {
@@ -187,7 +154,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     managedRedis: e.PAYSTATE_MANAGED_REDIS,
     dataDir: e.PAYSTATE_DATA_DIR,
     expiryJobLockMs: e.EXPIRY_JOB_LOCK_MS,
-    testCrashAt: e.PAYSTATE_TEST_CRASH_AT,
-    testPauseAt: e.PAYSTATE_TEST_PAUSE_AT,
   });
 }

@@ -1,20 +1,17 @@
-import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { connectRedis } from './engine/redis/connection.ts';
 import type { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { Ledger } from './accounts/ledger.ts';
 import type { Config } from './config.ts';
+import { createEngine, type EngineWorker } from './engine/index.ts';
+import { connectRedis } from './engine/redis/connection.ts';
+import type { RedisClock } from './engine/redis/redis-clock.ts';
+import type { StoreIdentity } from './engine/redis/store-identity.ts';
 import { StoreLostError, toAppError, type AppError } from './errors.ts';
 import { createApp } from './http/app.ts';
 import { listenHttp, type HttpServer } from './http/http-server.ts';
-import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
+import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
+import { Payments, type PaymentStepHook } from './payments/payments.ts';
 import { createKeys } from './runtime/keys.ts';
-import { PaymentRuntime, type FaultPoint } from './runtime/payment-runtime.ts';
-import { startRecoverySweep, type RecoverySweep } from './runtime/recovery.ts';
-import { SnapshotStore } from './runtime/snapshot-store.ts';
-import { RedisClock } from './runtime/redis-clock.ts';
-import { StoreIdentity } from './runtime/store-identity.ts';
-import { RedlockTokenLock } from './runtime/token-lock.ts';
 
 export { connectRedis };
 
@@ -32,7 +29,8 @@ export const silentLogger: Logger = {
 
 export interface ServiceOptions {
   readonly log?: Logger;
-  readonly faultPoint?: FaultPoint;
+  /** Called at the named steps of every payment command (tests inject faults there). */
+  readonly faultPoint?: PaymentStepHook;
 }
 
 /** How often a process reads the store's identity and Redis's clock when nothing else does. */
@@ -42,10 +40,11 @@ const STORE_CHECK_INTERVAL_MS = 1_000;
 const CLOCK_SKEW_WARNING_MS = 2_000;
 
 export interface RunningService {
-  readonly runtime: PaymentRuntime;
+  readonly payments: Payments;
   readonly ledger: Ledger;
-  readonly timers: BullExpiryTimers;
-  readonly recovery: RecoverySweep | null;
+  /** The worker role's timers and recovery sweep; `sweep` runs one recovery pass now. */
+  readonly worker: EngineWorker | null;
+  readonly recovery: { runOnce(): Promise<number> } | null;
   readonly identity: StoreIdentity;
   readonly clock: RedisClock;
   /** `http://host:port` when the api role runs. */
@@ -87,117 +86,95 @@ function describe(error: AppError): Record<string, unknown> {
   return { code: error.code, detail: error.message, cause };
 }
 
-/** Wires Redis, the runtime, the HTTP API and the expiry worker, per the configured roles. */
+/** Wires Redis, the engine, payments, the HTTP API and the worker, per the configured roles. */
 export async function startService(
   config: Config,
   options: ServiceOptions = {},
 ): Promise<RunningService> {
   const log = options.log ?? silentLogger;
   const keys = createKeys(config.keyPrefix);
-  const redis = connectRedis(config.redisUrl);
-  const queueConnection = connectRedis(config.redisUrl);
-  // BullMQ's blocking worker connection must retry forever.
-  const workerConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  workerConnection.on('error', () => undefined);
-
-  const redisClock = new RedisClock();
-  const clock = () => redisClock.now();
-  const identity = new StoreIdentity(redis, keys.store, redisClock, {
-    initialised: (id) => {
-      log.warn('the store was empty: initialised it with a new identity', { store: id });
-    },
-    lost: ({ expected, found }) => {
-      log.error(
-        'STORE LOST: Redis does not hold the store this process wrote to (emptied, failed over to an empty node, or replaced). Every request is refused with 503 store_lost until it comes back or an operator runs `paystate store accept`.',
-        { expected, found },
-      );
-    },
-    recovered: ({ id, adopted }) => {
-      log.warn(adopted ? 'adopted the store an operator accepted' : 'the store is back', {
-        store: id,
-      });
+  const engine = await createEngine({
+    redisUrl: config.redisUrl,
+    prefix: config.keyPrefix,
+    lockTtlMs: config.lockTtlMs,
+    lockWaitMs: config.lockWaitMs,
+    storeCheckIntervalMs: STORE_CHECK_INTERVAL_MS,
+    storeEvents: {
+      initialised: (id) => {
+        log.warn('the store was empty: initialised it with a new identity', { store: id });
+      },
+      lost: ({ expected, found }) => {
+        log.error(
+          'STORE LOST: Redis does not hold the store this process wrote to (emptied, failed over to an empty node, or replaced). Every request is refused with 503 store_lost until it comes back or an operator runs `paystate store accept`.',
+          { expected, found },
+        );
+      },
+      recovered: ({ id, adopted }) => {
+        log.warn(adopted ? 'adopted the store an operator accepted' : 'the store is back', {
+          store: id,
+        });
+      },
     },
   });
-  await identity.open();
-  if (Math.abs(redisClock.skewMs) > CLOCK_SKEW_WARNING_MS) {
+  const { identity, clock } = engine;
+  if (Math.abs(clock.skewMs) > CLOCK_SKEW_WARNING_MS) {
     log.warn("this process's clock differs from Redis's; Redis's clock is used", {
-      skewMs: -redisClock.skewMs,
+      skewMs: -clock.skewMs,
     });
   }
-  identity.watch(STORE_CHECK_INTERVAL_MS);
-  const store = new SnapshotStore(redis, keys, { identity, clock: redisClock });
-  const ledger = new Ledger(redis, keys, config.accountInitialBalanceCents, identity);
-  const lock = new RedlockTokenLock(redis, {
-    ttlMs: config.lockTtlMs,
-    waitMs: config.lockWaitMs,
-    resource: keys.lock,
-  });
-  const timers = new BullExpiryTimers({
-    connection: queueConnection,
-    prefix: keys.queuePrefix,
-    now: clock,
-  });
-  const runtime = new PaymentRuntime({
-    store,
+  const ledger = new Ledger(engine.redis, keys, config.accountInitialBalanceCents, identity);
+  const payments = new Payments(engine, {
     ledger,
-    lock,
-    timers,
-    clock,
-    newLifeId: () => randomBytes(8).toString('hex'),
+    keys: { record: keys.state, lock: keys.lock, outbox: keys.outbox },
     paymentExpiryMs: config.paymentExpiryMs,
     expiredRetentionMs: config.expiredRetentionMs,
-    faultPoint: options.faultPoint,
+    ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),
   });
 
-  let worker: Worker | null = null;
-  let recovery: RecoverySweep | null = null;
+  let worker: EngineWorker | null = null;
+  let legacyWorker: Worker | null = null;
+  let legacyConnection: Redis | null = null;
   if (config.roles.includes('worker')) {
-    worker = startExpiryWorker(
-      {
-        connection: workerConnection,
-        prefix: keys.queuePrefix,
-        lockMs: config.expiryJobLockMs,
-        now: clock,
-        onEarly: ({ token }, earlyByMs) => {
-          log.warn('expiry timer delivered early (worker clock ahead of Redis); put back', {
-            token,
-            earlyByMs,
-          });
-        },
-        onError: (error) => {
-          log.error('expiry worker error', { message: error.message });
-        },
+    worker = await engine.startWorker([payments.actors], {
+      timerLockMs: config.expiryJobLockMs,
+      recoveryIntervalMs: config.recoveryIntervalMs,
+      recoveryGraceMs: config.lockTtlMs,
+      onEarlyTimer: (_machine, { key }, earlyByMs) => {
+        log.warn('expiry timer delivered early (worker clock ahead of Redis); put back', {
+          token: key,
+          earlyByMs,
+        });
       },
-      async ({ token, lifeId, dueAt }) => {
-        const { snapshot } = await runtime.expire(token, lifeId, dueAt);
-        const expiresAt = snapshot?.context.expiresAt ?? null;
-        const later =
-          snapshot !== null &&
-          snapshot.value !== 'expired' &&
-          snapshot.context.lifeId === lifeId &&
-          dueAt !== undefined &&
-          expiresAt !== null &&
-          expiresAt > dueAt;
-        return { laterDueAt: later ? expiresAt : null };
+      onError: (error, where) => {
+        if (where?.key !== undefined) {
+          log.error('recovery failed', { token: where.key, ...describe(toAppError(error)) });
+        } else {
+          log.error('worker error', describe(toAppError(error)));
+        }
       },
-    );
-    recovery = startRecoverySweep({
-      runtime,
-      store,
-      clock,
-      intervalMs: config.recoveryIntervalMs,
-      graceMs: config.lockTtlMs,
-      onError: (error, token) => {
-        log.error('recovery failed', { token, ...describe(toAppError(error)) });
+    });
+    // Expiry jobs the release before the engine left in its queue.
+    legacyConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    legacyConnection.on('error', () => undefined);
+    legacyWorker = startLegacyExpiryWorker({
+      actors: payments.actors,
+      connection: legacyConnection,
+      prefix: engine.queuePrefix,
+      now: () => clock.now(),
+      lockMs: config.expiryJobLockMs,
+      onError: (error) => {
+        log.error('expiry worker error', { message: error.message });
       },
     });
   }
+  const sweeper = worker;
+  const recovery = sweeper === null ? null : { runOnce: () => sweeper.sweep() };
 
   let http: HttpServer | null = null;
   let url: string | null = null;
   if (config.roles.includes('api')) {
     const app = createApp({
-      runtime,
+      payments,
       ledger,
       ping: async () => {
         await identity.check();
@@ -220,22 +197,24 @@ export async function startService(
       // The API drains while the worker finishes its active jobs. On a Redis
       // that is gone, the worker's close waits as long as its retry-forever
       // connection does: the deadline bounds it.
-      const [cut, sweepStopped, workerClosed] = await Promise.all([
+      const [cut, workerClosed, legacyClosed] = await Promise.all([
         http?.drain(deadline) ?? 0,
-        recovery === null ? true : settlesBy(recovery.stop(), deadline),
-        worker === null ? true : settlesBy(worker.close(), deadline),
+        worker === null ? true : settlesBy(worker.stop(), deadline),
+        legacyWorker === null ? true : settlesBy(legacyWorker.close(), deadline),
       ]);
-      // No request runs any more, so no timer is being scheduled.
-      const queueClosed = await settlesBy(timers.close(), deadline);
+      // No request runs any more, so no timer is being armed.
+      const engineClosed = await settlesBy(engine.close(), deadline);
       // disconnect(), not quit(): quit waits for an answer a dead Redis never gives.
-      redis.disconnect();
-      queueConnection.disconnect();
-      workerConnection.disconnect();
+      engine.redis.disconnect();
+      engine.queueConnection.disconnect();
+      legacyConnection?.disconnect();
       const abandoned = [
         ...(cut > 0 ? [`${cut} requests in flight (their connections were cut)`] : []),
-        ...(sweepStopped ? [] : ['recovery sweep did not stop']),
-        ...(workerClosed ? [] : ['expiry worker did not close (its active jobs run again)']),
-        ...(queueClosed ? [] : ['expiry queue did not close']),
+        ...(workerClosed
+          ? []
+          : ['timer worker and recovery sweep did not stop (their active jobs run again)']),
+        ...(legacyClosed ? [] : ['expiry worker did not close (its active jobs run again)']),
+        ...(engineClosed ? [] : ['timer queue did not close']),
       ];
       if (abandoned.length > 0) {
         log.error('stop cut short by SHUTDOWN_TIMEOUT_MS', {
@@ -249,5 +228,5 @@ export async function startService(
     return stopping;
   };
 
-  return { runtime, ledger, timers, recovery, identity, clock: redisClock, url, stop };
+  return { payments, ledger, worker, recovery, identity, clock, url, stop };
 }

@@ -10,8 +10,8 @@
  * cannot show when payments arrive slower than the worker could expire them.
  */
 import { Queue } from 'bullmq';
-import { contextOf, statusOf } from '../../src/machine/payment.snapshot.ts';
-import { EXPIRY_QUEUE } from '../../src/runtime/expiry-timers.ts';
+import { contextOf, statusOf } from '../../src/payments/payment.snapshot.ts';
+import { timerQueueName } from '../../src/engine/index.ts';
 import { failOnViolations, finish, type BenchContext } from '../bench-context.ts';
 import { startDeployment, type Deployment } from '../deployment.ts';
 import { runLoad, type LoadResult, type RequestSpec } from '../http-load.ts';
@@ -68,7 +68,7 @@ async function payAll(deployment: Deployment, count: number, connections: number
 
 function openQueue(deployment: Deployment): Queue {
   const { hostname, port } = new URL(deployment.redis.url);
-  const queue = new Queue(EXPIRY_QUEUE, {
+  const queue = new Queue(timerQueueName('payment'), {
     connection: { host: hostname, port: Number(port) },
     prefix: deployment.keys.queuePrefix,
   });

@@ -8,7 +8,7 @@
  * also reports Redis's socket reads (INFO stats total_reads_processed),
  * which is close to the number of round trips.
  */
-import { contextOf, statusOf } from '../../src/machine/payment.snapshot.ts';
+import { contextOf, statusOf } from '../../src/payments/payment.snapshot.ts';
 import { finish, type BenchContext } from '../bench-context.ts';
 import { startDeployment, type Deployment } from '../deployment.ts';
 import type { RequestSpec } from '../http-load.ts';

@@ -13,7 +13,7 @@ import { AppError, ValidationError, isRedisUnavailable } from '../errors.ts';
 import { accountView, paymentView } from '../http/views.ts';
 import { parseAccountId, parseToken } from '../http/schemas.ts';
 import { createKeys } from '../runtime/keys.ts';
-import { SnapshotStore } from '../runtime/snapshot-store.ts';
+import { readPaymentRecord } from '../payments/payment.snapshot.ts';
 import { acceptStore, readStore } from '../runtime/store-identity.ts';
 import { header, keyValueTable } from './format.ts';
 
@@ -135,7 +135,7 @@ async function run(args: string[]): Promise<number> {
     }
     if (invocation.kind === 'get') {
       const { token, json } = invocation;
-      const record = await new SnapshotStore(redis, keys).load(token);
+      const record = await readPaymentRecord(redis, keys.state(token));
       if (record === null) {
         console.error(`No state stored for token ${token}.`);
         return EXIT.notFound;

@@ -90,6 +90,16 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   readonly version: number;
   /** Turns a persisted snapshot of an older version into one of `version`. */
   readonly migrate?: (snapshot: unknown, fromVersion: number) => unknown;
+  /**
+   * Reads a record an earlier store format wrote (one without a machine
+   * name): what it left owed and the timers it had armed, in the engine's
+   * terms. Its snapshot then loads as any other of `machineVersion`. Without
+   * it such a record is refused.
+   */
+  readonly adoptLegacy?: (record: LegacyRecord) => {
+    readonly owed: readonly OwedAction[];
+    readonly timers: Timers;
+  };
   /** The input of a key's first snapshot; `now` is Redis's time, `lifeId` the new record's. */
   readonly input: (key: string, now: number, lifeId: string) => InputFrom<TMachine>;
   /**
@@ -103,13 +113,28 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   /** Where the records live; by default `machineKeys(prefix, name)`. */
   readonly keys?: (prefix: string) => MachineKeys;
   readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<NoInfer<TMachine>>>>>;
-  /** A record in a final state is removed this long after it got there. */
-  readonly finalStateRetentionMs: number;
+  /**
+   * A record in a final state is removed this long after it got there; a
+   * function reads it off the final snapshot (e.g. a period fixed when the
+   * key's record was created).
+   */
+  readonly finalStateRetentionMs: number | ((snapshot: SnapshotFrom<TMachine>) => number);
   /**
    * Called at named steps of every command, holding the lock (instrumentation,
    * and fault injection in tests: a hook may stop or kill the process there).
    */
   readonly hook?: (point: HookPoint, info: HookInfo) => Promise<void> | void;
+}
+
+/** A record of an earlier store format, as `adoptLegacy` gets it. */
+export interface LegacyRecord {
+  readonly key: string;
+  readonly lifeId: string;
+  readonly machineVersion: number;
+  /** The persisted snapshot, as stored (before any migration). */
+  readonly snapshot: unknown;
+  /** That format's owed marker (its `o` field), `null` when absent. */
+  readonly owed: string | null;
 }
 
 export interface SendResult<TMachine extends AnyStateMachine> {
@@ -245,7 +270,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   /** The stored snapshot, as it is; takes no lock. `null`: no record. */
   async get(key: string): Promise<SnapshotFrom<TMachine> | null> {
-    const record = await this.store.load(key);
+    const record = this.adopt(key, await this.store.load(key));
     return record === null ? null : (this.resolve(key, record) as SnapshotFrom<TMachine>);
   }
 
@@ -285,7 +310,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     key: string,
     event: EventFromLogic<TMachine>,
   ): Promise<SendResult<TMachine> | null> {
-    const record = await this.store.load(key);
+    const record = this.adopt(key, await this.store.load(key));
     if (record === null || record.owed.length > 0) return null;
     const snapshot = this.resolve(key, record);
     const step = this.steps.transition(snapshot, event);
@@ -357,8 +382,34 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
   /** The record read behind the lock request, if that read ran while the lock was ours. */
   private async loadHeld(key: string, held: Held<LockedRead>): Promise<StoredRecord | null> {
     const ahead = await held.readAhead;
-    if (ahead !== undefined && ahead.lockValue === held.lockValue) return ahead.record;
-    return (await this.store.loadWithLockValue(key)).record;
+    if (ahead !== undefined && ahead.lockValue === held.lockValue) {
+      return this.adopt(key, ahead.record);
+    }
+    return this.adopt(key, (await this.store.loadWithLockValue(key)).record);
+  }
+
+  private retentionOf(snapshot: AnyMachineSnapshot): number {
+    const { finalStateRetentionMs: retention } = this.config;
+    return typeof retention === 'number'
+      ? retention
+      : retention(snapshot as SnapshotFrom<TMachine>);
+  }
+
+  /** A record of an earlier store format, in today's terms (see adoptLegacy). */
+  private adopt(key: string, record: StoredRecord | null): StoredRecord | null {
+    if (record?.legacy == null) return record;
+    const { adoptLegacy } = this.config;
+    if (adoptLegacy === undefined) {
+      throw new StoredDataError(`key ${key} holds a record of an earlier format`);
+    }
+    const adopted = adoptLegacy({
+      key,
+      lifeId: record.lifeId,
+      machineVersion: record.machineVersion,
+      snapshot: record.snapshot,
+      owed: record.legacy.owed,
+    });
+    return { ...record, machine: this.config.name, ...adopted, legacy: null };
   }
 
   private cursorOf(key: string, record: StoredRecord | null): Cursor {
@@ -502,7 +553,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       snapshot: this.config.machine.getPersistedSnapshot(next.snapshot),
       owed,
       timers: Object.fromEntries(timers),
-      retentionMs: final ? this.config.finalStateRetentionMs : null,
+      retentionMs: final ? this.retentionOf(next.snapshot) : null,
     });
     // The write stored its own owed list in place of any earlier one (which
     // had run: owed actions always run before the next transition).

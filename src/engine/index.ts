@@ -8,7 +8,14 @@ export {
   type EffectHandler,
   type HookInfo,
   type HookPoint,
+  type LegacyRecord,
   type SendResult,
 } from './durable-machine.ts';
-export { machineKeys, type MachineKeys } from './redis/record-store.ts';
+export {
+  machineKeys,
+  type MachineKeys,
+  type OwedAction,
+  type Timers,
+} from './redis/record-store.ts';
 export { timerJobId, timerQueueName, type TimerJobData } from './redis/timer-queue.ts';
+export type { WorkerOptions } from './engine.ts';

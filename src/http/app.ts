@@ -3,13 +3,13 @@ import iconv from 'iconv-lite';
 import { parse as parseKeepingNumberText } from 'lossless-json';
 import type { Ledger } from '../accounts/ledger.ts';
 import { AppError, NotFoundError, StoreLostError, ValidationError } from '../errors.ts';
-import type { PaymentRuntime, CommandResult } from '../runtime/payment-runtime.ts';
+import type { CommandResult, Payments } from '../payments/payments.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
 
 export interface AppDeps {
-  readonly runtime: PaymentRuntime;
+  readonly payments: Payments;
   readonly ledger: Ledger;
   /** Resolves when storage answers and is the store this process knows; rejects otherwise. */
   readonly ping: () => Promise<void>;
@@ -126,7 +126,7 @@ export function createApp(deps: AppDeps): Express {
   app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {
     const token = parseToken(req.params.token);
     const payment = parsePaymentBody(req.body);
-    const result = await deps.runtime.pay(token, payment);
+    const result = await deps.payments.pay(token, payment);
     if (result.outcome === 'body_mismatch') {
       sendError(res, 'idempotency_key_reused', reasonFor('body_mismatch', result.snapshot));
       return;
@@ -140,7 +140,7 @@ export function createApp(deps: AppDeps): Express {
 
   app.post('/PaymentProcessor/:token/cancelPayment', async (req, res) => {
     const token = parseToken(req.params.token);
-    const result = await deps.runtime.cancel(token);
+    const result = await deps.payments.cancel(token);
     const outcome = expectOutcome(result);
     res.json({
       success: outcome !== 'expired',
@@ -157,7 +157,7 @@ export function createApp(deps: AppDeps): Express {
       'Idempotency-Key',
     );
     const payment = parsePaymentBody(req.body);
-    const result = await deps.runtime.pay(token, payment);
+    const result = await deps.payments.pay(token, payment);
     const outcome = expectOutcome(result);
     const snapshot = result.snapshot;
     switch (outcome) {
@@ -191,7 +191,7 @@ export function createApp(deps: AppDeps): Express {
 
   app.post('/payments/:token/cancel', async (req, res) => {
     const token = parseToken(req.params.token);
-    const result = await deps.runtime.cancel(token);
+    const result = await deps.payments.cancel(token);
     const outcome = expectOutcome(result);
     if (outcome === 'expired') {
       sendError(res, 'token_expired', reasonFor(outcome, result.snapshot));
@@ -202,7 +202,7 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/payments/:token', async (req: Request, res: Response) => {
     const token = parseToken(req.params.token);
-    const snapshot = await deps.runtime.get(token);
+    const snapshot = await deps.payments.get(token);
     if (snapshot === null) throw new NotFoundError(`no payment with token ${token}`);
     res.json(paymentView(snapshot));
   });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import type { Payment } from '../machine/payment.types.ts';
+import type { Payment } from '../payments/payment.types.ts';
 
 /**
  * URL-safe printable: RFC 3986 unreserved characters, but not the dot

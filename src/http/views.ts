@@ -1,6 +1,6 @@
 import type { AccountView } from '../accounts/ledger.ts';
-import type { PaymentSnapshot } from '../machine/payment.snapshot.ts';
-import type { Outcome } from '../machine/payment.types.ts';
+import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
+import type { Outcome } from '../payments/payment.types.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 

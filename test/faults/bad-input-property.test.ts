@@ -515,7 +515,7 @@ describe('bad input as a property', () => {
       cursor = next;
       keys.push(...batch);
     } while (cursor !== '0');
-    const atStart = [`${service.keys.queuePrefix}:expiry:meta`, service.keys.store];
+    const atStart = [`${service.keys.queuePrefix}:payment-timers:meta`, service.keys.store];
     return keys.filter((k) => !atStart.includes(k)).sort();
   }
 

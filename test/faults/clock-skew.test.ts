@@ -8,7 +8,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expiryJobId } from '../../src/runtime/expiry-timers.ts';
 import { AppProcesses, tokenRequests, accountOf } from '../support/app-process.ts';
 import { movementsOf, paymentOf, StoreInspector } from '../support/payment-checks.ts';
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
@@ -45,7 +44,6 @@ describe('processes whose clocks are 10 minutes off Redis', () => {
       const worker = await apps.start('worker 10 min ahead', { PAYSTATE_ROLES: 'worker' }, AHEAD);
       const token = newToken('ahead');
       expect((await pay(api, token)).status).toBe(201);
-      const lifeId = (await store.lifeOf(token)) ?? '';
 
       // BullMQ hands the skewed worker the job at once, by the worker's own
       // clock; wait until it has seen it (or, wrongly, expired the token).
@@ -58,7 +56,7 @@ describe('processes whose clocks are 10 minutes off Redis', () => {
         { timeoutMs: 15_000, what: 'the skewed worker to get the job' },
       );
       expect((await paymentOf(api, token))?.status).toBe('processed');
-      const job = await store.queue.getJob(expiryJobId(token, lifeId));
+      const job = await store.queue.getJob((await store.expiryJobIdOf(token)) ?? '');
       expect(await job?.getState()).toBe('delayed');
       // Put back for its due time as the worker's clock counts it: 10 minutes
       // ahead of Redis's, so a worker with a true clock does not fire it early either.
@@ -66,7 +64,7 @@ describe('processes whose clocks are 10 minutes off Redis', () => {
       const [seconds = '0'] = await store.redis.time();
       expect(dueAt - Number(seconds) * 1000).toBeGreaterThan(50_000);
       const score = Number(
-        await store.redis.zscore(`${store.keys.queuePrefix}:expiry:delayed`, job?.id ?? ''),
+        await store.redis.zscore(`${store.keys.queuePrefix}:payment-timers:delayed`, job?.id ?? ''),
       );
       expect(Math.floor(score / 0x1000)).toBeGreaterThanOrEqual(dueAt);
     } finally {
@@ -106,7 +104,6 @@ describe('processes whose clocks are 10 minutes off Redis', () => {
       const behind = await apps.start('api and worker 10 min behind', {}, BEHIND);
       const token = newToken('behind');
       expect((await pay(behind, token)).status).toBe(201);
-      const lifeId = (await store.lifeOf(token)) ?? '';
       // The worker's clock is 10 minutes late to promote the job: deliver it
       // once it is due on Redis's clock, as a worker with a true clock would.
       const expiresAt = Date.parse((await paymentOf(behind, token))?.expiresAt ?? '');
@@ -117,7 +114,7 @@ describe('processes whose clocks are 10 minutes off Redis', () => {
         },
         { timeoutMs: 10_000, what: 'the due time' },
       );
-      await (await store.queue.getJob(expiryJobId(token, lifeId)))?.promote();
+      await (await store.queue.getJob((await store.expiryJobIdOf(token)) ?? ''))?.promote();
       await waitFor(
         async () => {
           // Gone counts too: a removal deadline written in the past drops the record at once.

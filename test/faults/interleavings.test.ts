@@ -16,15 +16,14 @@ import type { Queue } from 'bullmq';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClientEvent } from '../../src/machine/payment.types.ts';
-import type { ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
+import type { ClientEvent } from '../../src/payments/payment.types.ts';
 import { createKeys } from '../../src/runtime/keys.ts';
-import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import { spawnScript, type ServiceProcess } from '../support/processes.ts';
 import { freePort, startRedisServer } from '../support/redis-server.ts';
 import { ReferenceService, type ReferenceReply } from '../support/reference-service.ts';
 import { expiryQueue, randomPrefix, testConfig, waitFor } from '../support/service-harness.ts';
+import { expiryJobData, type TimerJobData as ExpiryJobData } from '../support/timer-jobs.ts';
 
 const NUM_RUNS = iterations(200, 2000);
 const INITIAL_BALANCE_CENTS = 1_000;
@@ -121,8 +120,12 @@ interface Op {
   readonly event: ClientEvent;
   /** The answer seen, normalised (see answerOf / expectedAnswer); null for EXPIRE. */
   readonly answer: string | null;
-  /** `maybe`: a retryable error, the request may or may not have taken effect. */
-  readonly certainty: 'acked' | 'maybe';
+  /**
+   * `maybe`: a retryable error, the request may or may not have taken effect.
+   * `timer`: the delivery of the token's live expiry timer, which changes
+   * nothing if a later deadline replaced that timer before it ran.
+   */
+  readonly certainty: 'acked' | 'maybe' | 'timer';
   readonly sentAt: number;
   readonly doneAt: number;
 }
@@ -240,6 +243,10 @@ interface FinalState {
 
 const LIFE = 'life';
 
+function isStale(event: ClientEvent): boolean {
+  return (event as { stale?: boolean }).stale === true;
+}
+
 function newReference(): ReferenceService {
   return new ReferenceService({
     initialBalanceCents: INITIAL_BALANCE_CENTS,
@@ -277,7 +284,7 @@ function findSerialOrder(
   ops: readonly Op[],
   final: FinalState,
 ): { order: number[]; explored: number } | null {
-  const maybe = ops.flatMap((op, i) => (op.certainty === 'maybe' ? [i] : []));
+  const maybe = ops.flatMap((op, i) => (op.certainty !== 'acked' ? [i] : []));
   const target = JSON.stringify(final);
   let explored = 0;
 
@@ -310,8 +317,8 @@ function findSerialOrder(
         }
         const candidate = [...order, next];
         const op = ops[next] as Op;
-        if (op.event.type === 'EXPIRE' && op.event.lifeId === LIFE) {
-          // The job carries a life read from the stored record: it runs after the record exists.
+        if (op.event.type === 'EXPIRE' && !isStale(op.event)) {
+          // The job is the record's live timer: it runs after the record exists.
           if (replay(order).reference.snapshotOf(token) === undefined) continue;
         } else if (op.certainty === 'acked' && op.answer !== null) {
           if (expectedAnswer(op.step, replay(candidate).last) !== op.answer) continue;
@@ -331,7 +338,7 @@ function findSerialOrder(
 
 describe('random interleavings over three processes', () => {
   let redis: Redis;
-  let store: SnapshotStore;
+  let prefix: string;
   let queue: Queue<ExpiryJobData>;
   const processes: ServiceProcess[] = [];
   const urls: string[] = [];
@@ -343,7 +350,7 @@ describe('random interleavings over three processes', () => {
   beforeAll(async () => {
     const redisServer = await startRedisServer();
     cleanup.push(() => redisServer.destroy());
-    const prefix = randomPrefix();
+    prefix = randomPrefix();
     const ports = await Promise.all(LOCK_WAIT_MS.map(() => freePort()));
     for (const [i, port] of ports.entries()) {
       const p = spawnScript('src/main.ts', [], {
@@ -366,7 +373,6 @@ describe('random interleavings over three processes', () => {
     cleanup.push(async () => {
       await redis.quit();
     });
-    store = new SnapshotStore(redis, createKeys(prefix));
     queue = expiryQueue(redisServer.url, testConfig(redisServer.url, { REDIS_KEY_PREFIX: prefix }));
     cleanup.push(async () => {
       await queue.close();
@@ -412,17 +418,22 @@ describe('random interleavings over three processes', () => {
 
   let expireJobs = 0;
 
-  /** EXPIRE as the timer delivers it: a job on the expiry queue with the token's current life. */
-  async function expire(token: string): Promise<string> {
-    const record = await store.load(token);
-    // No record yet: a timer of no life of this token, which must change nothing.
-    const lifeId = record?.lifeId ?? 'none';
+  /**
+   * EXPIRE as the timer delivers it: the job of the record's live expiry
+   * timer, delivered now (standing for its due time passing). Without one
+   * (no record, or none armed yet), a job of no live timer, which must
+   * change nothing. Returns whether a live timer was delivered.
+   */
+  async function expire(token: string): Promise<boolean> {
+    const [lifeId, timers] = await redis.hmget(createKeys(prefix).state(token), 'l', 't');
+    const live =
+      timers == null ? undefined : (JSON.parse(timers) as Record<string, { seq: number }>).expire;
     const jobId = `probe.${++expireJobs}.${token}`;
-    await queue.add(
-      'expire',
-      { token, lifeId },
-      { jobId, attempts: 20, backoff: { type: 'fixed', delay: 50 } },
-    );
+    await queue.add('EXPIRE', expiryJobData(token, lifeId ?? 'none', live?.seq ?? 0), {
+      jobId,
+      attempts: 20,
+      backoff: { type: 'fixed', delay: 50 },
+    });
     await waitFor(
       async () => {
         const state = await queue.getJobState(jobId);
@@ -431,7 +442,7 @@ describe('random interleavings over three processes', () => {
       },
       { timeoutMs: REQUEST_TIMEOUT_MS, intervalMs: 5, what: `expiry job ${jobId}` },
     );
-    return record === null ? 'none' : LIFE;
+    return lifeId !== null && live !== undefined;
   }
 
   async function perform(
@@ -443,13 +454,14 @@ describe('random interleavings over three processes', () => {
     await new Promise((resolve) => setTimeout(resolve, s.delayMs));
     const sentAt = performance.now();
     if (s.kind === 'EXPIRE') {
-      const lifeId = await expire(token);
-      const event: ClientEvent = { type: 'EXPIRE', lifeId, at: 0 };
+      const live = await expire(token);
+      // A timer the engine drops is, to the model, an EXPIRE the reference ignores.
+      const event = { type: 'EXPIRE', at: 0, ...(live ? {} : { stale: true }) } as ClientEvent;
       return {
         step: s,
         event,
         answer: null,
-        certainty: 'acked',
+        certainty: live ? 'timer' : 'acked',
         sentAt,
         doneAt: performance.now(),
       };

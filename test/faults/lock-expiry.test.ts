@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FaultPointName } from '../../src/runtime/fault-points.ts';
+import type { PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
 import {
   AppProcesses,
   errorCode,

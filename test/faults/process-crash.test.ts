@@ -7,7 +7,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAULT_POINTS, type FaultPointName } from '../../src/runtime/fault-points.ts';
+import {
+  PAYMENT_STEPS as FAULT_POINTS,
+  type PaymentStep as FaultPointName,
+} from '../../src/payments/payments.ts';
 import {
   AppProcesses,
   untilAnswered,
@@ -35,12 +38,16 @@ type Kind = 'payment' | 'refund';
 const KINDS: readonly Kind[] = ['payment', 'refund'];
 const EVENT: Record<Kind, 'PAY' | 'CANCEL'> = { payment: 'PAY', refund: 'CANCEL' };
 
-/** Kills that leave work owed (in the outbox) for whoever comes next. */
-const LEAVES_WORK_OWED: ReadonlySet<FaultPointName> = new Set([
-  'after-persist-intent',
-  'after-ledger',
-  'after-persist-outcome',
-]);
+/**
+ * Kills that leave work owed (in the outbox) for whoever comes next: the
+ * charge or refund a stored intent asks for, and the expiry timer the
+ * `processed` write arms. The `refunded` write owes nothing (the token's
+ * timer was armed when it was charged).
+ */
+function leavesWorkOwed(kind: Kind, point: FaultPointName): boolean {
+  if (point === 'after-persist-outcome') return kind === 'payment';
+  return point === 'after-persist-intent' || point === 'after-ledger';
+}
 
 /** How a token must end after a kill at `point` once everything owed is done. */
 function expectedAfter(kind: Kind, point: FaultPointName, retried: boolean): ExpectedToken {
@@ -223,10 +230,10 @@ describe('a service process killed in the middle of a payment or refund', () => 
           problems.push(...crashed.flat());
         }
         // The sweep has work to do: what the kills left owed.
-        for (const { point, token } of cases) {
+        for (const { kind, point, token } of cases) {
           const isOwed = await store.isOwed(token);
           if (isOwed) owedBeforeSweep++;
-          if (isOwed !== LEAVES_WORK_OWED.has(point)) {
+          if (isOwed !== leavesWorkOwed(kind, point)) {
             problems.push(`${token}: ${isOwed ? '' : 'not '}owed after a kill at ${point}`);
           }
         }

@@ -14,7 +14,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { FaultPointName } from '../../src/runtime/fault-points.ts';
+import type { PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
 import { RedlockTokenLock } from '../../src/runtime/token-lock.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import {

@@ -9,8 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import type { JobsOptions } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expiryJobId } from '../../src/runtime/expiry-timers.ts';
-import type { FaultPointName } from '../../src/runtime/fault-points.ts';
+import type { PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
 import { AppProcesses, type AppProcess, accountOf, tokenRequests } from '../support/app-process.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import {
@@ -22,7 +21,7 @@ import {
 } from '../support/payment-checks.ts';
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
-import { fireNow } from '../support/timer-jobs.ts';
+import { fireNow, type TimerJobData } from '../support/timer-jobs.ts';
 
 const INITIAL_BALANCE_CENTS = 100_000;
 const AMOUNT_CENTS = 900;
@@ -79,16 +78,23 @@ function cluster(redisUrl: string) {
     return lifeId;
   }
 
-  /** Fires the token's own timer now instead of in a day. */
-  async function fireTimer(token: string, lifeId: string): Promise<void> {
-    const job = await store.queue.getJob(expiryJobId(token, lifeId));
-    if (job === undefined) throw new Error(`${token} has no timer`);
+  /** Fires the token's own timer (the one its record holds) now instead of in a day. */
+  async function fireTimer(token: string): Promise<{ jobId: string; data: TimerJobData }> {
+    const jobId = await store.expiryJobIdOf(token);
+    const job = jobId === null ? undefined : await store.queue.getJob(jobId);
+    if (jobId === null || job === undefined) throw new Error(`${token} has no timer`);
+    const data = { ...job.data, dueAt: 0 };
     await fireNow(job);
+    return { jobId, data };
   }
 
-  /** Delivers an EXPIRE for (token, lifeId) again as a job of its own. */
-  async function deliver(jobId: string, token: string, lifeId: string): Promise<string> {
-    const job = await store.queue.add('expire', { token, lifeId }, { ...DELIVERY, jobId });
+  /** Delivers a timer's job (its data, due) again as a job of its own. */
+  async function deliver(jobId: string, data: TimerJobData): Promise<string> {
+    const job = await store.queue.add(
+      data.event.type,
+      { ...data, dueAt: 0 },
+      { ...DELIVERY, jobId },
+    );
     return job.id ?? jobId;
   }
 
@@ -158,14 +164,17 @@ describe('expiry timers delivered at least once to worker processes that may die
               };
               const lifeId = await c.prepare(api, token, final);
               const moved = await movementsOf(api, accountOf(token), token);
+              const timer = (await c.store.queue.getJob((await c.store.expiryJobIdOf(token)) ?? ''))
+                ?.data;
+              if (timer === undefined) throw new Error(`${token} has no timer`);
 
               // The real timer and two duplicates, all at once.
-              const [, ...duplicates] = await Promise.all([
-                c.fireTimer(token, lifeId),
-                c.deliver(`dup1.${lifeId}.${token}`, token, lifeId),
-                c.deliver(`dup2.${lifeId}.${token}`, token, lifeId),
+              const [real, ...duplicates] = await Promise.all([
+                c.fireTimer(token),
+                c.deliver(`dup1.${lifeId}.${token}`, timer),
+                c.deliver(`dup2.${lifeId}.${token}`, timer),
               ]);
-              const ids = [expiryJobId(token, lifeId), ...duplicates];
+              const ids = [real.jobId, ...duplicates];
               for (const problem of await Promise.all(ids.map((id) => c.ran(id)))) found(problem);
               deliveries += ids.length;
 
@@ -179,7 +188,7 @@ describe('expiry timers delivered at least once to worker processes that may die
               const version = await c.store.versionOf(token);
 
               // A late delivery, after the token expired.
-              found(await c.ran(await c.deliver(`late.${lifeId}.${token}`, token, lifeId)));
+              found(await c.ran(await c.deliver(`late.${lifeId}.${token}`, timer)));
               deliveries += 1;
               const after = await paymentOf(api, token);
               found(same(after, expired) ? null : 'a late delivery changed the record');
@@ -213,15 +222,15 @@ describe('expiry timers delivered at least once to worker processes that may die
             if (problem !== null) problems.push(`${token}: ${problem}`);
           };
           const oldLife = await c.prepare(shortRetention, token, 'processed');
-          await c.fireTimer(token, oldLife);
-          found(await c.ran(expiryJobId(token, oldLife)));
+          const oldTimer = await c.fireTimer(token);
+          found(await c.ran(oldTimer.jobId));
           // Retention is short: the record goes and the token is new again.
           await waitFor(async () => ((await paymentOf(api, token)) === null ? true : undefined), {
             what: `${token} to be forgotten`,
           });
 
           // The old life's timer once more, while nobody knows the token.
-          found(await c.ran(await c.deliver(`stale1.${oldLife}.${token}`, token, oldLife)));
+          found(await c.ran(await c.deliver(`stale1.${oldLife}.${token}`, oldTimer.data)));
           found((await paymentOf(api, token)) === null ? null : 'a stale timer created a record');
 
           // A new life of the same token.
@@ -233,7 +242,7 @@ describe('expiry timers delivered at least once to worker processes that may die
           const version = await c.store.versionOf(token);
 
           // The old life's timer yet again: the new life is untouched.
-          found(await c.ran(await c.deliver(`stale2.${oldLife}.${token}`, token, oldLife)));
+          found(await c.ran(await c.deliver(`stale2.${oldLife}.${token}`, oldTimer.data)));
           const after = await paymentOf(api, token);
           found(after?.status === 'processed' ? null : `new life is ${String(after?.status)}`);
           found(same(after, fresh) ? null : 'a stale timer changed the new life');
@@ -292,15 +301,16 @@ describe('expiry timers delivered at least once to worker processes that may die
       const found = (problem: string | null) => {
         if (problem !== null) problems.push(`${token}: ${problem}`);
       };
-      const lifeId = await c.prepare(api, token, 'processed');
+      await c.prepare(api, token, 'processed');
       const moved = await movementsOf(api, accountOf(token), token);
+      const timerJob = (await c.store.expiryJobIdOf(token)) ?? '';
 
       for (const [n, point] of kills.entries()) {
         const doomed = await c.apps.start(`worker killed at ${point}`, {
           PAYSTATE_ROLES: 'worker',
           PAYSTATE_TEST_CRASH_AT: `${point}:EXPIRE`,
         });
-        if (n === 0) await c.fireTimer(token, lifeId);
+        if (n === 0) await c.fireTimer(token);
         const { signal } = await doomed.exited(15_000);
         found(signal === 'SIGKILL' ? null : `the worker ended by ${String(signal)}`);
       }
@@ -314,7 +324,7 @@ describe('expiry timers delivered at least once to worker processes that may die
 
       const started = Date.now();
       const sound = await c.apps.start('worker', { PAYSTATE_ROLES: 'worker' });
-      found(await c.ran(expiryJobId(token, lifeId)).catch((e: unknown) => String(e)));
+      found(await c.ran(timerJob).catch((e: unknown) => String(e)));
       const redeliveredInMs = Date.now() - started;
       await sound.stop();
 

@@ -6,7 +6,7 @@
  */
 import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { expiryJobId, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
+import { Redis } from 'ioredis';
 import {
   expiryQueue,
   startTestService,
@@ -14,7 +14,12 @@ import {
   waitFor,
   type TestService,
 } from '../support/service-harness.ts';
-import { fireNow } from '../support/timer-jobs.ts';
+import {
+  expiryJobData,
+  expiryJobIdOf,
+  fireNow,
+  type TimerJobData as ExpiryJobData,
+} from '../support/timer-jobs.ts';
 
 const INITIAL_BALANCE_CENTS = 100_000;
 const AMOUNT_CENTS = 700;
@@ -39,6 +44,7 @@ describe('expiry timers and retention', () => {
   let fast: TestService;
   let slow: TestService;
   let queue: Queue<ExpiryJobData>;
+  let redis: Redis;
 
   beforeAll(async () => {
     const redisUrl = inject('redisUrl');
@@ -56,6 +62,7 @@ describe('expiry timers and retention', () => {
     fast = await startTestService(fastConfig);
     slow = await startTestService(slowConfig);
     queue = expiryQueue(redisUrl, fastConfig);
+    redis = new Redis(redisUrl);
   });
 
   afterAll(async () => {
@@ -63,7 +70,15 @@ describe('expiry timers and retention', () => {
     await queue.close();
     // The harness hands the queue a connection of its own; close() leaves it open.
     await queue.disconnect();
+    redis.disconnect();
   });
+
+  /** The job id of the token's live expiry timer, as its record holds it. */
+  async function timerJobOf(token: string): Promise<string> {
+    const jobId = await expiryJobIdOf(redis, fast.config.keyPrefix, token);
+    if (jobId === null) throw new Error(`${token} has no expiry timer`);
+    return jobId;
+  }
 
   const pay = (service: TestService, token: string, accountId = `acct-${token}`) =>
     service.request('POST', '/payments', {
@@ -104,7 +119,7 @@ describe('expiry timers and retention', () => {
     );
 
   async function lifeOf(token: string): Promise<string> {
-    const snapshot = await fast.runtime.get(token);
+    const snapshot = await fast.payments.get(token);
     if (snapshot === null) throw new Error(`${token} has no record`);
     return snapshot.context.lifeId;
   }
@@ -147,28 +162,30 @@ describe('expiry timers and retention', () => {
     expect((await accountOf(`acct-${token}`)).balanceCents).toBe(INITIAL_BALANCE_CENTS);
   });
 
-  it("puts a declined token's timer back for the later deadline once the token is charged", async () => {
+  it("replaces a declined token's timer by one for the later deadline once the token is charged", async () => {
     const token = 'exp-declined-then-charged';
-    const declined = await fast.request('POST', '/payments', {
+    const declined = await slow.request('POST', '/payments', {
       headers: { 'Idempotency-Key': token },
       body: { accountId: `acct-${token}`, amountCents: INITIAL_BALANCE_CENTS + 1 },
     });
     expect(declined.status).toBe(402);
-    // Charged by the instance with a day-long window: the deadline moves a day on.
+    const atDecline = await timerJobOf(token);
+    // Charged later: the deadline moves on, and the timer with it.
     expect((await pay(slow, token)).status).toBe(201);
     const charged = await paymentOf(token);
     const expiresAt = Date.parse(charged.expiresAt ?? '');
-    const jobId = expiryJobId(token, await lifeOf(token));
-    // The timer set at the decline fires within the test and is put back, not obeyed.
-    await waitFor(
-      async () => {
-        const job = await queue.getJob(jobId);
-        return job?.data.dueAt === expiresAt && (await job.getState()) === 'delayed'
-          ? true
-          : undefined;
-      },
-      { what: `the timer of ${token} to be put back for its new deadline` },
-    );
+    const atCharge = await timerJobOf(token);
+    expect(atCharge).not.toBe(atDecline);
+    const job = await queue.getJob(atCharge);
+    expect(await job?.getState()).toBe('delayed');
+    expect(Math.abs((job?.data.dueAt ?? 0) - expiresAt)).toBeLessThan(1_000);
+    // The timer set at the decline, delivered now, is not obeyed.
+    const superseded = await queue.getJob(atDecline);
+    expect(await superseded?.getState()).toBe('delayed');
+    if (superseded !== undefined) await fireNow(superseded);
+    await waitFor(async () => ((await queue.getJob(atDecline)) === undefined ? true : undefined), {
+      what: `the timer ${atDecline} to be delivered`,
+    });
     expect((await paymentOf(token)).status).toBe('processed');
   });
 
@@ -227,12 +244,12 @@ describe('expiry timers and retention', () => {
     expect((await pay(slow, token)).status).toBe(201);
     const lifeId = await lifeOf(token);
     // Fire the real timer now rather than in a day.
-    const timer = await queue.getJob(expiryJobId(token, lifeId));
+    const timer = await queue.getJob(await timerJobOf(token));
     expect(await timer?.getState()).toBe('delayed');
     if (timer !== undefined) await fireNow(timer);
     const expired = await waitForStatus(token, 'expired');
 
-    const duplicate = await queue.add('expire', { token, lifeId });
+    const duplicate = await queue.add('EXPIRE', expiryJobData(token, lifeId, timer?.data.seq ?? 0));
     await waitUntilCompleted(duplicate.id ?? '');
     expect(await paymentOf(token)).toEqual(expired);
     // And an expired token answers as expired, still without change.
@@ -253,31 +270,28 @@ describe('expiry timers and retention', () => {
     const before = await paymentOf(token);
     expect(before.status).toBe('processed');
 
-    const stale = await queue.add('expire', { token, lifeId: earlierLife });
+    const stale = await queue.add('EXPIRE', expiryJobData(token, earlierLife, 1));
     await waitUntilCompleted(stale.id ?? '');
     expect(await paymentOf(token)).toEqual(before);
     expect(await lifeOf(token)).not.toBe(earlierLife);
   });
 
-  it('keeps one timer job per token life however often it is scheduled', async () => {
+  it('keeps one timer job per token life however often it is armed', async () => {
     const token = 'exp-one-job';
     expect((await pay(slow, token)).status).toBe(201);
-    const snapshot = await slow.runtime.get(token);
-    const lifeId = snapshot?.context.lifeId ?? '';
-    const expiresAt = snapshot?.context.expiresAt ?? 0;
-    const timersOf = async () =>
-      (await queue.getDelayed()).filter((job) => job.data.token === token);
+    const timersOf = async () => (await queue.getDelayed()).filter((job) => job.data.key === token);
 
     const [job] = await timersOf();
-    expect(job?.id).toBe(expiryJobId(token, lifeId));
+    expect(job?.id).toBe(await timerJobOf(token));
 
-    // Scheduled again by both instances, and by a replayed payment.
-    await slow.timers.schedule(token, lifeId, expiresAt);
-    await fast.timers.schedule(token, lifeId, expiresAt);
+    // Armed again as a replay of the write's owed actions does, and replayed
+    // payments on both instances.
+    if (job !== undefined) await queue.add(job.name, job.data, { jobId: job.id, delay: 60_000 });
     expect((await pay(fast, token)).status).toBe(200);
+    expect((await pay(slow, token)).status).toBe(200);
 
     const jobs = await timersOf();
-    expect(jobs.map((j) => j.id)).toEqual([expiryJobId(token, lifeId)]);
+    expect(jobs.map((j) => j.id)).toEqual([job?.id]);
     expect(jobs[0]?.timestamp).toBe(job?.timestamp);
   });
 });

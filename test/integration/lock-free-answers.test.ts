@@ -9,30 +9,32 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { TokenBusyError } from '../../src/errors.ts';
 import { createKeys } from '../../src/runtime/keys.ts';
-import type { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
-import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
+import type { Engine } from '../../src/engine/index.ts';
+import type { Payments } from '../../src/payments/payments.ts';
 import { RedlockTokenLock } from '../../src/runtime/token-lock.ts';
-import { bareRuntime, randomPrefix } from '../support/service-harness.ts';
+import { barePayments, randomPrefix } from '../support/service-harness.ts';
 
-const keys = createKeys(randomPrefix());
+const prefix = randomPrefix();
+const keys = createKeys(prefix);
 const payment = { accountId: 'acct-free', amountCents: 900 };
 
 describe('answers without the lock', () => {
   let redis: Redis;
   let other: Redis;
-  let store: SnapshotStore;
-  let runtime: PaymentRuntime;
+  let runtime: Payments;
+  const engines: Engine[] = [];
   let releaseHolder: (() => void) | null = null;
   let held: Promise<void> | null = null;
   let token = '';
   let serial = 0;
 
-  const newRuntime = () =>
-    bareRuntime(
-      redis,
-      keys,
-      new RedlockTokenLock(redis, { ttlMs: 5_000, waitMs: 300, resource: keys.lock }),
-    );
+  const newRuntime = async () => {
+    const { payments, engine } = await barePayments(inject('redisUrl'), prefix, {
+      lockWaitMs: 300,
+    });
+    engines.push(engine);
+    return payments;
+  };
 
   /** Another process takes the token's lock and keeps it until the test ends. */
   async function holdLock(): Promise<void> {
@@ -61,7 +63,6 @@ describe('answers without the lock', () => {
   beforeAll(() => {
     redis = new Redis(inject('redisUrl'));
     other = new Redis(inject('redisUrl'));
-    store = new SnapshotStore(redis, keys);
   });
 
   beforeEach(async () => {
@@ -77,7 +78,7 @@ describe('answers without the lock', () => {
   });
 
   afterAll(async () => {
-    await Promise.all([redis.quit(), other.quit()]);
+    await Promise.all([redis.quit(), other.quit(), ...engines.map((e) => e.close())]);
   });
 
   it('replays a processed payment while another process holds the lock, writing nothing', async () => {
@@ -101,11 +102,16 @@ describe('answers without the lock', () => {
   it('waits for the lock to change the token', async () => {
     await holdLock();
     await expect(runtime.cancel(token)).rejects.toBeInstanceOf(TokenBusyError);
-    expect((await store.load(token))?.snapshot.value).toBe('processed');
+    expect((await runtime.get(token))?.value).toBe('processed');
   });
 
   it('waits for the lock when the record owes work a crash left undone', async () => {
-    await redis.hset(keys.state(token), 'o', '1');
+    // As a write whose actions did not all run leaves it (a timer still to arm).
+    await redis.hset(
+      keys.state(token),
+      'o',
+      JSON.stringify([{ kind: 'timer', id: 'x', seq: 1, dueAt: 0, event: { type: 'NOTHING' } }]),
+    );
     await holdLock();
     await expect(runtime.pay(token, payment)).rejects.toBeInstanceOf(TokenBusyError);
   });

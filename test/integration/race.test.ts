@@ -5,7 +5,7 @@
  * same requests gives, with money moved at most once each way.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { FaultPointName } from '../../src/runtime/payment-runtime.ts';
+import type { PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
 import {
   startTestService,
   testConfig,

@@ -9,8 +9,8 @@
 import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Config } from '../../src/config.ts';
-import { expiryJobId, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
-import type { FaultPointName } from '../../src/runtime/payment-runtime.ts';
+import { Redis } from 'ioredis';
+import type { PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
 import {
   expiryQueue,
   startTestService,
@@ -18,6 +18,7 @@ import {
   waitFor,
   type TestService,
 } from '../support/service-harness.ts';
+import { expiryJobIdOf, type TimerJobData as ExpiryJobData } from '../support/timer-jobs.ts';
 
 const INITIAL_BALANCE_CENTS = 100_000;
 const AMOUNT_CENTS = 2_300;
@@ -51,6 +52,7 @@ describe('resuming steps a crash interrupted', () => {
   /** An instance without faults that outlives the crashed ones. */
   let survivor: TestService;
   let queue: Queue<ExpiryJobData>;
+  let redis: Redis;
   const started: TestService[] = [];
 
   /** Another instance sharing the key prefix. */
@@ -78,6 +80,7 @@ describe('resuming steps a crash interrupted', () => {
     base = testConfig(redisUrl, { LOCK_TTL_MS: '200' });
     survivor = await startInstance({});
     queue = expiryQueue(redisUrl, base);
+    redis = new Redis(redisUrl);
   });
 
   afterAll(async () => {
@@ -85,6 +88,7 @@ describe('resuming steps a crash interrupted', () => {
     await queue.close();
     // The harness hands the queue a connection of its own; close() leaves it open.
     await queue.disconnect();
+    redis.disconnect();
   });
 
   const pay = (service: TestService, token: string) =>
@@ -114,9 +118,9 @@ describe('resuming steps a crash interrupted', () => {
   }
 
   async function timerStateOf(token: string): Promise<string | null> {
-    const snapshot = await survivor.runtime.get(token);
-    if (snapshot === null) return null;
-    const job = await queue.getJob(expiryJobId(token, snapshot.context.lifeId));
+    const jobId = await expiryJobIdOf(redis, base.keyPrefix, token);
+    if (jobId === null) return null;
+    const job = await queue.getJob(jobId);
     return job === undefined ? null : await job.getState();
   }
 

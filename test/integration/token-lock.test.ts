@@ -4,12 +4,28 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Engine } from '../../src/engine/index.ts';
+import { RecordStore } from '../../src/engine/redis/record-store.ts';
+import { RedisClock } from '../../src/engine/redis/redis-clock.ts';
+import { StoreIdentity } from '../../src/engine/redis/store-identity.ts';
+import type { Payments } from '../../src/payments/payments.ts';
 import { createKeys } from '../../src/runtime/keys.ts';
-import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
 import { RedlockTokenLock, type TokenLock } from '../../src/runtime/token-lock.ts';
-import { bareRuntime, randomPrefix } from '../support/service-harness.ts';
+import { barePayments, randomPrefix } from '../support/service-harness.ts';
 
-const keys = createKeys(randomPrefix());
+const prefix = randomPrefix();
+const keys = createKeys(prefix);
+
+/** The payment records' store, read as the engine reads it. */
+function recordStore(redis: Redis): RecordStore {
+  const clock = new RedisClock();
+  return new RecordStore(
+    redis,
+    { record: keys.state, lock: keys.lock, outbox: keys.outbox },
+    new StoreIdentity(redis, keys.store, clock),
+    clock,
+  );
+}
 const options = { ttlMs: 2_000, waitMs: 3_000, resource: keys.lock };
 
 describe('a read sent behind the lock request', () => {
@@ -21,12 +37,14 @@ describe('a read sent behind the lock request', () => {
     second = new Redis(inject('redisUrl'));
   });
 
+  const engines: Engine[] = [];
+
   afterAll(async () => {
-    await Promise.all([first.quit(), second.quit()]);
+    await Promise.all([first.quit(), second.quit(), ...engines.map((e) => e.close())]);
   });
 
   it('runs while the caller holds the lock', async () => {
-    const store = new SnapshotStore(first, keys);
+    const store = recordStore(first);
     const lock = new RedlockTokenLock(first, options);
     const read = () => store.loadWithLockValue('tok-ahead');
     // Once first, so Redis knows the scripts and the count is the steady state.
@@ -43,7 +61,7 @@ describe('a read sent behind the lock request', () => {
   it('reaches the work with the value of the lock it was read under, after waiting for another holder', async () => {
     const holder = new RedlockTokenLock(second, options);
     const waiter = new RedlockTokenLock(first, options);
-    const store = new SnapshotStore(first, keys);
+    const store = recordStore(first);
     let releaseHolder!: () => void;
     const holding = new Promise<void>((resolve) => {
       releaseHolder = resolve;
@@ -69,7 +87,13 @@ describe('a read sent behind the lock request', () => {
   });
 
   it('is not trusted when it ran before the lock was taken: the answer follows the state under the lock', async () => {
-    const runtimeWith = (lock: TokenLock) => bareRuntime(first, keys, lock);
+    // The engine's lock, replaced for the test by one whose request goes out late.
+    const runtimeWith = async (lock: TokenLock): Promise<Payments> => {
+      const { payments, engine } = await barePayments(inject('redisUrl'), prefix);
+      engines.push(engine);
+      (payments.actors as unknown as { lock: TokenLock }).lock = lock;
+      return payments;
+    };
     const real = new RedlockTokenLock(first, options);
     const runtime = await runtimeWith(real);
     const payment = { accountId: 'acct-ahead', amountCents: 700 };

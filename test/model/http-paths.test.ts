@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, inject, it, type ExpectStatic } from 'vitest';
-import { expiryJobId, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
 import {
   expiryQueue,
   startTestService,
@@ -21,11 +20,17 @@ import {
   MODEL_INITIAL_BALANCE_CENTS,
   shortestPaths,
   simplePaths,
-  STALE_LIFE_ID,
+  isStaleExpire,
   testParamsFor,
   type PaymentDriver,
 } from './payment-model.ts';
-import { fireNow } from '../support/timer-jobs.ts';
+import {
+  expiryJobData,
+  expiryJobIdOf,
+  fireNow,
+  type TimerJobData as ExpiryJobData,
+} from '../support/timer-jobs.ts';
+import { Redis } from 'ioredis';
 
 /** Timers never fire on their own here: the driver fires them when the path says EXPIRE. */
 const NEVER_MS = String(24 * 3600 * 1000);
@@ -37,6 +42,7 @@ const CANCEL_STATUSES = [200, 410];
 interface DriverDeps {
   readonly service: TestService;
   readonly queue: Queue<ExpiryJobData>;
+  readonly redis: Redis;
   readonly expect: ExpectStatic;
 }
 
@@ -54,7 +60,7 @@ async function waitUntilJobDone(queue: Queue<ExpiryJobData>, jobId: string): Pro
 }
 
 /** Executes each client event for real and observes the service through its API. */
-function httpDriver({ service, queue, expect }: DriverDeps, run: string): PaymentDriver {
+function httpDriver({ service, queue, redis, expect }: DriverDeps, run: string): PaymentDriver {
   const token = `hp-${run}`;
   const account = `acct-${run}`;
   let requested = false;
@@ -87,27 +93,25 @@ function httpDriver({ service, queue, expect }: DriverDeps, run: string): Paymen
           return;
         }
         case 'EXPIRE': {
-          if (event.lifeId === STALE_LIFE_ID) {
-            // A timer of an earlier life, delivered now: nothing may change.
+          if (isStaleExpire(event)) {
+            // A timer of an earlier life of the token, delivered now: nothing may change.
             const before = await view();
-            const job = await queue.add(
-              'expire',
-              { token, lifeId: 'stale-life' },
-              { jobId: `stale.${randomBytes(6).toString('hex')}.${token}`, removeOnComplete: true },
-            );
+            const job = await queue.add('EXPIRE', expiryJobData(token, 'stale-life', 1), {
+              jobId: `stale.${randomBytes(6).toString('hex')}.${token}`,
+              removeOnComplete: true,
+            });
             await waitUntilJobDone(queue, job.id ?? '');
             expect(await view()).toEqual(before);
             return;
           }
-          // The timer of the current life: fire the real delayed job now.
-          const snapshot = await service.runtime.get(token);
-          expect(snapshot).not.toBeNull();
-          const jobId = expiryJobId(token, snapshot?.context.lifeId ?? '');
-          const job = await queue.getJob(jobId);
-          expect(job, `delayed job ${jobId}`).toBeDefined();
+          // The timer the record holds: fire the real delayed job now.
+          const jobId = await expiryJobIdOf(redis, service.config.keyPrefix, token);
+          expect(jobId, 'the record holds an expiry timer').not.toBeNull();
+          const job = await queue.getJob(jobId ?? '');
+          expect(job, `delayed job ${String(jobId)}`).toBeDefined();
           expect(await job?.getState()).toBe('delayed');
           if (job !== undefined) await fireNow(job);
-          await waitUntilJobDone(queue, jobId);
+          await waitUntilJobDone(queue, jobId ?? '');
           return;
         }
       }
@@ -135,6 +139,7 @@ const simple = simplePaths();
 describe('generated paths over HTTP', () => {
   let service: TestService;
   let queue: Queue<ExpiryJobData>;
+  let redis: Redis;
   const suffix = randomBytes(4).toString('hex');
 
   beforeAll(async () => {
@@ -146,6 +151,7 @@ describe('generated paths over HTTP', () => {
     });
     service = await startTestService(config);
     queue = expiryQueue(redisUrl, config);
+    redis = new Redis(redisUrl);
     console.log(`running all ${shortest.length} shortest and all ${simple.length} simple paths`);
   });
 
@@ -154,13 +160,14 @@ describe('generated paths over HTTP', () => {
     await queue.close();
     // The harness hands the queue a connection of its own; close() leaves it open.
     await queue.disconnect();
+    redis.disconnect();
   });
 
   describe('shortest paths', () => {
     it.concurrent.for(shortest.map((path, i) => [describePath(path), path, i] as const))(
       '%s',
       async ([, path, i], { expect }) => {
-        const driver = httpDriver({ service, queue, expect }, `s${i}-${suffix}`);
+        const driver = httpDriver({ service, queue, redis, expect }, `s${i}-${suffix}`);
         await path.test(testParamsFor(driver));
       },
     );
@@ -170,7 +177,7 @@ describe('generated paths over HTTP', () => {
     it.concurrent.for(simple.map((path, i) => [describePath(path), path, i] as const))(
       '%s',
       async ([, path, i], { expect }) => {
-        const driver = httpDriver({ service, queue, expect }, `p${i}-${suffix}`);
+        const driver = httpDriver({ service, queue, redis, expect }, `p${i}-${suffix}`);
         await path.test(testParamsFor(driver));
       },
     );

@@ -6,18 +6,19 @@
  * observed; nothing else differs between the two runs.
  */
 import { isDeepStrictEqual } from 'node:util';
+import { createMachine } from 'xstate';
 import { createTestModel } from 'xstate/graph';
 import type { TestParam, TestPath } from 'xstate/graph';
-import { paymentMachine } from '../../src/machine/payment.machine.ts';
-import type { PaymentSnapshot } from '../../src/machine/payment.snapshot.ts';
-import { transitionsTaken } from '../../src/machine/transitions.ts';
+import { paymentMachine } from '../../src/payments/payment.machine.ts';
+import type { PaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
+import { transitionsTaken } from '../../src/payments/transitions.ts';
 import {
   PUBLIC_STATES,
   type ClientEvent,
   type PaymentEvent,
   type PaymentInput,
   type PublicStatus,
-} from '../../src/machine/payment.types.ts';
+} from '../../src/payments/payment.types.ts';
 
 export const MODEL_ACCOUNT = 'model-account';
 export const MODEL_INITIAL_BALANCE_CENTS = 100_000;
@@ -25,7 +26,38 @@ export const FUNDED_AMOUNT_CENTS = 1_500;
 export const OTHER_AMOUNT_CENTS = 2_500;
 /** More than any fresh account holds: the ledger declines it. */
 export const UNFUNDED_AMOUNT_CENTS = MODEL_INITIAL_BALANCE_CENTS + 1;
-export const STALE_LIFE_ID = 'earlier-life';
+/**
+ * An EXPIRE of a timer the engine drops before the machine sees it (of an
+ * earlier life of the token, cancelled, or superseded). The model's copy of
+ * the machine ignores it, as the service must; the HTTP paths deliver a real
+ * such job, the reference service drops it as the engine does.
+ */
+const staleExpire = { type: 'EXPIRE', at: 0, stale: true } as PaymentEvent;
+
+export function isStaleExpire(event: { type: string }): boolean {
+  return event.type === 'EXPIRE' && (event as { stale?: boolean }).stale === true;
+}
+
+/** The payment machine with every EXPIRE transition guarded against a stale timer. */
+function ignoringStaleTimers(config: typeof paymentMachine.config): typeof paymentMachine.config {
+  const states: Record<string, unknown> = Object.fromEntries(
+    Object.entries(config.states ?? {}).map(([name, node]): [string, unknown] => {
+      const on = (node as { on?: Record<string, unknown> }).on;
+      if (on?.EXPIRE === undefined) return [name, node];
+      const guarded = {
+        ...(on.EXPIRE as object),
+        guard: ({ event }: { event: PaymentEvent }) => !isStaleExpire(event),
+      };
+      return [name, { ...(node as object), on: { ...on, EXPIRE: guarded } }];
+    }),
+  );
+  return { ...config, states } as typeof paymentMachine.config;
+}
+
+const modelMachine = createMachine(
+  ignoringStaleTimers(paymentMachine.config) as never,
+  paymentMachine.implementations as never,
+) as unknown as typeof paymentMachine;
 
 export const modelInput: PaymentInput = {
   token: 'model-token',
@@ -51,8 +83,8 @@ const pay = (amountCents: number): PaymentEvent => ({
  * the real service.
  */
 export function modelEvents(snapshot: PaymentSnapshot): PaymentEvent[] {
-  const { payment, lifeId } = snapshot.context;
-  const expire = (id: string): PaymentEvent => ({ type: 'EXPIRE', lifeId: id, at: 0 });
+  const { payment } = snapshot.context;
+  const expire: PaymentEvent = { type: 'EXPIRE', at: 0 };
   switch (snapshot.value) {
     case 'pending':
       return [
@@ -60,7 +92,7 @@ export function modelEvents(snapshot: PaymentSnapshot): PaymentEvent[] {
         pay(UNFUNDED_AMOUNT_CENTS),
         { type: 'CANCEL', at: 0 },
         // A pending record exists once a payment was declined, and has a timer from then on.
-        ...(snapshot.context.expiresAt === null ? [] : [expire(lifeId), expire(STALE_LIFE_ID)]),
+        ...(snapshot.context.expiresAt === null ? [] : [expire, staleExpire]),
       ];
     case 'charging':
       return (payment?.amountCents ?? 0) <= MODEL_INITIAL_BALANCE_CENTS
@@ -71,19 +103,14 @@ export function modelEvents(snapshot: PaymentSnapshot): PaymentEvent[] {
         pay(payment?.amountCents ?? FUNDED_AMOUNT_CENTS),
         pay(OTHER_AMOUNT_CENTS),
         { type: 'CANCEL', at: 0 },
-        expire(lifeId),
-        expire(STALE_LIFE_ID),
+        expire,
+        staleExpire,
       ];
     case 'refunding':
       return [{ type: 'REFUND_COMPLETED', at: 0 }];
     case 'cancelled':
     case 'refunded':
-      return [
-        pay(FUNDED_AMOUNT_CENTS),
-        { type: 'CANCEL', at: 0 },
-        expire(lifeId),
-        expire(STALE_LIFE_ID),
-      ];
+      return [pay(FUNDED_AMOUNT_CENTS), { type: 'CANCEL', at: 0 }, expire, staleExpire];
     case 'expired':
       return [pay(FUNDED_AMOUNT_CENTS), { type: 'CANCEL', at: 0 }];
   }
@@ -105,12 +132,14 @@ function serializeVertex(
 ): string {
   const balance = `paying ${snapshot.context.payment?.amountCents ?? 'nothing'}, balance ${expectedBalanceCents(snapshot)}`;
   if (event === undefined || previous === undefined) return `${snapshot.value}, ${balance}`;
-  const taken = transitionsTaken(paymentMachine, previous, event).map((t) => t.id);
+  const taken = isStaleExpire(event)
+    ? []
+    : transitionsTaken(paymentMachine, previous, event).map((t) => t.id);
   const via = taken.length > 0 ? taken.join(' + ') : `${snapshot.value} ignoring ${event.type}`;
   return `${via}, ${balance}`;
 }
 
-export const paymentTestModel = createTestModel(paymentMachine, {
+export const paymentTestModel = createTestModel(modelMachine, {
   input: modelInput,
   events: modelEvents,
   // createTestModel adds a bare `{ type }` for every event a state handles that
@@ -133,7 +162,7 @@ function formatEvent(event: PaymentEvent): string {
     case 'PAY':
       return `PAY(${event.amountCents === UNFUNDED_AMOUNT_CENTS ? 'unfunded' : event.amountCents})`;
     case 'EXPIRE':
-      return `EXPIRE(${event.lifeId === STALE_LIFE_ID ? 'stale' : 'current'})`;
+      return `EXPIRE(${isStaleExpire(event) ? 'stale' : 'current'})`;
     default:
       return event.type;
   }

@@ -1,11 +1,8 @@
 import { initialTransition, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { paymentMachine } from '../../src/machine/payment.machine.ts';
-import {
-  startPayment,
-  stepPayment,
-  type PaymentSnapshot,
-} from '../../src/machine/payment.snapshot.ts';
+import { paymentMachine } from '../../src/payments/payment.machine.ts';
+import { MachineSteps } from '../../src/engine/machine-steps.ts';
+import type { PaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { modelInput, shortestPaths, simplePaths } from './payment-model.ts';
 
 /** What a step decided, in a form two computations of it can be compared in. */
@@ -19,41 +16,41 @@ function decided(
   };
 }
 
-const EFFECTS = new Set(['charge', 'refund', 'scheduleExpiry', 'scheduleRemoval', 'reply']);
+/** What the engine acts on: effects with handlers, emitted replies, delayed events. */
+const EFFECTS = new Set(['charge', 'refund', 'xstate.emit', 'xstate.raise', 'xstate.cancel']);
 
-describe('the runtime’s steps compute what xstate’s transition() computes', () => {
+const only = (actions: readonly { type: string; params?: unknown }[]) =>
+  actions.filter((a) => EFFECTS.has(a.type));
+
+describe('the engine’s steps compute what xstate’s transition() computes', () => {
+  const steps = new MachineSteps(paymentMachine);
   const paths = [...shortestPaths(), ...simplePaths()];
 
   it(`on every step of the ${paths.length} generated paths`, () => {
-    let steps = 0;
+    let count = 0;
     for (const path of paths) {
       const [theirs0, theirActions0] = initialTransition(paymentMachine, modelInput);
-      const ours0 = startPayment(modelInput);
-      expect(decided(ours0.snapshot, ours0.effects)).toEqual(
-        decided(
-          theirs0,
-          theirActions0.filter((a) => EFFECTS.has(a.type)),
-        ),
+      const ours0 = steps.initial(modelInput);
+      expect(decided(ours0.snapshot as PaymentSnapshot, only(ours0.actions))).toEqual(
+        decided(theirs0, only(theirActions0)),
       );
       let theirs = theirs0;
-      let ours = ours0.snapshot;
+      let ours = ours0.snapshot as PaymentSnapshot;
       for (const step of path.steps) {
         const event = step.event;
         if ((event.type as string) === 'xstate.init') continue;
         const [theirNext, theirActions] = transition(paymentMachine, theirs, event);
-        const ourStep = stepPayment(ours, event);
-        expect(decided(ourStep.snapshot, ourStep.effects)).toEqual(
-          decided(
-            theirNext,
-            theirActions.filter((a) => EFFECTS.has(a.type)),
-          ),
+        const ourStep = steps.transition(ours, event);
+        const oursNext = ourStep.snapshot as PaymentSnapshot;
+        expect(decided(oursNext, only(ourStep.actions))).toEqual(
+          decided(theirNext, only(theirActions)),
         );
-        expect(ourStep.snapshot.value).toBe(theirNext.value);
+        expect(oursNext.value).toBe(theirNext.value);
         theirs = theirNext;
-        ours = ourStep.snapshot;
-        steps++;
+        ours = oursNext;
+        count++;
       }
     }
-    expect(steps).toBeGreaterThan(paths.length);
+    expect(count).toBeGreaterThan(paths.length);
   });
 });

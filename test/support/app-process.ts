@@ -1,5 +1,6 @@
 /**
- * The service as real processes (`node --import tsx src/main.ts`) for fault
+ * The service as real processes (`node --import tsx src/main.ts`, or
+ * test/support/service-entry.ts when a test sets a fault point) for fault
  * tests that kill, stop and resume them, and a plain HTTP client that opens a
  * connection per request, so a process dying mid-request shows up as a
  * dropped connection of that request alone.
@@ -119,10 +120,15 @@ export class AppProcesses {
     env: Record<string, string> = {},
     wrapper: readonly string[] = [],
   ): Promise<AppProcess> {
+    const all = { ...this.common, ...env };
+    // Fault settings are the test entry point's; production's main knows none.
+    const faults = ['PAYSTATE_TEST_CRASH_AT', 'PAYSTATE_TEST_PAUSE_AT'].some(
+      (name) => (all[name] ?? '') !== '',
+    );
     const child = spawnScript(
-      'src/main.ts',
+      faults ? 'test/support/service-entry.ts' : 'src/main.ts',
       [],
-      { PORT: '0', HOST: '127.0.0.1', PAYSTATE_MANAGED_REDIS: 'never', ...this.common, ...env },
+      { PORT: '0', HOST: '127.0.0.1', PAYSTATE_MANAGED_REDIS: 'never', ...all },
       wrapper,
     );
     const isAlive = () => child.child.exitCode === null && child.child.signalCode === null;

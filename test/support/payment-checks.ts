@@ -1,13 +1,13 @@
 /**
  * What fault tests read back after the dust settles: a token's record and
  * its account's ledger over HTTP, and what only Redis shows (the life id, the
- * outbox, the expiry timer). Every check returns the violations it found as
+ * owed actions and the outbox, the expiry timer). Every check returns the violations it found as
  * sentences, so a scenario can count them over many iterations.
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { EXPIRY_QUEUE, expiryJobId, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
 import { createKeys, type Keys } from '../../src/runtime/keys.ts';
+import { expiryJobIdOf, paymentTimerQueue, type TimerJobData } from './timer-jobs.ts';
 import type { AppProcess } from './app-process.ts';
 
 export interface PaymentView {
@@ -59,15 +59,15 @@ export async function movementsOf(
 export class StoreInspector {
   readonly keys: Keys;
   readonly redis: Redis;
-  readonly queue: Queue<ExpiryJobData>;
+  readonly queue: Queue<TimerJobData>;
 
-  constructor(redisUrl: string, prefix: string) {
+  constructor(
+    redisUrl: string,
+    private readonly prefix: string,
+  ) {
     this.keys = createKeys(prefix);
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    this.queue = new Queue<ExpiryJobData>(EXPIRY_QUEUE, {
-      connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),
-      prefix: this.keys.queuePrefix,
-    });
+    this.queue = paymentTimerQueue(redisUrl, prefix);
   }
 
   async lifeOf(token: string): Promise<string | null> {
@@ -91,11 +91,16 @@ export class StoreInspector {
     return (await this.redis.exists(this.keys.lock(token))) === 1;
   }
 
-  /** State of the expiry job of the token's current life, or null when it has none. */
+  /** The job id of the token's live expiry timer (the record's), or null when it has none. */
+  async expiryJobIdOf(token: string): Promise<string | null> {
+    return expiryJobIdOf(this.redis, this.prefix, token);
+  }
+
+  /** State of the job of the token's live expiry timer, or null when it has none. */
   async timerOf(token: string): Promise<string | null> {
-    const lifeId = await this.lifeOf(token);
-    if (lifeId === null) return null;
-    const job = await this.queue.getJob(expiryJobId(token, lifeId));
+    const jobId = await this.expiryJobIdOf(token);
+    if (jobId === null) return null;
+    const job = await this.queue.getJob(jobId);
     return job === undefined ? null : await job.getState();
   }
 

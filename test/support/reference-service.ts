@@ -7,15 +7,15 @@
 import {
   startPayment,
   stepPayment,
+  type Effect,
   type PaymentSnapshot,
-} from '../../src/machine/payment.snapshot.ts';
+} from '../../src/payments/payment.snapshot.ts';
 import type {
   ClientEvent,
-  Effect,
   EffectEvent,
   Outcome,
   PaymentInput,
-} from '../../src/machine/payment.types.ts';
+} from '../../src/payments/payment.types.ts';
 
 interface LedgerOperation {
   readonly accountId: string;
@@ -74,6 +74,8 @@ export class ReferenceService {
 
   /** Applies a client event and every effect it leads to, as one request would. */
   send(token: string, event: ClientEvent): ReferenceReply | undefined {
+    // A timer the engine drops (of an earlier life, cancelled or superseded) changes nothing.
+    if (event.type === 'EXPIRE' && (event as { stale?: boolean }).stale === true) return undefined;
     let snapshot = this.tokens.get(token);
     if (snapshot === undefined) {
       // A timer for a token nobody knows has nothing to expire.
@@ -110,7 +112,6 @@ export class ReferenceService {
         return { type: 'REFUND_COMPLETED', at };
       }
       case 'scheduleExpiry':
-      case 'scheduleRemoval':
       case 'reply':
         return undefined;
     }

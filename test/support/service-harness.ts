@@ -4,46 +4,43 @@
  * other's data.
  */
 import { randomBytes } from 'node:crypto';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
 import { Ledger } from '../../src/accounts/ledger.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
-import { EXPIRY_QUEUE, type ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
+import { createEngine, type Engine } from '../../src/engine/index.ts';
+import { Payments } from '../../src/payments/payments.ts';
 import { createKeys, type Keys } from '../../src/runtime/keys.ts';
-import { PaymentRuntime } from '../../src/runtime/payment-runtime.ts';
-import { RedisClock } from '../../src/runtime/redis-clock.ts';
-import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
-import { StoreIdentity } from '../../src/runtime/store-identity.ts';
-import type { TokenLock } from '../../src/runtime/token-lock.ts';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.ts';
+import { paymentTimerQueue, type TimerJobData } from './timer-jobs.ts';
 
 export function randomPrefix(): string {
   return `t${randomBytes(6).toString('hex')}`;
 }
 
 /**
- * The runtime alone over a test Redis, with the lock it is given and no
- * expiry timers: for tests of the request path itself, where the timer is a
- * neighbour and not the behaviour under test.
+ * Payments alone on an engine over a test Redis, with no worker (no timer
+ * is delivered, no sweep runs): for tests of the request path itself.
  */
-export async function bareRuntime(
-  redis: Redis,
-  keys: Keys,
-  lock: TokenLock,
-): Promise<PaymentRuntime> {
-  const clock = new RedisClock();
-  const identity = new StoreIdentity(redis, keys.store, clock);
-  await identity.open();
-  return new PaymentRuntime({
-    store: new SnapshotStore(redis, keys, { identity, clock }),
-    ledger: new Ledger(redis, keys, 100_000, identity),
-    lock,
-    timers: { schedule: () => Promise.resolve() },
-    clock: () => clock.now(),
-    newLifeId: () => 'life-1',
+export async function barePayments(
+  redisUrl: string,
+  prefix: string,
+  options: { lockWaitMs?: number; lockTtlMs?: number } = {},
+): Promise<{ payments: Payments; engine: Engine }> {
+  const keys = createKeys(prefix);
+  const engine = await createEngine({
+    redisUrl,
+    prefix,
+    lockTtlMs: options.lockTtlMs ?? 5_000,
+    lockWaitMs: options.lockWaitMs ?? 5_000,
+    storeCheckIntervalMs: 0,
+  });
+  const payments = new Payments(engine, {
+    ledger: new Ledger(engine.redis, keys, 100_000, engine.identity),
+    keys: { record: keys.state, lock: keys.lock, outbox: keys.outbox },
     paymentExpiryMs: 60_000,
     expiredRetentionMs: 60_000,
   });
+  return { payments, engine };
 }
 
 export function testConfig(redisUrl: string, env: Record<string, string> = {}): Config {
@@ -104,12 +101,9 @@ export async function startTestService(
   };
 }
 
-/** Direct access to the expiry queue a service uses, to fire or inspect timers. */
-export function expiryQueue(redisUrl: string, config: Config): Queue<ExpiryJobData> {
-  return new Queue<ExpiryJobData>(EXPIRY_QUEUE, {
-    connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),
-    prefix: createKeys(config.keyPrefix).queuePrefix,
-  });
+/** Direct access to the payment timer queue a service uses, to fire or inspect timers. */
+export function expiryQueue(redisUrl: string, config: Config): Queue<TimerJobData> {
+  return paymentTimerQueue(redisUrl, config.keyPrefix);
 }
 
 /** Polls `check` until it returns a value that is not undefined, or fails after `timeoutMs`. */

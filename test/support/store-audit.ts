@@ -21,8 +21,9 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
-import { fromStored } from '../../src/machine/payment.snapshot.ts';
-import { EXPIRY_QUEUE, expiryJobId } from '../../src/runtime/expiry-timers.ts';
+import { timerJobId, timerQueueName } from '../../src/engine/index.ts';
+import { EXPIRY_TIMER_ID } from '../../src/payments/payment.machine.ts';
+import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { createKeys } from '../../src/runtime/keys.ts';
 
 export interface TokenAudit {
@@ -69,8 +70,8 @@ const READ_ALL = `
 local prefix = ARGV[1]
 local states = {}
 for _, key in ipairs(redis.call('KEYS', prefix .. ':{*}:state')) do
-  local f = redis.call('HMGET', key, 'v', 'l', 'm', 's', 'o')
-  table.insert(states, {key, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or ''})
+  local f = redis.call('HMGET', key, 'v', 'l', 'm', 's', 'o', 't')
+  table.insert(states, {key, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or ''})
 end
 local accounts = {}
 for _, key in ipairs(redis.call('KEYS', prefix .. ':{account:*}:*')) do
@@ -91,7 +92,7 @@ return {states, ledgers, redis.call('ZCARD', prefix .. ':outbox')}
 `;
 
 type ReadAllReply = [
-  states: [key: string, v: string, l: string, m: string, s: string, o: string][],
+  states: [key: string, v: string, l: string, m: string, s: string, o: string, t: string][],
   ledgers: [id: string, balance: string, ledger: string[], ops: string[]][],
   outbox: number,
 ];
@@ -101,6 +102,8 @@ interface StoredState {
   readonly lifeId: string;
   readonly payment: { accountId: string; amountCents: number } | null;
   readonly owed: boolean;
+  /** The seq of the live expiry timer, or null when the record has none. */
+  readonly expirySeq: number | null;
 }
 
 /** `redisUrl` must reach Redis directly, not through whatever fault the test puts on the service's path. */
@@ -114,7 +117,10 @@ export function storeAuditor(options: {
   redis.on('error', () => undefined);
   const queueConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
   queueConnection.on('error', () => undefined);
-  const queue = new Queue(EXPIRY_QUEUE, { connection: queueConnection, prefix: keys.queuePrefix });
+  const queue = new Queue(timerQueueName('payment'), {
+    connection: queueConnection,
+    prefix: keys.queuePrefix,
+  });
   queue.on('error', () => undefined);
   const tokenOf = (stateKey: string) =>
     stateKey.slice(`${options.keyPrefix}:{`.length, -'}:state'.length);
@@ -129,18 +135,23 @@ export function storeAuditor(options: {
       )) as ReadAllReply;
 
       const records = new Map<string, StoredState>();
-      for (const [key, , , machineVersion, json, owed] of rawStates) {
+      for (const [key, , , machineVersion, json, owed, timers] of rawStates) {
         const token = tokenOf(key);
         try {
-          const snapshot = fromStored({
-            machineVersion: Number(machineVersion),
-            snapshot: JSON.parse(json) as unknown,
-          });
+          if (machineVersion !== '1') throw new Error(`machine version ${machineVersion}`);
+          const snapshot = readPaymentSnapshot(JSON.parse(json) as unknown);
+          const expiry =
+            timers === ''
+              ? undefined
+              : (JSON.parse(timers) as Record<string, { seq: number } | undefined>)[
+                  EXPIRY_TIMER_ID
+                ];
           records.set(token, {
             status: snapshot.value,
             lifeId: snapshot.context.lifeId,
             payment: snapshot.context.payment,
-            owed: owed === '1',
+            owed: owed !== '',
+            expirySeq: expiry?.seq ?? null,
           });
         } catch (error) {
           problems.push(`${token}: unreadable record (${String(error)})`);
@@ -233,7 +244,17 @@ export function storeAuditor(options: {
         }
         if (record.owed) problems.push(`${token}: still flagged owed after recovery`);
         if (TIMED_STATES.has(status)) {
-          const job = await queue.getJob(expiryJobId(token, record.lifeId));
+          const job =
+            record.expirySeq === null
+              ? undefined
+              : await queue.getJob(
+                  timerJobId({
+                    key: token,
+                    lifeId: record.lifeId,
+                    id: EXPIRY_TIMER_ID,
+                    seq: record.expirySeq,
+                  }),
+                );
           if (job === undefined) problems.push(`${token}: ${status} without its expiry timer`);
         }
       }

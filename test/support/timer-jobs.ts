@@ -1,13 +1,54 @@
-import type { Job } from 'bullmq';
-import type { ExpiryJobData } from '../../src/runtime/expiry-timers.ts';
+/**
+ * The payment expiry timer as the engine keeps it: an entry `expire` in the
+ * record's live timers (field `t`: id → { seq, dueAt }) and a BullMQ delayed
+ * job in the queue `payment-timers` whose id names key, life, seq and id.
+ */
+import { Queue, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { timerJobId, timerQueueName, type TimerJobData } from '../../src/engine/index.ts';
+import { EXPIRY_TIMER_ID } from '../../src/payments/payment.machine.ts';
+
+export type { TimerJobData };
+
+/** The payment machine's timer queue under a service's key prefix. */
+export function paymentTimerQueue(redisUrl: string, keyPrefix: string): Queue<TimerJobData> {
+  return new Queue<TimerJobData>(timerQueueName('payment'), {
+    connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),
+    prefix: `${keyPrefix}:bull`,
+  });
+}
+
+/** The record's hash key (the layout of src/runtime/keys.ts). */
+export function recordKey(keyPrefix: string, token: string): string {
+  return `${keyPrefix}:{${token}}:state`;
+}
+
+/** The job id of the token's live expiry timer, or null when the record has none. */
+export async function expiryJobIdOf(
+  redis: Redis,
+  keyPrefix: string,
+  token: string,
+): Promise<string | null> {
+  const [lifeId, timers] = await redis.hmget(recordKey(keyPrefix, token), 'l', 't');
+  if (lifeId == null || timers == null) return null;
+  const entry = (JSON.parse(timers) as Record<string, { seq: number } | undefined>)[
+    EXPIRY_TIMER_ID
+  ];
+  if (entry === undefined) return null;
+  return timerJobId({ key: token, lifeId, id: EXPIRY_TIMER_ID, seq: entry.seq });
+}
+
+/** An expiry job's data as the engine arms it, for tests that add one themselves. */
+export function expiryJobData(token: string, lifeId: string, seq: number, dueAt = 0): TimerJobData {
+  return { key: token, lifeId, id: EXPIRY_TIMER_ID, seq, dueAt, event: { type: 'EXPIRE' } };
+}
 
 /**
- * Delivers a token's real delayed expiry job now, as if its deadline had
- * passed. A job carries its due time on Redis's clock and the worker puts an
- * early one back; a job without one (as older releases made them) is due, so
- * the test drops it, standing in for the day it would otherwise wait.
+ * Delivers a real delayed timer job now, as if its due time had passed: the
+ * worker puts back a job delivered before its due time (Redis's clock), so
+ * the test moves the due time to the past, standing in for the wait.
  */
-export async function fireNow(job: Job<ExpiryJobData>): Promise<void> {
-  await job.updateData({ token: job.data.token, lifeId: job.data.lifeId });
+export async function fireNow(job: Job<TimerJobData>): Promise<void> {
+  await job.updateData({ ...job.data, dueAt: 0 });
   await job.promote();
 }

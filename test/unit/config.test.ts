@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
+import { faultSetting } from '../support/service-entry.ts';
 
 /** Runs loadConfig and returns the ConfigError it throws. */
 function configError(env: Record<string, string>): ConfigError {
@@ -30,8 +31,6 @@ describe('loadConfig', () => {
       managedRedis: 'auto',
       dataDir: '.data',
       expiryJobLockMs: 30_000,
-      testCrashAt: null,
-      testPauseAt: null,
     });
   });
 
@@ -59,8 +58,6 @@ describe('loadConfig', () => {
       PAYSTATE_MANAGED_REDIS: 'never',
       PAYSTATE_DATA_DIR: '/var/lib/paystate',
       EXPIRY_JOB_LOCK_MS: '500',
-      PAYSTATE_TEST_CRASH_AT: 'after-ledger:CANCEL',
-      PAYSTATE_TEST_PAUSE_AT: 'after-persist-intent',
     });
 
     expect(config).toEqual({
@@ -79,27 +76,31 @@ describe('loadConfig', () => {
       managedRedis: 'never',
       dataDir: '/var/lib/paystate',
       expiryJobLockMs: 500,
-      testCrashAt: { point: 'after-ledger', event: 'CANCEL' },
-      testPauseAt: { point: 'after-persist-intent', event: null },
     });
   });
 
-  it('refuses a crash point that does not exist', () => {
-    expect(() => loadConfig({ PAYSTATE_TEST_CRASH_AT: 'after-lunch' })).toThrow(
-      /PAYSTATE_TEST_CRASH_AT must be one of after-lock/,
-    );
+  it('knows no test settings: fault points belong to the test entry point', () => {
+    const config = loadConfig({ PAYSTATE_TEST_CRASH_AT: 'after-lunch' });
+    expect(Object.keys(config).filter((key) => key.startsWith('test'))).toEqual([]);
   });
 
-  it('refuses a pause point that does not exist', () => {
-    expect(() => loadConfig({ PAYSTATE_TEST_PAUSE_AT: 'before-lunch:PAY' })).toThrow(
+  it('the test entry point refuses a fault point that does not exist', () => {
+    expect(() => faultSetting('PAYSTATE_TEST_CRASH_AT', 'after-lunch')).toThrow(
+      /PAYSTATE_TEST_CRASH_AT must be one of after-lock/,
+    );
+    expect(() => faultSetting('PAYSTATE_TEST_PAUSE_AT', 'before-lunch:PAY')).toThrow(
       /PAYSTATE_TEST_PAUSE_AT must be one of after-lock.*got "before-lunch:PAY"/,
     );
   });
 
-  it('reads a pause point for one event', () => {
-    expect(loadConfig({ PAYSTATE_TEST_PAUSE_AT: 'after-ledger:PAY' }).testPauseAt).toEqual({
+  it('the test entry point reads a fault point for one event', () => {
+    expect(faultSetting('PAYSTATE_TEST_PAUSE_AT', 'after-ledger:PAY')).toEqual({
       point: 'after-ledger',
       event: 'PAY',
+    });
+    expect(faultSetting('PAYSTATE_TEST_CRASH_AT', 'after-persist-intent')).toEqual({
+      point: 'after-persist-intent',
+      event: null,
     });
   });
 

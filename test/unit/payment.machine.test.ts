@@ -1,26 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { PAYMENT_MACHINE_VERSION } from '../../src/machine/payment.machine.ts';
+import { UnchangingEvents } from '../../src/engine/unchanging-events.ts';
+import { paymentMachine } from '../../src/payments/payment.machine.ts';
 import {
-  changesNothing,
-  fromStored,
-  SnapshotVersionError,
+  readPaymentSnapshot,
   startPayment,
   stepPayment,
-  toStored,
   type PaymentSnapshot,
-} from '../../src/machine/payment.snapshot.ts';
-import type { PaymentEvent } from '../../src/machine/payment.types.ts';
+} from '../../src/payments/payment.snapshot.ts';
+import type { PaymentEvent } from '../../src/payments/payment.types.ts';
 
 const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, retentionMs: 300 };
 const body = { accountId: 'acct-1', amountCents: 1_500 };
 const pay = (at: number, b = body): PaymentEvent => ({ type: 'PAY', ...b, at });
 const cancel = (at: number): PaymentEvent => ({ type: 'CANCEL', at });
-const expire = (at: number, lifeId = input.lifeId, dueAt?: number): PaymentEvent => ({
-  type: 'EXPIRE',
-  lifeId,
-  ...(dueAt === undefined ? {} : { dueAt }),
-  at,
-});
+const expire = (at: number): PaymentEvent => ({ type: 'EXPIRE', at });
+const unchanging = new UnchangingEvents(paymentMachine);
+const changesNothing = (status: string, event: string) => unchanging.has(status, event);
 
 /** Runs events in order and returns the last step. */
 function run(...events: PaymentEvent[]) {
@@ -69,7 +64,7 @@ describe('payment machine rules', () => {
     expect(snapshot.value).toBe('processed');
     expect(snapshot.context.chargedAt).toBe(2_010);
     expect(effects).toEqual([
-      { type: 'scheduleExpiry', params: { token: 'tok_1', lifeId: 'life-1', expiresAt: 2_510 } },
+      { type: 'scheduleExpiry', params: { expiresAt: 2_510 } },
       { type: 'reply', params: { outcome: 'charged' } },
     ]);
   });
@@ -88,7 +83,7 @@ describe('payment machine rules', () => {
     // A declined token is kept, and expires one window after its first decline.
     expect(declined.snapshot.context.expiresAt).toBe(2_510);
     expect(declined.effects).toEqual([
-      { type: 'scheduleExpiry', params: { token: 'tok_1', lifeId: 'life-1', expiresAt: 2_510 } },
+      { type: 'scheduleExpiry', params: { expiresAt: 2_510 } },
       { type: 'reply', params: { outcome: 'declined' } },
     ]);
 
@@ -125,7 +120,7 @@ describe('payment machine rules', () => {
     expect(snapshot.value).toBe('cancelled');
     expect(snapshot.context.cancelledAt).toBe(2_000);
     expect(effects).toEqual([
-      { type: 'scheduleExpiry', params: { token: 'tok_1', lifeId: 'life-1', expiresAt: 2_500 } },
+      { type: 'scheduleExpiry', params: { expiresAt: 2_500 } },
       { type: 'reply', params: { outcome: 'cancelled' } },
     ]);
   });
@@ -173,22 +168,17 @@ describe('payment machine rules', () => {
     ['processed', processed],
     ['cancelled', cancelled],
     ['refunded', refunded],
-  ])('expires a %s token and schedules the removal after retention', (_name, from) => {
-    const { snapshot, effects } = stepPayment(from(), expire(9_000));
-    expect(snapshot.value).toBe('expired');
-    expect(snapshot.context.expiredAt).toBe(9_000);
-    expect(effects).toEqual([
-      { type: 'scheduleRemoval', params: { token: 'tok_1', removeAt: 9_300 } },
-    ]);
-  });
-
-  it.each([
-    ['processed', processed],
-    ['cancelled', cancelled],
-    ['refunded', refunded],
-  ])('ignores an EXPIRE from an earlier life of a %s token', (_name, from) => {
-    expect(unchanged(from(), expire(9_000, 'life-0'))).toEqual([]);
-  });
+  ])(
+    'expires a %s token into a final state, removed after retention by the engine',
+    (_name, from) => {
+      const { snapshot, effects } = stepPayment(from(), expire(9_000));
+      expect(snapshot.value).toBe('expired');
+      expect(snapshot.status).toBe('done');
+      expect(snapshot.context.expiredAt).toBe(9_000);
+      expect(snapshot.context.removeAt).toBe(9_300);
+      expect(effects).toEqual([]);
+    },
+  );
 
   it('ignores a duplicate or late EXPIRE on an expired token', () => {
     expect(unchanged(expired(), expire(9_000))).toEqual([]);
@@ -208,13 +198,13 @@ describe('payment machine rules', () => {
     );
     expect(declined.snapshot.context.expiresAt).toBe(2_510);
     expect(again.snapshot.context.expiresAt).toBe(2_510);
-    const expired = stepPayment(again.snapshot, expire(2_600, input.lifeId, 2_510));
+    const expired = stepPayment(again.snapshot, expire(2_600));
     expect(expired.snapshot.value).toBe('expired');
     expect(expired.snapshot.context.removeAt).toBe(2_600 + input.retentionMs);
   });
 
-  it('ignores a timer whose deadline was superseded by a later one', () => {
-    // Declined, then charged later: the deadline moves on, and the pending record's timer is stale.
+  it('moves the deadline of a declined token that is charged later: the same timer, raised again', () => {
+    // The engine keeps one timer per id: the earlier one changes nothing when delivered.
     const charged = run(
       pay(2_000),
       { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_010 },
@@ -222,10 +212,10 @@ describe('payment machine rules', () => {
       { type: 'CHARGE_SUCCEEDED', at: 2_310 },
     );
     expect(charged.snapshot.context.expiresAt).toBe(2_810);
-    expect(unchanged(charged.snapshot, expire(2_600, input.lifeId, 2_510))).toEqual([]);
-    expect(stepPayment(charged.snapshot, expire(2_900, input.lifeId, 2_810)).snapshot.value).toBe(
-      'expired',
-    );
+    expect(charged.effects).toContainEqual({
+      type: 'scheduleExpiry',
+      params: { expiresAt: 2_810 },
+    });
   });
 
   it('answers payments and cancels on an expired token with expired, changing nothing', () => {
@@ -270,25 +260,23 @@ describe('payment machine rules', () => {
 });
 
 describe('stored snapshots', () => {
-  it('round-trips through JSON with the machine version beside it', () => {
-    const stored = JSON.parse(JSON.stringify(toStored(refunded()))) as ReturnType<typeof toStored>;
-    expect(stored.machineVersion).toBe(PAYMENT_MACHINE_VERSION);
-    const restored = fromStored(stored);
+  it('round-trip through JSON and keep deciding like the original', () => {
+    const stored = JSON.parse(
+      JSON.stringify(paymentMachine.getPersistedSnapshot(refunded())),
+    ) as unknown;
+    const restored = readPaymentSnapshot(stored);
     expect(restored.value).toBe('refunded');
     expect(restored.context).toEqual(refunded().context);
-    // A restored snapshot keeps deciding like the original.
     expect(stepPayment(restored, cancel(5_000)).effects).toEqual([
       { type: 'reply', params: { outcome: 'refunded' } },
     ]);
   });
-
-  it('refuses a snapshot written by another machine version', () => {
-    const stored = { ...toStored(processed()), machineVersion: PAYMENT_MACHINE_VERSION + 1 };
-    expect(() => fromStored(stored)).toThrow(SnapshotVersionError);
-  });
 });
 
 describe('events that change nothing', () => {
+  // An event a state does not handle changes nothing there too (charging and
+  // refunding take no client event); such records owe their effect, so the
+  // engine takes the locked path for them whatever this says.
   it('are read off the definition: payments on a settled token, cancels once cancelled', () => {
     const table = Object.fromEntries(
       (
@@ -308,12 +296,12 @@ describe('events that change nothing', () => {
     );
     expect(table).toEqual({
       pending: [],
-      charging: [],
+      charging: ['PAY', 'CANCEL', 'EXPIRE'],
       processed: ['PAY'],
-      refunding: [],
+      refunding: ['PAY', 'CANCEL', 'EXPIRE'],
       cancelled: ['PAY', 'CANCEL'],
       refunded: ['PAY', 'CANCEL'],
-      expired: ['PAY', 'CANCEL'],
+      expired: ['PAY', 'CANCEL', 'EXPIRE'],
     });
   });
 

@@ -51,6 +51,12 @@ export interface StoredRecord {
   readonly snapshot: unknown;
   readonly owed: readonly OwedAction[];
   readonly timers: Timers;
+  /**
+   * Set for a record an earlier store format wrote (no machine name: a
+   * release before this engine), whose `o` field is that format's own; its
+   * owed actions and timers are read by the machine's `adoptLegacy`.
+   */
+  readonly legacy: { readonly owed: string | null } | null;
 }
 
 /** What a write expects to find: `null` for a key with no record yet. */
@@ -280,14 +286,27 @@ function parse(key: string, fields: readonly (string | null | undefined)[]): Sto
   const [version, lifeId, machine, machineVersion, snapshot, owed, timers] = fields;
   if (version == null || lifeId == null || snapshot == null) return null;
   try {
+    if (machine == null) {
+      return {
+        version: Number(version),
+        lifeId,
+        machine: '',
+        machineVersion: Number(machineVersion ?? 0),
+        snapshot: JSON.parse(snapshot) as unknown,
+        owed: [],
+        timers: {},
+        legacy: { owed: owed ?? null },
+      };
+    }
     return {
       version: Number(version),
       lifeId,
-      machine: machine ?? '',
+      machine,
       machineVersion: Number(machineVersion ?? 0),
       snapshot: JSON.parse(snapshot) as unknown,
       owed: owed == null ? [] : (JSON.parse(owed) as OwedAction[]),
       timers: timers == null ? {} : (JSON.parse(timers) as Timers),
+      legacy: null,
     };
   } catch (error) {
     throw new StoredDataError(`stored state of key ${key} cannot be read`, { cause: error });

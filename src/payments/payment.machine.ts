@@ -1,15 +1,14 @@
-import { assertEvent, assign, setup } from 'xstate';
+import { assertEvent, assign, emit, raise, setup } from 'xstate';
 import type {
   ChargeParams,
   HistoryEntry,
   PaymentContext,
   PaymentEvent,
   PaymentInput,
+  PaymentReply,
   PaymentStatus,
   RefundParams,
   ReplyParams,
-  ScheduleExpiryParams,
-  ScheduleRemovalParams,
 } from './payment.types.ts';
 
 /**
@@ -23,8 +22,8 @@ export const HISTORY_LIMIT = 50;
 
 /**
  * Effects are declared, never run here: `transition()` returns them by name
- * with their params and the runtime executes them (the machine decides, the
- * runtime acts).
+ * with their params and the engine runs them with the handlers of
+ * payment-effects.ts (the machine decides, the engine acts).
  */
 // The type parameter is the point: it declares the params the effect takes.
 // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
@@ -33,9 +32,9 @@ function effect<TParams>() {
 }
 
 /**
- * Params of the effects that complete a step. The runtime uses the same
- * functions to resume a step a crash interrupted, so a resumed charge or
- * refund carries the very same ledger operation id.
+ * Params of the effects that complete a step. They are stored with the write
+ * that enters `charging` / `refunding` and replayed as stored after a crash,
+ * so a resumed charge or refund carries the very same ledger operation id.
  */
 export function chargeParams(context: PaymentContext): ChargeParams {
   return {
@@ -53,9 +52,8 @@ export function refundParams(context: PaymentContext): RefundParams {
   };
 }
 
-export function expiryParams(context: PaymentContext): ScheduleExpiryParams {
-  return { token: context.token, lifeId: context.lifeId, expiresAt: context.expiresAt ?? 0 };
-}
+/** The id of the token's one expiry timer: raising it again supersedes the earlier deadline. */
+export const EXPIRY_TIMER_ID = 'expire';
 
 function appendHistory(
   history: readonly HistoryEntry[],
@@ -70,13 +68,29 @@ export const paymentMachine = setup({
     context: {} as PaymentContext,
     events: {} as PaymentEvent,
     input: {} as PaymentInput,
+    emitted: {} as PaymentReply,
   },
   actions: {
     charge: effect<ChargeParams>(),
     refund: effect<RefundParams>(),
-    scheduleExpiry: effect<ScheduleExpiryParams>(),
-    scheduleRemoval: effect<ScheduleRemovalParams>(),
-    reply: effect<ReplyParams>(),
+    /** The answer to the client event, returned by the engine as emitted. */
+    reply: emit((_args, params: ReplyParams): PaymentReply => ({
+      type: 'reply',
+      outcome: params.outcome,
+    })),
+    /**
+     * Sets the token's deadline (context.expiresAt) as a delayed EXPIRE, a
+     * durable timer of the engine's; one id, so a later deadline replaces an
+     * earlier one and the earlier timer changes nothing when delivered.
+     */
+    scheduleExpiry: raise(
+      ({ context }): PaymentEvent => ({ type: 'EXPIRE', at: context.expiresAt ?? 0 }),
+      {
+        id: EXPIRY_TIMER_ID,
+        delay: ({ context, event }) =>
+          Math.max(0, (context.expiresAt ?? 0) - (event as { at: number }).at),
+      },
+    ),
 
     /** Every state entered is recorded with the event that led there. */
     record: assign(({ context, event }, params: { state: PaymentStatus }) => {
@@ -133,20 +147,6 @@ export const paymentMachine = setup({
         context.payment.amountCents === event.amountCents
       );
     },
-    /**
-     * The timer of the token's current deadline: set in this life of the
-     * token (not in one already forgotten) and not superseded by a later
-     * deadline. Whether the deadline has passed is the timer's business
-     * (Redis's clock, see the expiry worker); the machine reads no clock.
-     */
-    isCurrentTimer: ({ context, event }) => {
-      assertEvent(event, 'EXPIRE');
-      return (
-        event.lifeId === context.lifeId &&
-        context.expiresAt !== null &&
-        (event.dueAt === undefined || event.dueAt >= context.expiresAt)
-      );
-    },
   },
 }).createMachine({
   id: 'payment',
@@ -177,7 +177,7 @@ export const paymentMachine = setup({
       on: {
         PAY: { target: 'charging', actions: 'startCharge' },
         CANCEL: { target: 'cancelled', actions: 'markCancelled' },
-        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
+        EXPIRE: { target: 'expired' },
       },
     },
     charging: {
@@ -192,7 +192,7 @@ export const paymentMachine = setup({
           target: 'processed',
           actions: [
             'markCharged',
-            { type: 'scheduleExpiry', params: ({ context }) => expiryParams(context) },
+            'scheduleExpiry',
             { type: 'reply', params: { outcome: 'charged' } },
           ],
         },
@@ -200,7 +200,7 @@ export const paymentMachine = setup({
           target: 'pending',
           actions: [
             'markDeclined',
-            { type: 'scheduleExpiry', params: ({ context }) => expiryParams(context) },
+            'scheduleExpiry',
             // The reason is in context.lastDecline.
             { type: 'reply', params: { outcome: 'declined' } },
           ],
@@ -219,7 +219,7 @@ export const paymentMachine = setup({
           { actions: { type: 'reply', params: { outcome: 'body_mismatch' } } },
         ],
         CANCEL: { target: 'refunding' },
-        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
+        EXPIRE: { target: 'expired' },
       },
     },
     refunding: {
@@ -240,13 +240,13 @@ export const paymentMachine = setup({
       description: 'Cancelled before any charge. Blocks every later payment.',
       entry: [
         { type: 'record', params: { state: 'cancelled' } },
-        { type: 'scheduleExpiry', params: ({ context }) => expiryParams(context) },
+        'scheduleExpiry',
         { type: 'reply', params: { outcome: 'cancelled' } },
       ],
       on: {
         PAY: { actions: { type: 'reply', params: { outcome: 'rejected' } } },
         CANCEL: { actions: { type: 'reply', params: { outcome: 'cancelled' } } },
-        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
+        EXPIRE: { target: 'expired' },
       },
     },
     refunded: {
@@ -255,20 +255,15 @@ export const paymentMachine = setup({
       on: {
         PAY: { actions: { type: 'reply', params: { outcome: 'rejected' } } },
         CANCEL: { actions: { type: 'reply', params: { outcome: 'refunded' } } },
-        EXPIRE: { guard: 'isCurrentTimer', target: 'expired' },
+        EXPIRE: { target: 'expired' },
       },
     },
     expired: {
+      // Final: the engine removes the record finalStateRetentionMs after it got here.
+      type: 'final',
       description:
         'Window closed; no transition leaves it. Kept for the retention period, then removed.',
-      entry: [
-        'markExpired',
-        { type: 'record', params: { state: 'expired' } },
-        {
-          type: 'scheduleRemoval',
-          params: ({ context }) => ({ token: context.token, removeAt: context.removeAt ?? 0 }),
-        },
-      ],
+      entry: ['markExpired', { type: 'record', params: { state: 'expired' } }],
       on: {
         PAY: { actions: { type: 'reply', params: { outcome: 'expired' } } },
         CANCEL: { actions: { type: 'reply', params: { outcome: 'expired' } } },

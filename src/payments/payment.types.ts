@@ -17,7 +17,7 @@ export interface Payment {
   readonly amountCents: number;
 }
 
-/** What the runtime supplies when a token's record is first created. */
+/** What the engine supplies when a token's record is first created. */
 export interface PaymentInput {
   readonly token: string;
   /** Random id of this life of the token; stale timers carry another one. */
@@ -61,7 +61,7 @@ export interface PaymentContext {
   readonly history: readonly HistoryEntry[];
 }
 
-/** Events sent by clients and timers. `at` is the time the runtime saw the request, epoch ms. */
+/** Events sent by clients and timers. `at` is Redis's time when the event was handled, epoch ms. */
 export type ClientEvent =
   | {
       readonly type: 'PAY';
@@ -71,18 +71,15 @@ export type ClientEvent =
     }
   | { readonly type: 'CANCEL'; readonly at: number }
   | {
-      readonly type: 'EXPIRE';
-      readonly lifeId: string;
       /**
-       * The deadline the timer was set for. A timer set for an earlier
-       * deadline than the token's current one (superseded) changes nothing.
-       * Absent on timers of releases before due times were recorded: due.
+       * A delayed event of the machine's own (its expiry timer), delivered
+       * by the engine, which drops a cancelled, superseded or stale one.
        */
-      readonly dueAt?: number;
+      readonly type: 'EXPIRE';
       readonly at: number;
     };
 
-/** Outcomes of effects, fed back by the runtime. */
+/** Outcomes of effects, fed back by their handlers (payment-effects.ts). */
 export type EffectEvent =
   | { readonly type: 'CHARGE_SUCCEEDED'; readonly at: number }
   | { readonly type: 'CHARGE_DECLINED'; readonly reason: string; readonly at: number }
@@ -113,31 +110,13 @@ export interface RefundParams {
   readonly amountCents: number;
 }
 
-export interface ScheduleExpiryParams {
-  readonly token: string;
-  readonly lifeId: string;
-  readonly expiresAt: number;
-}
-
-export interface ScheduleRemovalParams {
-  readonly token: string;
-  readonly removeAt: number;
-}
-
 /** The details of an answer (decline reason, the payment) are in the snapshot's context. */
 export interface ReplyParams {
   readonly outcome: Outcome;
 }
 
-/** Every effect the machine can ask the runtime for, by action name. */
-export interface EffectParams {
-  charge: ChargeParams;
-  refund: RefundParams;
-  scheduleExpiry: ScheduleExpiryParams;
-  scheduleRemoval: ScheduleRemovalParams;
-  reply: ReplyParams;
+/** What the machine emits for a client event: its answer. */
+export interface PaymentReply {
+  readonly type: 'reply';
+  readonly outcome: Outcome;
 }
-
-export type EffectType = keyof EffectParams;
-
-export type Effect = { [K in EffectType]: { type: K; params: EffectParams[K] } }[EffectType];

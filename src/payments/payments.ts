@@ -1,0 +1,143 @@
+import type { Ledger } from '../accounts/ledger.ts';
+import {
+  durableMachine,
+  type DurableActors,
+  type Engine,
+  type HookInfo,
+  type HookPoint,
+  type MachineKeys,
+  type SendResult,
+} from '../engine/index.ts';
+import { adoptLegacyPayment } from './legacy-records.ts';
+import { PAYMENT_MACHINE_VERSION, paymentMachine, type PaymentMachine } from './payment.machine.ts';
+import { paymentEffects } from './payment-effects.ts';
+import type { PaymentSnapshot } from './payment.snapshot.ts';
+import type { ClientEvent, Outcome, Payment, PaymentStatus } from './payment.types.ts';
+
+/**
+ * Payments on the engine: the payment machine durable per token, its
+ * effects on the ledger, and the commands the API and the CLI use.
+ */
+
+/**
+ * Named steps of a payment command, for instrumentation and fault injection
+ * in tests (see PaymentsOptions.step), mapped onto the engine's hooks.
+ */
+export const PAYMENT_STEPS = [
+  'after-lock',
+  'after-persist-intent',
+  'after-ledger',
+  'after-persist-outcome',
+  'before-response',
+] as const;
+
+export type PaymentStep = (typeof PAYMENT_STEPS)[number];
+
+export interface StepContext {
+  readonly token: string;
+  /** The client event being handled (a resumed step is handled on behalf of it). */
+  readonly event: ClientEvent['type'] | 'RECOVER';
+}
+
+export type PaymentStepHook = (step: PaymentStep, context: StepContext) => Promise<void> | void;
+
+export interface PaymentsOptions {
+  readonly ledger: Ledger;
+  /** Where the records live (the layout of the release before the engine, kept). */
+  readonly keys: MachineKeys;
+  readonly paymentExpiryMs: number;
+  readonly expiredRetentionMs: number;
+  /** Called at the named steps of every command; inert unless set. */
+  readonly step?: PaymentStepHook;
+}
+
+export interface CommandResult {
+  /** The machine's answer to the client event. */
+  readonly outcome: Outcome | null;
+  /** The token's state after the command. */
+  readonly snapshot: PaymentSnapshot | null;
+}
+
+const IN_FLIGHT: ReadonlySet<PaymentStatus> = new Set(['charging', 'refunding']);
+
+function stepOf(point: HookPoint, info: HookInfo): PaymentStep | null {
+  switch (point) {
+    case 'after-load':
+      return 'after-lock';
+    case 'after-write':
+      return IN_FLIGHT.has((info.snapshot?.value ?? '') as PaymentStatus)
+        ? 'after-persist-intent'
+        : 'after-persist-outcome';
+    case 'after-effect':
+      return 'after-ledger';
+  }
+}
+
+export class Payments {
+  readonly actors: DurableActors<PaymentMachine>;
+
+  constructor(
+    engine: Engine,
+    private readonly options: PaymentsOptions,
+  ) {
+    const { step } = options;
+    this.actors = durableMachine(engine, {
+      name: 'payment',
+      machine: paymentMachine,
+      version: PAYMENT_MACHINE_VERSION,
+      keys: () => options.keys,
+      input: (token, now, lifeId) => ({
+        token,
+        lifeId,
+        at: now,
+        expiryMs: options.paymentExpiryMs,
+        retentionMs: options.expiredRetentionMs,
+      }),
+      // A timer's EXPIRE carries Redis's time of its delivery.
+      timerEvent: (event, now) => ({ ...event, at: now }),
+      effects: paymentEffects(options.ledger),
+      adoptLegacy: adoptLegacyPayment,
+      // The retention of the token's life, fixed when its record was created.
+      finalStateRetentionMs: (snapshot) => snapshot.context.retentionMs,
+      ...(step === undefined
+        ? {}
+        : {
+            hook: (point: HookPoint, info: HookInfo) => {
+              const name = stepOf(point, info);
+              if (name === null) return;
+              const event = info.command === 'recover' ? 'RECOVER' : info.command;
+              return step(name, { token: info.key, event: event as StepContext['event'] });
+            },
+          }),
+    });
+  }
+
+  pay(token: string, payment: Payment): Promise<CommandResult> {
+    return this.command(token, 'PAY', (at) => ({ type: 'PAY', ...payment, at }));
+  }
+
+  cancel(token: string): Promise<CommandResult> {
+    return this.command(token, 'CANCEL', (at) => ({ type: 'CANCEL', at }));
+  }
+
+  /** The stored state, as it is; reads take no lock. */
+  get(token: string): Promise<PaymentSnapshot | null> {
+    return this.actors.get(token);
+  }
+
+  /** Completes whatever a crashed command left owed for `token`. */
+  recover(token: string): Promise<void> {
+    return this.actors.recover(token);
+  }
+
+  private async command(
+    token: string,
+    type: ClientEvent['type'],
+    event: (at: number) => ClientEvent,
+  ): Promise<CommandResult> {
+    // The event is made once the lock is held: its time is Redis's time then.
+    const result: SendResult<PaymentMachine> = await this.actors.send(token, event);
+    await this.options.step?.('before-response', { token, event: type });
+    return { outcome: result.emitted.at(-1)?.outcome ?? null, snapshot: result.snapshot };
+  }
+}

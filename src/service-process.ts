@@ -1,0 +1,182 @@
+/**
+ * The service as a process: managed Redis if needed, the eviction-policy
+ * check, start, and the stop on signals. `src/main.ts` runs it.
+ */
+import { Redis } from 'ioredis';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import {
+  isLocalUrl,
+  redisAnswers,
+  redisServerInstalled,
+  startManagedRedis,
+  type ManagedRedis,
+} from './managed-redis.ts';
+import { startService, type Logger, type RunningService, type ServiceOptions } from './service.ts';
+
+const EXIT_STOP_CUT_SHORT = 3;
+
+const STOP_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+type StopSignal = keyof typeof STOP_SIGNALS;
+
+/**
+ * A signal within this long of the first is the same request delivered
+ * twice, not an operator insisting: npm forwards SIGINT and SIGTERM to this
+ * process, which a terminal's Ctrl+C or systemd's stop (to the whole
+ * process group or cgroup) has already delivered here directly.
+ */
+const REPEAT_WINDOW_MS = 500;
+
+/**
+ * Beyond SHUTDOWN_TIMEOUT_MS, what stopping the managed Redis and exiting
+ * may take before the process exits regardless.
+ */
+const EXIT_GRACE_MS = 1_500;
+
+const log: Logger = {
+  info: (message, fields) => {
+    console.log(
+      JSON.stringify({ level: 'info', time: new Date().toISOString(), message, ...fields }),
+    );
+  },
+  warn: (message, fields) => {
+    console.error(
+      JSON.stringify({ level: 'warn', time: new Date().toISOString(), message, ...fields }),
+    );
+  },
+  error: (message, fields) => {
+    console.error(
+      JSON.stringify({ level: 'error', time: new Date().toISOString(), message, ...fields }),
+    );
+  },
+};
+
+function fail(message: string, code = 1): never {
+  console.error(message);
+  process.exit(code);
+}
+
+async function ensureRedis(config: Config): Promise<ManagedRedis | null> {
+  if (await redisAnswers(config.redisUrl)) return null;
+  if (config.managedRedis === 'never' || !isLocalUrl(config.redisUrl)) {
+    fail(
+      `Nothing answers at REDIS_URL=${config.redisUrl}. Start Redis there, or point REDIS_URL at one.`,
+    );
+  }
+  if (!redisServerInstalled()) {
+    fail(
+      `Nothing answers at REDIS_URL=${config.redisUrl} and redis-server is not installed.\n` +
+        'Install Redis (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)\n' +
+        'and run it, or set REDIS_URL to a Redis you already have.',
+    );
+  }
+  const managed = await startManagedRedis(config.redisUrl, config.dataDir);
+  log.info('started a managed local Redis (AOF, appendfsync everysec)', {
+    port: managed.port,
+    dir: managed.dir,
+  });
+  return managed;
+}
+
+/**
+ * Redis must never evict: an evicted record or ledger operation id lets a
+ * token be charged twice, an evicted BullMQ job loses a timer. Refuses to
+ * start on any other maxmemory-policy; says so when it cannot read it.
+ */
+async function checkEvictionPolicy(redisUrl: string): Promise<void> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  let policy: string | undefined;
+  let reason = 'Redis did not return it';
+  try {
+    policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1];
+  } catch (error) {
+    reason = error instanceof Error ? error.message : String(error);
+  } finally {
+    redis.disconnect();
+  }
+  if (policy === undefined) {
+    log.error('could not check maxmemory-policy: make sure it is noeviction', { reason });
+  } else if (policy !== 'noeviction') {
+    fail(
+      `Redis at REDIS_URL=${redisUrl} has maxmemory-policy ${policy}; paystate needs noeviction.\n` +
+        'With eviction, a full Redis silently deletes keys: a payment record or a ledger operation id\n' +
+        '(a token can then be charged twice) or a BullMQ expiry job (a timer lost). With noeviction\n' +
+        'it refuses writes instead, and paystate answers 503 storage_full until memory is freed.\n' +
+        'Set it with CONFIG SET maxmemory-policy noeviction (and in redis.conf).',
+    );
+  }
+}
+
+/**
+ * Runs the service as a process until a signal stops it. `options` reach
+ * startService (a test entry point passes its fault hook this way).
+ */
+export async function runProcess(options: Omit<ServiceOptions, 'log'> = {}): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message, 2);
+    throw error;
+  }
+
+  let service: RunningService | null = null;
+  let managed: ManagedRedis | null = null;
+  let stopStartedAt: number | null = null;
+  const stop = async (running: RunningService) => {
+    // Whatever the stop does, the process ends shortly after its deadline.
+    setTimeout(() => {
+      log.error('stop did not finish in time; exiting', {
+        shutdownTimeoutMs: config.shutdownTimeoutMs,
+      });
+      process.exit(EXIT_STOP_CUT_SHORT);
+    }, config.shutdownTimeoutMs + EXIT_GRACE_MS);
+    const { abandoned } = await running.stop();
+    await managed?.stop();
+    log.info('stopped', { clean: abandoned.length === 0 });
+    process.exit(abandoned.length === 0 ? 0 : EXIT_STOP_CUT_SHORT);
+  };
+  const onSignal = (signal: StopSignal) => {
+    const exitCode = 128 + STOP_SIGNALS[signal];
+    if (service === null) {
+      // Nothing to drain yet; a managed Redis already started stops with the process.
+      log.info('signal during start-up; exiting', { signal });
+      process.exit(exitCode);
+    }
+    if (stopStartedAt === null) {
+      stopStartedAt = Date.now();
+      log.info('shutting down', { signal, shutdownTimeoutMs: config.shutdownTimeoutMs });
+      stop(service).catch((error: unknown) => {
+        log.error('stop failed', {
+          message: error instanceof Error ? error.message : String(error),
+        });
+        process.exit(EXIT_STOP_CUT_SHORT);
+      });
+      return;
+    }
+    if (Date.now() - stopStartedAt < REPEAT_WINDOW_MS) return;
+    log.error('second signal: exiting now, without finishing the stop', { signal });
+    process.exit(exitCode);
+  };
+  for (const signal of Object.keys(STOP_SIGNALS) as StopSignal[]) {
+    process.on(signal, () => {
+      onSignal(signal);
+    });
+  }
+
+  managed = await ensureRedis(config);
+  await checkEvictionPolicy(config.redisUrl);
+  service = await startService(config, { ...options, log });
+  log.info('paystate started', {
+    roles: config.roles,
+    url: service.url,
+    redis: config.redisUrl,
+  });
+}
+
+/** Starts the process, exiting with status 1 if it cannot start. */
+export function main(options: Omit<ServiceOptions, 'log'> = {}): void {
+  runProcess(options).catch((error: unknown) => {
+    fail(`paystate failed to start: ${error instanceof Error ? error.message : String(error)}`);
+  });
+}
