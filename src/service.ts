@@ -3,9 +3,9 @@ import { Redis } from 'ioredis';
 import { connectRedis } from './engine/redis/connection.ts';
 import type { Worker } from 'bullmq';
 import { Ledger } from './accounts/ledger.ts';
-import type { Config } from './config.ts';
+import { WORKER_METRICS_PORT, type Config } from './config.ts';
 import { StoreLostError, toAppError, type AppError } from './errors.ts';
-import { createApp } from './http/app.ts';
+import { createApp, createMetricsApp } from './http/app.ts';
 import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
 import { createKeys } from './runtime/keys.ts';
@@ -15,23 +15,16 @@ import { SnapshotStore } from './runtime/snapshot-store.ts';
 import { RedisClock } from './runtime/redis-clock.ts';
 import { StoreIdentity } from './runtime/store-identity.ts';
 import { RedlockTokenLock } from './runtime/token-lock.ts';
+import { createLogger, fieldLogger, type PinoLogger } from './observability/log.ts';
+import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';
 
 export { connectRedis };
 
-export interface Logger {
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
-
-export const silentLogger: Logger = {
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
+export type { FieldLogger as Logger } from './observability/log.ts';
 
 export interface ServiceOptions {
-  readonly log?: Logger;
+  /** The process's log (request lines and the service's messages); silent when absent. */
+  readonly logger?: PinoLogger;
   readonly faultPoint?: FaultPoint;
 }
 
@@ -48,8 +41,12 @@ export interface RunningService {
   readonly recovery: RecoverySweep | null;
   readonly identity: StoreIdentity;
   readonly clock: RedisClock;
+  /** The service's metrics, for the engine and payments to report to. */
+  readonly metrics: ServiceMetrics;
   /** `http://host:port` when the api role runs. */
   readonly url: string | null;
+  /** Where GET /metrics is served: the API's url, or a listener of its own. */
+  readonly metricsUrl: string | null;
   /**
    * Drains the API and closes the worker, both bounded by
    * SHUTDOWN_TIMEOUT_MS, then drops the Redis connections; logs and reports
@@ -92,7 +89,9 @@ export async function startService(
   config: Config,
   options: ServiceOptions = {},
 ): Promise<RunningService> {
-  const log = options.log ?? silentLogger;
+  const logger = options.logger ?? createLogger('silent');
+  const log = fieldLogger(logger);
+  const metrics = createMetrics();
   const keys = createKeys(config.keyPrefix);
   const redis = connectRedis(config.redisUrl);
   const queueConnection = connectRedis(config.redisUrl);
@@ -195,6 +194,19 @@ export async function startService(
 
   let http: HttpServer | null = null;
   let url: string | null = null;
+  // Requests answered before the app: counted and logged like the app's own.
+  const refusalObserver = ({
+    code,
+    status,
+    requestId,
+  }: {
+    code: string;
+    status: number;
+    requestId: string;
+  }) => {
+    metrics.errorResponse(code);
+    logger.info({ message: 'request refused before the app', requestId, status, code });
+  };
   if (config.roles.includes('api')) {
     const app = createApp({
       runtime,
@@ -204,13 +216,26 @@ export async function startService(
         if (identity.lost) throw new StoreLostError();
       },
       storeLost: () => identity.lost,
-      log: (error) => {
-        log.error('request failed', describe(error));
-      },
+      logger,
+      metrics,
+      serveMetrics: config.metricsPort === null,
     });
-    http = await listenHttp(app, config.port, config.host);
+    http = await listenHttp(app, config.port, config.host, refusalObserver);
     url = http.url;
   }
+  // /metrics on a port of its own: when asked, and in a worker-only process.
+  let metricsHttp: HttpServer | null = null;
+  const metricsPort = config.metricsPort ?? (http === null ? WORKER_METRICS_PORT : null);
+  if (metricsPort !== null) {
+    metricsHttp = await listenHttp(
+      createMetricsApp(metrics, logger),
+      metricsPort,
+      config.host,
+      refusalObserver,
+    );
+  }
+  const metricsUrl =
+    metricsHttp !== null ? `${metricsHttp.url}/metrics` : url === null ? null : `${url}/metrics`;
 
   let stopping: Promise<StopReport> | null = null;
   const stop = () => {
@@ -220,8 +245,9 @@ export async function startService(
       // The API drains while the worker finishes its active jobs. On a Redis
       // that is gone, the worker's close waits as long as its retry-forever
       // connection does: the deadline bounds it.
-      const [cut, sweepStopped, workerClosed] = await Promise.all([
+      const [cut, , sweepStopped, workerClosed] = await Promise.all([
         http?.drain(deadline) ?? 0,
+        metricsHttp?.drain(deadline),
         recovery === null ? true : settlesBy(recovery.stop(), deadline),
         worker === null ? true : settlesBy(worker.close(), deadline),
       ]);
@@ -249,5 +275,16 @@ export async function startService(
     return stopping;
   };
 
-  return { runtime, ledger, timers, recovery, identity, clock: redisClock, url, stop };
+  return {
+    runtime,
+    ledger,
+    timers,
+    recovery,
+    identity,
+    clock: redisClock,
+    metrics,
+    url,
+    metricsUrl,
+    stop,
+  };
 }

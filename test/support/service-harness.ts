@@ -16,6 +16,7 @@ import { SnapshotStore } from '../../src/runtime/snapshot-store.ts';
 import { StoreIdentity } from '../../src/runtime/store-identity.ts';
 import type { TokenLock } from '../../src/runtime/token-lock.ts';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.ts';
+import { assertMatchesContract } from './contract.ts';
 
 export function randomPrefix(): string {
   return `t${randomBytes(6).toString('hex')}`;
@@ -99,6 +100,13 @@ export async function startTestService(
       } catch {
         // not JSON: keep the text, tests assert on it
       }
+      assertMatchesContract({
+        method,
+        path,
+        status: response.status,
+        header: (name) => response.headers.get(name) ?? undefined,
+        body: parsed,
+      });
       return { status: response.status, headers: response.headers, body: parsed };
     },
   };
