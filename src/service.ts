@@ -6,6 +6,7 @@ import { Ledger } from './accounts/ledger.ts';
 import { WORKER_METRICS_PORT, type Config } from './config.ts';
 import { StoreLostError, toAppError, type AppError } from './errors.ts';
 import { createApp, createMetricsApp } from './http/app.ts';
+import type { RefusalListener } from './http/client-error.ts';
 import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { BullExpiryTimers, startExpiryWorker } from './runtime/expiry-timers.ts';
 import { createKeys } from './runtime/keys.ts';
@@ -195,15 +196,7 @@ export async function startService(
   let http: HttpServer | null = null;
   let url: string | null = null;
   // Requests answered before the app: counted and logged like the app's own.
-  const refusalObserver = ({
-    code,
-    status,
-    requestId,
-  }: {
-    code: string;
-    status: number;
-    requestId: string;
-  }) => {
+  const refusalObserver: RefusalListener = ({ code, status, requestId }) => {
     metrics.errorResponse(code);
     logger.info({ message: 'request refused before the app', requestId, status, code });
   };
@@ -225,14 +218,28 @@ export async function startService(
   }
   // /metrics on a port of its own: when asked, and in a worker-only process.
   let metricsHttp: HttpServer | null = null;
-  const metricsPort = config.metricsPort ?? (http === null ? WORKER_METRICS_PORT : null);
-  if (metricsPort !== null) {
+  if (config.metricsPort !== null) {
     metricsHttp = await listenHttp(
       createMetricsApp(metrics, logger),
-      metricsPort,
+      config.metricsPort,
       config.host,
       refusalObserver,
     );
+  } else if (http === null) {
+    // The default port may be another worker's on the same host: timers
+    // matter more than metrics, so start without them, and say so.
+    metricsHttp = await listenHttp(
+      createMetricsApp(metrics, logger),
+      WORKER_METRICS_PORT,
+      config.host,
+      refusalObserver,
+    ).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      log.warn('metrics are not served: their default port is in use; set METRICS_PORT', {
+        port: WORKER_METRICS_PORT,
+      });
+      return null;
+    });
   }
   const metricsUrl =
     metricsHttp !== null ? `${metricsHttp.url}/metrics` : url === null ? null : `${url}/metrics`;

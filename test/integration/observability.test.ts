@@ -3,8 +3,10 @@
  * response, one JSON log line per request (no token, no header), and the
  * Prometheus metrics at GET /metrics, also from a worker-only process.
  */
+import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { WORKER_METRICS_PORT } from '../../src/config.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { startService } from '../../src/service.ts';
 import { accountOf } from '../support/app-process.ts';
@@ -315,5 +317,37 @@ describe('GET /metrics', () => {
     expect(reply.status).toBe(200);
     expect(await reply.text()).toContain('# TYPE paystate_timer_lateness_seconds histogram');
     expect((await fetch(worker.metricsUrl.replace(/\/metrics$/, '/payments'))).status).toBe(404);
+  });
+
+  it('lets a worker-only process start without metrics when their default port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => {
+      // Already in use (another worker on this host): just as good.
+      taken.once('error', () => {
+        resolve();
+      });
+      taken.listen(WORKER_METRICS_PORT, '127.0.0.1', resolve);
+    });
+    cleanups.push(
+      () =>
+        new Promise((resolve) => {
+          taken.close(resolve);
+        }),
+    );
+    const { logger, lines } = capturedLog();
+    const worker = await startService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'worker' }),
+      { logger },
+    );
+    cleanups.push(() => worker.stop());
+
+    expect(worker.metricsUrl).toBeNull();
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        message: 'metrics are not served: their default port is in use; set METRICS_PORT',
+        port: WORKER_METRICS_PORT,
+      }),
+    );
   });
 });
