@@ -52,6 +52,11 @@ function redisUrlProblem(url: string): string | null {
 const ROLES = ['api', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Where a worker-only process serves /metrics when METRICS_PORT is unset (Prometheus exporters' custom). */
+export const WORKER_METRICS_PORT = 9464;
 const envSchema = z.object({
   PORT: integer('PORT', 8080, 0, 65_535),
   HOST: z.string().optional().default('0.0.0.0'),
@@ -96,6 +101,35 @@ const envSchema = z.object({
       }
       return [...new Set(roles)] as Role[];
     }),
+  LOG_LEVEL: z
+    .string()
+    .optional()
+    .transform((raw, ctx): LogLevel => {
+      const level = raw === undefined || raw.trim() === '' ? 'info' : raw.trim().toLowerCase();
+      if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${raw ?? ''}"`,
+        });
+        return z.NEVER;
+      }
+      return level as LogLevel;
+    }),
+  METRICS_PORT: z
+    .string()
+    .optional()
+    .transform((raw, ctx): number | null => {
+      if (raw === undefined || raw.trim() === '') return null;
+      const port = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+      if (!(port >= 0 && port <= 65_535)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `METRICS_PORT must be a port between 0 and 65535, got "${raw}"`,
+        });
+        return z.NEVER;
+      }
+      return port;
+    }),
   PAYSTATE_MANAGED_REDIS: z.enum(['auto', 'never']).optional().default('auto'),
   PAYSTATE_DATA_DIR: z.string().optional().default('.data'),
   EXPIRY_JOB_LOCK_MS: integer('EXPIRY_JOB_LOCK_MS', 30_000, 100),
@@ -114,6 +148,12 @@ export interface Config {
   readonly recoveryIntervalMs: number;
   readonly shutdownTimeoutMs: number;
   readonly roles: readonly Role[];
+  readonly logLevel: LogLevel;
+  /**
+   * Where /metrics is served on a listener of its own (0: any free port).
+   * null: on the API's port when the api role runs, else WORKER_METRICS_PORT.
+   */
+  readonly metricsPort: number | null;
   /** `auto`: start a local redis-server when nothing answers at REDIS_URL. */
   readonly managedRedis: 'auto' | 'never';
   readonly dataDir: string;
@@ -151,6 +191,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     recoveryIntervalMs: e.RECOVERY_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     roles: Object.freeze(e.PAYSTATE_ROLES),
+    logLevel: e.LOG_LEVEL,
+    metricsPort: e.METRICS_PORT,
     managedRedis: e.PAYSTATE_MANAGED_REDIS,
     dataDir: e.PAYSTATE_DATA_DIR,
     expiryJobLockMs: e.EXPIRY_JOB_LOCK_MS,

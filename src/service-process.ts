@@ -11,7 +11,8 @@ import {
   startManagedRedis,
   type ManagedRedis,
 } from './managed-redis.ts';
-import { startService, type Logger, type RunningService, type ServiceOptions } from './service.ts';
+import { createLogger, fieldLogger, type FieldLogger } from './observability/log.ts';
+import { startService, type RunningService, type ServiceOptions } from './service.ts';
 
 const EXIT_STOP_CUT_SHORT = 3;
 
@@ -32,39 +33,33 @@ const REPEAT_WINDOW_MS = 500;
  */
 const EXIT_GRACE_MS = 1_500;
 
-const log: Logger = {
-  info: (message, fields) => {
-    console.log(
-      JSON.stringify({ level: 'info', time: new Date().toISOString(), message, ...fields }),
-    );
-  },
-  warn: (message, fields) => {
-    console.error(
-      JSON.stringify({ level: 'warn', time: new Date().toISOString(), message, ...fields }),
-    );
-  },
-  error: (message, fields) => {
-    console.error(
-      JSON.stringify({ level: 'error', time: new Date().toISOString(), message, ...fields }),
-    );
-  },
-};
+/** A Redis URL fit for a log line or a message: its password, if any, censored. */
+function shown(redisUrl: string): string {
+  try {
+    const url = new URL(redisUrl);
+    if (url.password === '') return redisUrl;
+    url.password = 'redacted';
+    return url.toString();
+  } catch {
+    return '(unparseable REDIS_URL)';
+  }
+}
 
 function fail(message: string, code = 1): never {
   console.error(message);
   process.exit(code);
 }
 
-async function ensureRedis(config: Config): Promise<ManagedRedis | null> {
+async function ensureRedis(config: Config, log: FieldLogger): Promise<ManagedRedis | null> {
   if (await redisAnswers(config.redisUrl)) return null;
   if (config.managedRedis === 'never' || !isLocalUrl(config.redisUrl)) {
     fail(
-      `Nothing answers at REDIS_URL=${config.redisUrl}. Start Redis there, or point REDIS_URL at one.`,
+      `Nothing answers at REDIS_URL=${shown(config.redisUrl)}. Start Redis there, or point REDIS_URL at one.`,
     );
   }
   if (!redisServerInstalled()) {
     fail(
-      `Nothing answers at REDIS_URL=${config.redisUrl} and redis-server is not installed.\n` +
+      `Nothing answers at REDIS_URL=${shown(config.redisUrl)} and redis-server is not installed.\n` +
         'Install Redis (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)\n' +
         'and run it, or set REDIS_URL to a Redis you already have.',
     );
@@ -82,7 +77,7 @@ async function ensureRedis(config: Config): Promise<ManagedRedis | null> {
  * token be charged twice, an evicted BullMQ job loses a timer. Refuses to
  * start on any other maxmemory-policy; says so when it cannot read it.
  */
-async function checkEvictionPolicy(redisUrl: string): Promise<void> {
+async function checkEvictionPolicy(redisUrl: string, log: FieldLogger): Promise<void> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null });
   redis.on('error', () => undefined);
   let policy: string | undefined;
@@ -98,7 +93,7 @@ async function checkEvictionPolicy(redisUrl: string): Promise<void> {
     log.error('could not check maxmemory-policy: make sure it is noeviction', { reason });
   } else if (policy !== 'noeviction') {
     fail(
-      `Redis at REDIS_URL=${redisUrl} has maxmemory-policy ${policy}; paystate needs noeviction.\n` +
+      `Redis at REDIS_URL=${shown(redisUrl)} has maxmemory-policy ${policy}; paystate needs noeviction.\n` +
         'With eviction, a full Redis silently deletes keys: a payment record or a ledger operation id\n' +
         '(a token can then be charged twice) or a BullMQ expiry job (a timer lost). With noeviction\n' +
         'it refuses writes instead, and paystate answers 503 storage_full until memory is freed.\n' +
@@ -111,7 +106,7 @@ async function checkEvictionPolicy(redisUrl: string): Promise<void> {
  * Runs the service as a process until a signal stops it. `options` reach
  * startService (a test entry point passes its fault hook this way).
  */
-export async function runProcess(options: Omit<ServiceOptions, 'log'> = {}): Promise<void> {
+export async function runProcess(options: Omit<ServiceOptions, 'logger'> = {}): Promise<void> {
   let config: Config;
   try {
     config = loadConfig();
@@ -119,6 +114,9 @@ export async function runProcess(options: Omit<ServiceOptions, 'log'> = {}): Pro
     if (error instanceof ConfigError) fail(error.message, 2);
     throw error;
   }
+  // JSON lines on stdout at LOG_LEVEL (docs/operations.md).
+  const logger = createLogger(config.logLevel);
+  const log = fieldLogger(logger);
 
   let service: RunningService | null = null;
   let managed: ManagedRedis | null = null;
@@ -147,9 +145,7 @@ export async function runProcess(options: Omit<ServiceOptions, 'log'> = {}): Pro
       stopStartedAt = Date.now();
       log.info('shutting down', { signal, shutdownTimeoutMs: config.shutdownTimeoutMs });
       stop(service).catch((error: unknown) => {
-        log.error('stop failed', {
-          message: error instanceof Error ? error.message : String(error),
-        });
+        log.error('stop failed', { err: error });
         process.exit(EXIT_STOP_CUT_SHORT);
       });
       return;
@@ -164,18 +160,19 @@ export async function runProcess(options: Omit<ServiceOptions, 'log'> = {}): Pro
     });
   }
 
-  managed = await ensureRedis(config);
-  await checkEvictionPolicy(config.redisUrl);
-  service = await startService(config, { ...options, log });
+  managed = await ensureRedis(config, log);
+  await checkEvictionPolicy(config.redisUrl, log);
+  service = await startService(config, { ...options, logger });
   log.info('paystate started', {
     roles: config.roles,
     url: service.url,
-    redis: config.redisUrl,
+    metricsUrl: service.metricsUrl,
+    redis: shown(config.redisUrl),
   });
 }
 
 /** Starts the process, exiting with status 1 if it cannot start. */
-export function main(options: Omit<ServiceOptions, 'log'> = {}): void {
+export function main(options: Omit<ServiceOptions, 'logger'> = {}): void {
   runProcess(options).catch((error: unknown) => {
     fail(`paystate failed to start: ${error instanceof Error ? error.message : String(error)}`);
   });

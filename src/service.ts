@@ -1,34 +1,28 @@
 import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Ledger } from './accounts/ledger.ts';
-import type { Config } from './config.ts';
+import { WORKER_METRICS_PORT, type Config } from './config.ts';
 import { createEngine, type EngineWorker } from './engine/index.ts';
 import { connectRedis } from './engine/redis/connection.ts';
 import type { RedisClock } from './engine/redis/redis-clock.ts';
 import type { StoreIdentity } from './engine/redis/store-identity.ts';
 import { StoreLostError, toAppError, type AppError } from './errors.ts';
-import { createApp } from './http/app.ts';
+import { createApp, createMetricsApp } from './http/app.ts';
+import type { RefusalListener } from './http/client-error.ts';
 import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
 import { Payments, type PaymentStepHook } from './payments/payments.ts';
 import { createKeys } from './runtime/keys.ts';
+import { createLogger, fieldLogger, type PinoLogger } from './observability/log.ts';
+import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';
 
 export { connectRedis };
 
-export interface Logger {
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
-
-export const silentLogger: Logger = {
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
+export type { FieldLogger as Logger } from './observability/log.ts';
 
 export interface ServiceOptions {
-  readonly log?: Logger;
+  /** The process's log (request lines and the service's messages); silent when absent. */
+  readonly logger?: PinoLogger;
   /** Called at the named steps of every payment command (tests inject faults there). */
   readonly faultPoint?: PaymentStepHook;
 }
@@ -47,8 +41,12 @@ export interface RunningService {
   readonly recovery: { runOnce(): Promise<number> } | null;
   readonly identity: StoreIdentity;
   readonly clock: RedisClock;
+  /** The service's metrics, for the engine and payments to report to. */
+  readonly metrics: ServiceMetrics;
   /** `http://host:port` when the api role runs. */
   readonly url: string | null;
+  /** Where GET /metrics is served: the API's url, or a listener of its own. */
+  readonly metricsUrl: string | null;
   /**
    * Drains the API and closes the worker, both bounded by
    * SHUTDOWN_TIMEOUT_MS, then drops the Redis connections; logs and reports
@@ -91,7 +89,9 @@ export async function startService(
   config: Config,
   options: ServiceOptions = {},
 ): Promise<RunningService> {
-  const log = options.log ?? silentLogger;
+  const logger = options.logger ?? createLogger('silent');
+  const log = fieldLogger(logger);
+  const metrics = createMetrics();
   const keys = createKeys(config.keyPrefix);
   const engine = await createEngine({
     redisUrl: config.redisUrl,
@@ -172,6 +172,11 @@ export async function startService(
 
   let http: HttpServer | null = null;
   let url: string | null = null;
+  // Requests answered before the app: counted and logged like the app's own.
+  const refusalObserver: RefusalListener = ({ code, status, requestId }) => {
+    metrics.errorResponse(code);
+    logger.info({ message: 'request refused before the app', requestId, status, code });
+  };
   if (config.roles.includes('api')) {
     const app = createApp({
       payments,
@@ -181,13 +186,40 @@ export async function startService(
         if (identity.lost) throw new StoreLostError();
       },
       storeLost: () => identity.lost,
-      log: (error) => {
-        log.error('request failed', describe(error));
-      },
+      logger,
+      metrics,
+      serveMetrics: config.metricsPort === null,
     });
-    http = await listenHttp(app, config.port, config.host);
+    http = await listenHttp(app, config.port, config.host, refusalObserver);
     url = http.url;
   }
+  // /metrics on a port of its own: when asked, and in a worker-only process.
+  let metricsHttp: HttpServer | null = null;
+  if (config.metricsPort !== null) {
+    metricsHttp = await listenHttp(
+      createMetricsApp(metrics, logger),
+      config.metricsPort,
+      config.host,
+      refusalObserver,
+    );
+  } else if (http === null) {
+    // The default port may be another worker's on the same host: timers
+    // matter more than metrics, so start without them, and say so.
+    metricsHttp = await listenHttp(
+      createMetricsApp(metrics, logger),
+      WORKER_METRICS_PORT,
+      config.host,
+      refusalObserver,
+    ).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      log.warn('metrics are not served: their default port is in use; set METRICS_PORT', {
+        port: WORKER_METRICS_PORT,
+      });
+      return null;
+    });
+  }
+  const metricsUrl =
+    metricsHttp !== null ? `${metricsHttp.url}/metrics` : url === null ? null : `${url}/metrics`;
 
   let stopping: Promise<StopReport> | null = null;
   const stop = () => {
@@ -197,8 +229,9 @@ export async function startService(
       // The API drains while the worker finishes its active jobs. On a Redis
       // that is gone, the worker's close waits as long as its retry-forever
       // connection does: the deadline bounds it.
-      const [cut, workerClosed, legacyClosed] = await Promise.all([
+      const [cut, , workerClosed, legacyClosed] = await Promise.all([
         http?.drain(deadline) ?? 0,
+        metricsHttp?.drain(deadline),
         worker === null ? true : settlesBy(worker.stop(), deadline),
         legacyWorker === null ? true : settlesBy(legacyWorker.close(), deadline),
       ]);
@@ -228,5 +261,5 @@ export async function startService(
     return stopping;
   };
 
-  return { payments, ledger, worker, recovery, identity, clock, url, stop };
+  return { payments, ledger, worker, recovery, identity, clock, metrics, url, metricsUrl, stop };
 }

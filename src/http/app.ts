@@ -4,7 +4,12 @@ import { parse as parseKeepingNumberText } from 'lossless-json';
 import type { Ledger } from '../accounts/ledger.ts';
 import { AppError, NotFoundError, StoreLostError, ValidationError } from '../errors.ts';
 import type { CommandResult, Payments } from '../payments/payments.ts';
+import type { PinoLogger } from '../observability/log.ts';
+import type { ServiceMetrics } from '../observability/metrics.ts';
+import { serveDocsPage } from './docs-page.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
+import { documentedPaths, openApiDocument } from './openapi.ts';
+import { observeRequests, routeMatcher } from './request-observer.ts';
 import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
 
@@ -15,7 +20,20 @@ export interface AppDeps {
   readonly ping: () => Promise<void>;
   /** True while the store is lost (emptied or replaced): every request is refused. */
   readonly storeLost?: () => boolean;
-  readonly log?: (error: AppError) => void;
+  /** Request lines (one per request; 5xx with their cause). None when absent. */
+  readonly logger?: PinoLogger;
+  /** HTTP series are recorded in it; GET /metrics serves it unless `serveMetrics` is false. */
+  readonly metrics?: ServiceMetrics;
+  /** False when /metrics is served on a port of its own (METRICS_PORT). */
+  readonly serveMetrics?: boolean;
+}
+
+/** The scrape handler, shared with the metrics-only listener. */
+export function metricsHandler(metrics: ServiceMetrics): RequestHandler {
+  return async (_req, res) => {
+    const { contentType, text } = await metrics.scrape();
+    res.type(contentType).send(text);
+  };
 }
 
 /** Largest request body accepted; larger ones get 413 before they are read. */
@@ -105,6 +123,13 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(
+    observeRequests({
+      logger: deps.logger,
+      metrics: deps.metrics,
+      routeOf: routeMatcher(documentedPaths()),
+    }),
+  );
   app.use(jsonBody());
 
   app.get('/healthz', (_req, res) => {
@@ -115,6 +140,15 @@ export function createApp(deps: AppDeps): Express {
     await deps.ping();
     res.json({ status: 'ready' });
   });
+
+  // Operators' routes answer while the store is lost: that is when they are needed.
+  if (deps.metrics !== undefined && deps.serveMetrics !== false) {
+    app.get('/metrics', metricsHandler(deps.metrics));
+  }
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
+  serveDocsPage(app);
 
   // A store that came back empty or was replaced answers nothing true: a
   // read would say "unknown" of a charged token, a write would charge again.
@@ -213,7 +247,7 @@ export function createApp(deps: AppDeps): Express {
   });
 
   app.use(notFoundHandler);
-  app.use(errorHandler(deps.log ?? (() => undefined)));
+  app.use(errorHandler());
   return app;
 }
 
@@ -230,4 +264,16 @@ function expectOutcome(result: CommandResult) {
 function viewOf(result: CommandResult) {
   if (result.snapshot === null) throw new Error('a client event left no record');
   return paymentView(result.snapshot);
+}
+
+/** The app of a /metrics listener of its own (METRICS_PORT, or a worker-only process). */
+export function createMetricsApp(metrics: ServiceMetrics, logger?: PinoLogger): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(observeRequests({ logger, metrics, routeOf: routeMatcher(['/metrics']) }));
+  app.get('/metrics', metricsHandler(metrics));
+  app.use(notFoundHandler);
+  app.use(errorHandler());
+  return app;
 }

@@ -1,6 +1,14 @@
 import { STATUS_CODES, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
+import { newRequestId } from './request-id.ts';
+
+/** Told of each request the server answers before the app sees it. */
+export type RefusalListener = (refusal: {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly requestId: string;
+}) => void;
 
 /**
  * What Node's HTTP parser refuses before the app sees a request, as our error
@@ -24,8 +32,12 @@ function refusalOf(error: NodeJS.ErrnoException): { code: ErrorCode; message: st
  * request line or header, a request that took too long to arrive) with the
  * same JSON error body as every other refusal, then closes the connection,
  * as Node's own handler does.
+ *
+ * The X-Request-Id is always a new one: the parser gives up before the
+ * request's headers are known (or because they cannot be read), so a
+ * client's id cannot be taken.
  */
-export function answerClientErrors(server: Server): void {
+export function answerClientErrors(server: Server, refused?: RefusalListener): void {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     // Never write into a response already under way on this connection: the
     // client would read our bytes as part of it. (Node checks the same.)
@@ -34,13 +46,16 @@ export function answerClientErrors(server: Server): void {
       const { code, message } = refusalOf(error);
       const status = STATUS_BY_CODE[code];
       const body = JSON.stringify({ error: { code, message } });
+      const requestId = newRequestId();
       socket.write(
         `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
           'Content-Type: application/json; charset=utf-8\r\n' +
+          `X-Request-Id: ${requestId}\r\n` +
           `Content-Length: ${Buffer.byteLength(body)}\r\n` +
           'Connection: close\r\n\r\n' +
           body,
       );
+      refused?.({ code, status, requestId });
     }
     socket.destroy();
   });

@@ -39,9 +39,28 @@ function statusOf(code: string): number {
 
 const RETRY_AFTER_SECONDS = 1;
 
+/** What an error response recorded for the request's log line and the error counter. */
+export interface SentError {
+  readonly code: string;
+  /** The error behind a 5xx, logged with its cause on the request's line. */
+  readonly error?: AppError;
+}
+
+const SENT_ERROR = 'paystateError';
+
+/** The error response sent for this request, if one was. */
+export function sentErrorOf(res: Response): SentError | undefined {
+  return res.locals[SENT_ERROR] as SentError | undefined;
+}
+
+function writeError(res: Response, status: number, sent: SentError, message: string): void {
+  res.locals[SENT_ERROR] = sent;
+  res.status(status).json({ error: { code: sent.code, message } });
+}
+
 /** Sends an error body with the status the table gives its code (business refusals use it too). */
 export function sendError(res: Response, code: ErrorCode, message: string): void {
-  res.status(statusOf(code)).json({ error: { code, message } });
+  writeError(res, statusOf(code), { code }, message);
 }
 
 /** body-parser's errors carry `type` and `status`; turn them into ours. */
@@ -87,7 +106,12 @@ function fromBodyDecoding(error: unknown): AppError | null {
   return null;
 }
 
-export function errorHandler(log: (error: AppError) => void): ErrorRequestHandler {
+/**
+ * Every error that reaches express ends here. It is not logged here: the
+ * request's one log line carries its code, and for a 5xx the error with its
+ * cause (see request-observer.ts).
+ */
+export function errorHandler(): ErrorRequestHandler {
   return (error: unknown, _req, res, next) => {
     if (res.headersSent) {
       next(error);
@@ -96,10 +120,14 @@ export function errorHandler(log: (error: AppError) => void): ErrorRequestHandle
     const appError =
       fromBodyParser(error) ?? fromRouter(error) ?? fromBodyDecoding(error) ?? toAppError(error);
     const status = statusOf(appError.code);
-    if (status >= 500) log(appError);
     if (appError.retryable) res.set('Retry-After', String(RETRY_AFTER_SECONDS));
     const message = status === 500 ? 'internal error' : appError.message;
-    res.status(status).json({ error: { code: appError.code, message } });
+    writeError(
+      res,
+      status,
+      status >= 500 ? { code: appError.code, error: appError } : { code: appError.code },
+      message,
+    );
   };
 }
 

@@ -1,7 +1,8 @@
 import { createServer, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { answerClientErrors } from './client-error.ts';
+import { answerClientErrors, type RefusalListener } from './client-error.ts';
 import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
+import { assignRequestId } from './request-id.ts';
 
 /**
  * The HTTP server around the app, and how it drains on shutdown.
@@ -50,13 +51,18 @@ export async function listenHttp(
   handler: RequestListener,
   port: number,
   host: string,
+  /** Told of the requests answered here rather than by `handler`: parser refusals, shutdown 503s. */
+  refused?: RefusalListener,
 ): Promise<HttpServer> {
   /** Responses not yet sent, with their connection, in the order the requests arrived. */
   const running = new Map<ServerResponse, Socket>();
   let draining = false;
   const server = createServer((req, res) => {
+    // Before anything can answer: every response carries the request's id.
+    const requestId = assignRequestId(req, res);
     if (draining) {
       refuse(res);
+      refused?.({ code: SHUTDOWN_CODE, status: STATUS_BY_CODE[SHUTDOWN_CODE], requestId });
       return;
     }
     running.set(res, req.socket);
@@ -68,7 +74,7 @@ export async function listenHttp(
     });
     handler(req, res);
   });
-  answerClientErrors(server);
+  answerClientErrors(server, refused);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import type { Payment } from '../payments/payment.types.ts';
+import { INTERNAL_STATES, PUBLIC_STATES, type Payment } from '../payments/payment.types.ts';
 
 /**
  * URL-safe printable: RFC 3986 unreserved characters, but not the dot
@@ -26,6 +26,15 @@ export class JsonNumber {
 /** An integer written as one: no fraction, exponent, plus sign or leading zero. */
 const INTEGER_TEXT = /^-?(0|[1-9][0-9]*)$/;
 
+/** What amountCents is, as the OpenAPI document says it (the validator below judges its JSON text). */
+const AMOUNT_CENTS_DOC = {
+  type: 'integer',
+  minimum: 1,
+  maximum: MAX_AMOUNT_CENTS,
+  description:
+    'Whole cents, written as a JSON integer: no fraction (100.0), exponent (1e3), sign or leading zero.',
+} as const;
+
 const amountCents = z
   .instanceof(JsonNumber, {
     error: (issue) =>
@@ -41,7 +50,18 @@ const amountCents = z
       .number()
       .positive('amountCents must be positive')
       .max(MAX_AMOUNT_CENTS, `amountCents must be at most ${MAX_AMOUNT_CENTS}`),
-  );
+  )
+  .meta(AMOUNT_CENTS_DOC);
+
+export const tokenSchema = z
+  .string()
+  .regex(TOKEN_PATTERN)
+  .meta({ description: '1-255 characters of A-Z a-z 0-9 . _ ~ -, not "." or ".."' });
+
+export const accountIdSchema = z
+  .string()
+  .regex(ACCOUNT_ID_PATTERN)
+  .meta({ description: '1-128 characters of A-Z a-z 0-9 . _ ~ -, not "." or ".."' });
 
 export const paymentBodySchema = z
   .object({
@@ -59,13 +79,13 @@ export const paymentBodySchema = z
   .strict();
 
 export function parseToken(raw: unknown, what = 'token'): string {
-  if (typeof raw !== 'string' || !TOKEN_PATTERN.test(raw)) {
+  if (!tokenSchema.safeParse(raw).success) {
     throw new ValidationError(
       `${what} must be 1-255 characters of A-Z a-z 0-9 . _ ~ -, and not "." or ".."`,
       'invalid_token',
     );
   }
-  return raw;
+  return raw as string;
 }
 
 /** A payment body as the body parser gives it: numbers are JsonNumbers. */
@@ -89,11 +109,66 @@ export function parsePaymentBody(body: unknown): Payment {
 }
 
 export function parseAccountId(raw: unknown): string {
-  if (typeof raw !== 'string' || !ACCOUNT_ID_PATTERN.test(raw)) {
+  if (!accountIdSchema.safeParse(raw).success) {
     throw new ValidationError(
       'accountId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -, not . or ..',
       'invalid_account_id',
     );
   }
-  return raw;
+  return raw as string;
 }
+
+// Responses: documented in the OpenAPI document, checked against every
+// response the tests receive, and the types views.ts must return.
+
+const timestamp = z.iso.datetime();
+const paymentStatus = z.enum([...PUBLIC_STATES, ...INTERNAL_STATES]);
+
+export const paymentViewSchema = z.strictObject({
+  token: z.string(),
+  status: paymentStatus.meta({
+    description: 'charging and refunding are internal steps a lock-free read can see',
+  }),
+  payment: z.strictObject({ accountId: z.string(), amountCents: z.int() }).nullable(),
+  lastDecline: z.strictObject({ reason: z.string(), at: timestamp }).nullable(),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+  chargedAt: timestamp.nullable(),
+  cancelledAt: timestamp.nullable(),
+  refundedAt: timestamp.nullable(),
+  expiredAt: timestamp.nullable(),
+  expiresAt: timestamp.nullable(),
+  removeAt: timestamp.nullable(),
+  history: z.array(z.strictObject({ at: timestamp, event: z.string(), state: paymentStatus })),
+});
+export type PaymentView = z.output<typeof paymentViewSchema>;
+
+export const accountViewSchema = z.strictObject({
+  accountId: z.string(),
+  balanceCents: z.int(),
+  ledger: z.array(
+    z.strictObject({
+      operationId: z.string(),
+      kind: z.enum(['withdrawal', 'deposit']),
+      amountCents: z.int(),
+      balanceCents: z.int(),
+      token: z.string(),
+      at: timestamp,
+    }),
+  ),
+});
+export type AccountViewBody = z.output<typeof accountViewSchema>;
+
+export const seedPaymentResultSchema = z.strictObject({
+  success: z.boolean(),
+  reason: z.string(),
+});
+
+export const seedCancelResultSchema = z.strictObject({
+  success: z.boolean(),
+  reason: z.string(),
+  status: paymentStatus.nullable(),
+});
+
+export const healthSchema = z.strictObject({ status: z.literal('ok') });
+export const readySchema = z.strictObject({ status: z.literal('ready') });

@@ -1,11 +1,16 @@
 import type { AccountView } from '../accounts/ledger.ts';
 import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
 import type { Outcome } from '../payments/payment.types.ts';
+import type { AccountViewBody, PaymentView } from './schemas.ts';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+function iso(ms: number): string;
+function iso(ms: number | null): string | null;
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
 
-/** The public view of a token's record. */
-export function paymentView(snapshot: PaymentSnapshot) {
+/** The public view of a token's record (its schema: paymentViewSchema). */
+export function paymentView(snapshot: PaymentSnapshot): PaymentView {
   const c = snapshot.context;
   return {
     token: c.token,
@@ -24,7 +29,7 @@ export function paymentView(snapshot: PaymentSnapshot) {
   };
 }
 
-export function accountView(account: AccountView) {
+export function accountView(account: AccountView): AccountViewBody {
   return {
     accountId: account.accountId,
     balanceCents: account.balanceCents,

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { assertMatchesContract, ContractError } from './contract.ts';
 import { spawnScript, type ServiceProcess } from './processes.ts';
 import { waitFor } from './service-harness.ts';
 
@@ -66,7 +67,23 @@ export function send(
           } catch {
             // not JSON: keep the text
           }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+          const reply = { status: res.statusCode ?? 0, headers: res.headers, body };
+          try {
+            assertMatchesContract({
+              method,
+              path,
+              status: reply.status,
+              header: (name) => {
+                const value = res.headers[name.toLowerCase()];
+                return Array.isArray(value) ? value.join(', ') : value;
+              },
+              body,
+            });
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)));
+            return;
+          }
+          resolve(reply);
         });
       },
     );
@@ -204,7 +221,8 @@ export async function untilAnswered(
       try {
         const reply = await attempt();
         return isRetryable(reply) ? undefined : reply;
-      } catch {
+      } catch (error) {
+        if (error instanceof ContractError) throw error;
         return undefined;
       }
     },

@@ -12,6 +12,7 @@ import { Payments } from '../../src/payments/payments.ts';
 import { createKeys, type Keys } from '../../src/runtime/keys.ts';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.ts';
 import { paymentTimerQueue, type TimerJobData } from './timer-jobs.ts';
+import { assertMatchesContract } from './contract.ts';
 
 export function randomPrefix(): string {
   return `t${randomBytes(6).toString('hex')}`;
@@ -96,6 +97,13 @@ export async function startTestService(
       } catch {
         // not JSON: keep the text, tests assert on it
       }
+      assertMatchesContract({
+        method,
+        path,
+        status: response.status,
+        header: (name) => response.headers.get(name) ?? undefined,
+        body: parsed,
+      });
       return { status: response.status, headers: response.headers, body: parsed };
     },
   };

@@ -28,9 +28,22 @@ describe('loadConfig', () => {
       recoveryIntervalMs: 5_000,
       shutdownTimeoutMs: 10_000,
       roles: ['api', 'worker'],
+      logLevel: 'info',
+      metricsPort: null,
       managedRedis: 'auto',
       dataDir: '.data',
       expiryJobLockMs: 30_000,
+    });
+  });
+
+  it('reads LOG_LEVEL in any case and METRICS_PORT', () => {
+    expect(loadConfig({ LOG_LEVEL: 'DEBUG', METRICS_PORT: '9464' })).toMatchObject({
+      logLevel: 'debug',
+      metricsPort: 9464,
+    });
+    expect(loadConfig({ LOG_LEVEL: 'silent', METRICS_PORT: '0' })).toMatchObject({
+      logLevel: 'silent',
+      metricsPort: 0,
     });
   });
 
@@ -55,6 +68,8 @@ describe('loadConfig', () => {
       RECOVERY_INTERVAL_MS: '50',
       SHUTDOWN_TIMEOUT_MS: '1500',
       PAYSTATE_ROLES: ' worker , api ,worker',
+      LOG_LEVEL: 'warn',
+      METRICS_PORT: '9100',
       PAYSTATE_MANAGED_REDIS: 'never',
       PAYSTATE_DATA_DIR: '/var/lib/paystate',
       EXPIRY_JOB_LOCK_MS: '500',
@@ -73,6 +88,8 @@ describe('loadConfig', () => {
       recoveryIntervalMs: 50,
       shutdownTimeoutMs: 1_500,
       roles: ['worker', 'api'],
+      logLevel: 'warn',
+      metricsPort: 9100,
       managedRedis: 'never',
       dataDir: '/var/lib/paystate',
       expiryJobLockMs: 500,
@@ -169,6 +186,9 @@ describe('loadConfig', () => {
       ['PAYSTATE_ROLES', 'api,web', /PAYSTATE_ROLES must list api and\/or worker, got "api,web"/],
       ['PAYSTATE_ROLES', ' , ', /PAYSTATE_ROLES must list api and\/or worker/],
       ['PAYSTATE_MANAGED_REDIS', 'always', /PAYSTATE_MANAGED_REDIS/],
+      ['LOG_LEVEL', 'verbose', /LOG_LEVEL must be one of fatal, error, .*silent, got "verbose"/],
+      ['METRICS_PORT', '65536', /METRICS_PORT must be a port between 0 and 65535, got "65536"/],
+      ['METRICS_PORT', 'nine', /METRICS_PORT must be a port between 0 and 65535/],
     ])('%s=%j', (name, value, message) => {
       const error = configError({ [name]: value });
 

@@ -1,0 +1,375 @@
+/**
+ * The OpenAPI 3.1 document of the HTTP API, built from the zod schemas that
+ * validate requests (src/http/schemas.ts) and those the responses are typed
+ * by, with zod's own JSON Schema output (draft 2020-12, OpenAPI 3.1's
+ * dialect). Served at GET /openapi.json; the tests check every response
+ * they receive against it (test/support/contract.ts).
+ *
+ * Every route can answer the shared errors: the JSON body parser runs on
+ * every request (400, 413, 415), Node's parser refuses some requests first
+ * (400, 408, 413, 431), and anything can meet a bug (500), a Redis outage, a
+ * lost store or a shutdown (503).
+ */
+import { createRequire } from 'node:module';
+import { z } from 'zod';
+import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
+import {
+  accountIdSchema,
+  accountViewSchema,
+  healthSchema,
+  paymentBodySchema,
+  paymentViewSchema,
+  readySchema,
+  seedCancelResultSchema,
+  seedPaymentResultSchema,
+  tokenSchema,
+} from './schemas.ts';
+
+/** Files of swagger-ui-dist that GET /docs/{asset} serves. */
+export const DOCS_ASSETS = ['swagger-ui.css', 'swagger-ui-bundle.js', 'docs.js'] as const;
+
+type Json = Record<string, unknown>;
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+/** zod → JSON Schema 2020-12, without the `$schema` line (the document sets the dialect). */
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): Json {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, {
+    target: 'draft-2020-12',
+    io,
+    // amountCents is validated from its JSON text (a JsonNumber): its
+    // documented type comes from its metadata, merged over this `{}`.
+    unrepresentable: 'any',
+  }) as Json;
+  return rest;
+}
+
+const ref = (kind: string, name: string) => ({ $ref: `#/components/${kind}/${name}` });
+const json = (schema: Json) => ({ 'application/json': { schema } });
+
+const ERROR_CODES = Object.keys(STATUS_BY_CODE) as ErrorCode[];
+const RETRYABLE_STATUSES = new Set([409, 503]);
+const SHARED_ERROR_STATUSES = [400, 408, 413, 415, 431, 500, 503] as const;
+
+const codesOf = (status: number) => ERROR_CODES.filter((code) => STATUS_BY_CODE[code] === status);
+
+const requestIdHeader = { 'X-Request-Id': ref('headers', 'XRequestId') };
+
+function errorResponse(status: number): Json {
+  const codes = codesOf(status);
+  return {
+    description: `Error: ${codes.join(', ')}`,
+    headers: {
+      ...requestIdHeader,
+      ...(RETRYABLE_STATUSES.has(status) ? { 'Retry-After': ref('headers', 'RetryAfter') } : {}),
+    },
+    content: json({
+      allOf: [
+        ref('schemas', 'ErrorBody'),
+        { properties: { error: { properties: { code: { enum: codes } } } } },
+      ],
+    }),
+  };
+}
+
+function ok(description: string, content: Json, headers: Json = {}): Json {
+  return { description, headers: { ...requestIdHeader, ...headers }, content };
+}
+
+interface Operation {
+  readonly summary: string;
+  readonly description?: string;
+  readonly tags: readonly string[];
+  readonly parameters?: readonly Json[];
+  readonly requestBody?: Json;
+  readonly responses: Record<number, Json>;
+  /** Error statuses besides the shared ones. */
+  readonly errors?: readonly number[];
+}
+
+const paymentBody = {
+  required: true,
+  content: json(ref('schemas', 'PaymentBody')),
+};
+
+const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
+  '/PaymentProcessor/{token}/makePayment': {
+    get: undefined,
+    post: {
+      summary: 'Pay (seed-compatible)',
+      description:
+        'Every business outcome is a 200 whose `success` says how it went; a different body on a charged token is 422.',
+      tags: ['seed'],
+      parameters: [ref('parameters', 'Token')],
+      requestBody: paymentBody,
+      responses: {
+        200: ok(
+          'Charged, replayed, declined, cancelled, refunded or expired',
+          json(ref('schemas', 'SeedPaymentResult')),
+        ),
+      },
+      errors: [409, 422],
+    },
+  },
+  '/PaymentProcessor/{token}/cancelPayment': {
+    get: undefined,
+    post: {
+      summary: 'Cancel (seed-compatible)',
+      tags: ['seed'],
+      parameters: [ref('parameters', 'Token')],
+      responses: {
+        200: ok(
+          'Cancelled, refunded, or (success false) expired',
+          json(ref('schemas', 'SeedCancelResult')),
+        ),
+      },
+      errors: [409],
+    },
+  },
+  '/payments': {
+    get: undefined,
+    post: {
+      summary: 'Pay',
+      tags: ['payments'],
+      parameters: [ref('parameters', 'IdempotencyKey')],
+      requestBody: paymentBody,
+      responses: {
+        201: ok('Charged now', json(ref('schemas', 'PaymentView')), {
+          Location: {
+            description: '/payments/{token}',
+            schema: { type: 'string' },
+            required: true,
+          },
+        }),
+        200: ok(
+          'Replay of a charged payment with the same body',
+          json(ref('schemas', 'PaymentView')),
+          {
+            'Idempotent-Replayed': {
+              description: 'Always `true`: nothing was charged by this request',
+              schema: { type: 'string', const: 'true' },
+              required: true,
+            },
+          },
+        ),
+      },
+      errors: [402, 409, 410, 422],
+    },
+  },
+  '/payments/{token}/cancel': {
+    get: undefined,
+    post: {
+      summary: 'Cancel, or refund a charged payment',
+      tags: ['payments'],
+      parameters: [ref('parameters', 'Token')],
+      responses: {
+        200: ok('The payment view: cancelled or refunded', json(ref('schemas', 'PaymentView'))),
+      },
+      errors: [409, 410],
+    },
+  },
+  '/payments/{token}': {
+    post: undefined,
+    get: {
+      summary: "A token's record (lock-free read)",
+      tags: ['payments'],
+      parameters: [ref('parameters', 'Token')],
+      responses: { 200: ok('The payment view', json(ref('schemas', 'PaymentView'))) },
+      errors: [404],
+    },
+  },
+  '/accounts/{accountId}': {
+    post: undefined,
+    get: {
+      summary: 'Balance and last 100 ledger movements',
+      tags: ['accounts'],
+      parameters: [ref('parameters', 'AccountId')],
+      responses: { 200: ok('The account view', json(ref('schemas', 'AccountView'))) },
+    },
+  },
+  '/healthz': {
+    post: undefined,
+    get: {
+      summary: 'Liveness: the process runs',
+      tags: ['operations'],
+      responses: { 200: ok('Running', json(ref('schemas', 'Health'))) },
+    },
+  },
+  '/readyz': {
+    post: undefined,
+    get: {
+      summary: 'Readiness: Redis answers and is the store this process knows',
+      tags: ['operations'],
+      responses: { 200: ok('Ready', json(ref('schemas', 'Ready'))) },
+    },
+  },
+  '/metrics': {
+    post: undefined,
+    get: {
+      summary: 'Prometheus metrics (text exposition format; unauthenticated)',
+      description:
+        'Served on the API port unless METRICS_PORT is set, in which case it is served there only and this port answers 404.',
+      tags: ['operations'],
+      responses: {
+        200: ok('Metrics', { 'text/plain': { schema: { type: 'string' } } }),
+      },
+      errors: [404],
+    },
+  },
+  '/openapi.json': {
+    post: undefined,
+    get: {
+      summary: 'This document (OpenAPI 3.1)',
+      tags: ['operations'],
+      responses: { 200: ok('The OpenAPI document', json({ type: 'object' })) },
+    },
+  },
+  '/docs': {
+    post: undefined,
+    get: {
+      summary: 'API reference page (Swagger UI, assets served by this service)',
+      tags: ['operations'],
+      responses: { 200: ok('HTML page', { 'text/html': { schema: { type: 'string' } } }) },
+    },
+  },
+  '/docs/{asset}': {
+    post: undefined,
+    get: {
+      summary: "The reference page's scripts and stylesheet",
+      tags: ['operations'],
+      parameters: [
+        {
+          name: 'asset',
+          in: 'path',
+          required: true,
+          schema: { type: 'string', enum: [...DOCS_ASSETS] },
+        },
+      ],
+      responses: {
+        200: ok('The file', {
+          'text/css': { schema: { type: 'string' } },
+          'text/javascript': { schema: { type: 'string' } },
+        }),
+      },
+      errors: [404],
+    },
+  },
+};
+
+function operationObject(operation: Operation): Json {
+  const responses: Record<string, Json> = {};
+  for (const [status, response] of Object.entries(operation.responses))
+    responses[status] = response;
+  for (const status of [...(operation.errors ?? []), ...SHARED_ERROR_STATUSES].sort(
+    (a, b) => a - b,
+  )) {
+    responses[String(status)] = ref('responses', `Error${status}`);
+  }
+  return {
+    summary: operation.summary,
+    ...(operation.description === undefined ? {} : { description: operation.description }),
+    tags: operation.tags,
+    ...(operation.parameters === undefined ? {} : { parameters: operation.parameters }),
+    ...(operation.requestBody === undefined ? {} : { requestBody: operation.requestBody }),
+    responses,
+  };
+}
+
+function buildDocument(): Json {
+  const paths: Record<string, Json> = {};
+  for (const [path, methods] of Object.entries(routes)) {
+    const item: Json = {};
+    if (methods.get !== undefined) item.get = operationObject(methods.get);
+    if (methods.post !== undefined) item.post = operationObject(methods.post);
+    paths[path] = item;
+  }
+  const errorStatuses = [...new Set(Object.values(STATUS_BY_CODE))].sort((a, b) => a - b);
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'paystate',
+      version,
+      description:
+        'Exactly-once payments per idempotency token. Every response carries `X-Request-Id`: the ' +
+        "client's when it sends a valid one, else a new one. Errors are " +
+        '`{"error": {"code", "message"}}`; retryable ones (409 token_busy/conflict, 503) carry ' +
+        '`Retry-After`. No authentication yet: every route, /metrics included, is open.',
+    },
+    tags: [
+      { name: 'seed', description: "Restate's payment example API, verbatim" },
+      { name: 'payments', description: 'Native routes' },
+      { name: 'accounts' },
+      { name: 'operations', description: 'Health, metrics, this document' },
+    ],
+    paths,
+    components: {
+      schemas: {
+        PaymentBody: jsonSchema(paymentBodySchema, 'input'),
+        PaymentView: jsonSchema(paymentViewSchema),
+        AccountView: jsonSchema(accountViewSchema),
+        SeedPaymentResult: jsonSchema(seedPaymentResultSchema),
+        SeedCancelResult: jsonSchema(seedCancelResultSchema),
+        Health: jsonSchema(healthSchema),
+        Ready: jsonSchema(readySchema),
+        ErrorCode: { type: 'string', enum: ERROR_CODES },
+        ErrorBody: {
+          type: 'object',
+          properties: {
+            error: {
+              type: 'object',
+              properties: { code: ref('schemas', 'ErrorCode'), message: { type: 'string' } },
+              required: ['code', 'message'],
+              additionalProperties: false,
+            },
+          },
+          required: ['error'],
+          additionalProperties: false,
+        },
+      },
+      parameters: {
+        Token: { name: 'token', in: 'path', required: true, schema: jsonSchema(tokenSchema) },
+        AccountId: {
+          name: 'accountId',
+          in: 'path',
+          required: true,
+          schema: jsonSchema(accountIdSchema),
+        },
+        IdempotencyKey: {
+          name: 'Idempotency-Key',
+          in: 'header',
+          required: true,
+          description: 'The payment token',
+          schema: jsonSchema(tokenSchema),
+        },
+      },
+      headers: {
+        XRequestId: {
+          description:
+            "The request's id: the client's X-Request-Id if it is 1-128 characters of A-Z a-z 0-9 . _ ~ : -, else a new UUID",
+          required: true,
+          schema: { type: 'string', pattern: '^[A-Za-z0-9._~:-]{1,128}$' },
+        },
+        RetryAfter: {
+          description: 'Seconds to wait before retrying (retryable codes only)',
+          schema: { type: 'string' },
+        },
+      },
+      responses: Object.fromEntries(
+        errorStatuses.map((status) => [`Error${status}`, errorResponse(status)]),
+      ),
+    },
+  };
+}
+
+let built: Json | null = null;
+
+/** The document (built once; treat it as read-only). */
+export function openApiDocument(): Json {
+  built ??= buildDocument();
+  return built;
+}
+
+/** The path templates the document declares, for route labels and logs. */
+export function documentedPaths(): string[] {
+  return Object.keys(routes);
+}

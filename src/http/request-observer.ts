@@ -1,0 +1,75 @@
+import type { RequestHandler } from 'express';
+import type { PinoLogger } from '../observability/log.ts';
+import type { HttpMetrics } from '../observability/metrics.ts';
+import { sentErrorOf } from './error-handler.ts';
+import { assignRequestId } from './request-id.ts';
+
+/** Route patterns in OpenAPI form (`/payments/{token}`), matched against a raw path. */
+export type RouteMatcher = (method: string, path: string) => string;
+
+/** Label and log value of a request that matches no route (a 404). */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+/** A matcher for the given OpenAPI path templates; a `{param}` is one non-empty segment. */
+export function routeMatcher(templates: readonly string[]): RouteMatcher {
+  const compiled = templates.map((template) => ({
+    template,
+    pattern: new RegExp(
+      `^${template
+        .split(/\{[^}]+\}/)
+        .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^/]+')}/?$`,
+    ),
+  }));
+  return (_method, path) =>
+    compiled.find(({ pattern }) => pattern.test(path))?.template ?? UNMATCHED_ROUTE;
+}
+
+export interface RequestObserverOptions {
+  readonly logger?: PinoLogger | undefined;
+  readonly metrics?: HttpMetrics | undefined;
+  readonly routeOf: RouteMatcher;
+}
+
+/**
+ * First middleware of the app: gives the request its id (echoed as
+ * X-Request-Id), and when the response is done writes the request's one log
+ * line and its metrics. The line names the route pattern, never the URL (a
+ * token is a client's key), and no header; for a 5xx it carries the error
+ * and its cause, so each failure is logged once, with its request.
+ */
+export function observeRequests({
+  logger,
+  metrics,
+  routeOf,
+}: RequestObserverOptions): RequestHandler {
+  return (req, res, next) => {
+    const requestId = assignRequestId(req, res);
+    const started = process.hrtime.bigint();
+    res.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const path = req.originalUrl.split('?', 1)[0] ?? '';
+      const route = routeOf(req.method, path);
+      const finished = res.writableFinished;
+      const sent = sentErrorOf(res);
+      metrics?.request(req.method, route, finished ? res.statusCode : 'aborted', seconds);
+      if (sent !== undefined) metrics?.errorResponse(sent.code);
+      if (logger === undefined) return;
+      const line = {
+        requestId,
+        method: req.method,
+        route,
+        status: res.statusCode,
+        durationMs: Math.round(seconds * 1e6) / 1e3,
+        ...(finished ? {} : { aborted: true }),
+        ...(sent === undefined ? {} : { code: sent.code }),
+      };
+      if (sent?.error !== undefined) {
+        logger.error({ message: 'request failed', ...line, err: sent.error });
+      } else {
+        logger.info({ message: 'request', ...line });
+      }
+    });
+    next();
+  };
+}

@@ -1,0 +1,353 @@
+/**
+ * What an operator sees of the running service: the request id on every
+ * response, one JSON log line per request (no token, no header), and the
+ * Prometheus metrics at GET /metrics, also from a worker-only process.
+ */
+import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { WORKER_METRICS_PORT } from '../../src/config.ts';
+import { createLogger } from '../../src/observability/log.ts';
+import { startService } from '../../src/service.ts';
+import { accountOf } from '../support/app-process.ts';
+import { paymentRequest, rawConnection } from '../support/raw-http.ts';
+import { startRedisServer } from '../support/redis-server.ts';
+import {
+  randomPrefix,
+  startTestService,
+  testConfig,
+  waitFor,
+  type TestService,
+} from '../support/service-harness.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A pino logger whose lines are kept, parsed. */
+function capturedLog() {
+  const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
+  const logger = createLogger('info', {
+    write: (line: string) => {
+      raw.push(line);
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    },
+  });
+  return { logger, lines, raw };
+}
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** The value of a series with exactly these labels in a Prometheus text exposition, or 0. */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+describe('X-Request-Id', () => {
+  let service: TestService;
+  beforeAll(async () => {
+    service = await startTestService(testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api' }));
+  });
+  afterAll(async () => {
+    await service.stop();
+  });
+
+  it("echoes a client's sane X-Request-Id and replaces one that is not", async () => {
+    const echoed = await service.request('GET', '/healthz', {
+      headers: { 'X-Request-Id': 'abc-1' },
+    });
+    expect(echoed.headers.get('x-request-id')).toBe('abc-1');
+
+    for (const bad of ['has space', 'a'.repeat(129), 'semi;colon', '']) {
+      const replaced = await service.request('GET', '/healthz', {
+        headers: { 'X-Request-Id': bad },
+      });
+      expect(replaced.headers.get('x-request-id')).toMatch(UUID);
+    }
+    const fresh = await service.request('GET', '/healthz');
+    const another = await service.request('GET', '/healthz');
+    expect(fresh.headers.get('x-request-id')).toMatch(UUID);
+    expect(another.headers.get('x-request-id')).not.toBe(fresh.headers.get('x-request-id'));
+  });
+
+  it('is on every response the app writes: 2xx, 4xx, 404', async () => {
+    const token = `rid-${randomPrefix()}`;
+    const replies = [
+      await service.request('POST', '/payments', {
+        headers: { 'Idempotency-Key': token },
+        body: { accountId: accountOf(token), amountCents: 100 },
+      }),
+      await service.request('POST', '/payments', {
+        headers: { 'Idempotency-Key': token },
+        body: { accountId: accountOf(token), amountCents: 200 },
+      }),
+      await service.request('POST', '/payments', { body: { accountId: 'a', amountCents: 1 } }),
+      await service.request('POST', '/payments', { rawBody: '{"accountId":' }),
+      await service.request('GET', `/payments/never-${token}`),
+      await service.request('GET', '/no/such/route'),
+      await service.request('GET', '/openapi.json'),
+    ];
+    expect(replies.map((r) => r.status)).toEqual([201, 422, 400, 400, 404, 404, 200]);
+    for (const reply of replies) expect(reply.headers.get('x-request-id')).toMatch(UUID);
+  });
+
+  it("is on the server's own answers: a parser refusal, and a 503 during shutdown", async () => {
+    const own = await startTestService(testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api' }));
+    cleanups.push(() => own.stop());
+
+    const garbage = rawConnection(own.url);
+    cleanups.push(() => {
+      garbage.socket.destroy();
+    });
+    garbage.write('NOT HTTP AT ALL\r\n\r\n');
+    await garbage.closed;
+    expect(garbage.text()).toMatch(/^HTTP\/1\.1 400 /);
+    expect(garbage.text()).toMatch(/\r\nX-Request-Id: [0-9a-f-]{36}\r\n/i);
+
+    // Half a request on an open connection, finished once the drain has begun: refused with 503.
+    const connection = rawConnection(own.url);
+    cleanups.push(() => {
+      connection.socket.destroy();
+    });
+    const first = await connection.exchange('GET /healthz HTTP/1.1\r\nHost: paystate\r\n\r\n');
+    const request = paymentRequest('late', { accountId: 'late', amountCents: 100 }).replace(
+      '\r\n',
+      '\r\nX-Request-Id: late-1\r\n',
+    );
+    const headEnd = request.indexOf('\r\n\r\n') + 2;
+    connection.write(request.slice(0, headEnd));
+    expect((await fetch(`${own.url}/healthz`)).status).toBe(200);
+    const stopping = own.stop();
+    connection.write(request.slice(headEnd));
+    await connection.closed;
+    await stopping;
+    const late = connection.text().slice(first.length);
+    expect(late).toMatch(/^HTTP\/1\.1 503 /);
+    expect(late).toMatch(/\r\nx-request-id: late-1\r\n/i);
+  });
+});
+
+describe('a lost store', () => {
+  it('answers 503 store_lost with a request id, logged once with the request', async () => {
+    const { logger, lines } = capturedLog();
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api' }),
+      { logger },
+    );
+    cleanups.push(() => service.stop());
+    const redis = new Redis(inject('redisUrl'));
+    cleanups.push(() => {
+      redis.disconnect();
+    });
+    await redis.del(service.keys.store);
+
+    const reply = await waitFor(async () => {
+      const r = await service.request('GET', '/readyz', {
+        headers: { 'X-Request-Id': 'lost-1' },
+      });
+      return r.status === 503 ? r : undefined;
+    });
+    expect(reply.body).toMatchObject({ error: { code: 'store_lost' } });
+    expect(reply.headers.get('x-request-id')).toBe('lost-1');
+    const refused = await service.request('GET', '/accounts/a', {
+      headers: { 'X-Request-Id': 'lost-2' },
+    });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('x-request-id')).toBe('lost-2');
+
+    const about = lines.filter((l) => l.requestId === 'lost-2');
+    expect(about).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        message: 'request failed',
+        route: '/accounts/{accountId}',
+        status: 503,
+        code: 'store_lost',
+        err: expect.objectContaining({ type: 'StoreLostError' }) as unknown,
+      }),
+    ]);
+  });
+});
+
+describe('request log', () => {
+  it('writes one JSON line per request: route pattern, status, duration and id, no token or header', async () => {
+    const { logger, lines, raw } = capturedLog();
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api' }),
+      { logger },
+    );
+    cleanups.push(() => service.stop());
+    const token = `log-${randomPrefix()}`;
+    const secret = 'sk_live_do-not-log-me';
+
+    await service.request('POST', `/PaymentProcessor/${token}/makePayment`, {
+      headers: { Authorization: `Bearer ${secret}`, 'X-Api-Key': secret, 'X-Request-Id': 'log-1' },
+      body: { accountId: accountOf(token), amountCents: 100 },
+    });
+    await service.request('GET', `/payments/${token}`, { headers: { 'X-Request-Id': 'log-2' } });
+
+    expect(lines.filter((l) => l.requestId === 'log-1')).toEqual([
+      {
+        level: 'info',
+        time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown,
+        message: 'request',
+        requestId: 'log-1',
+        method: 'POST',
+        route: '/PaymentProcessor/{token}/makePayment',
+        status: 200,
+        durationMs: expect.any(Number) as unknown,
+      },
+    ]);
+    expect(lines.filter((l) => l.requestId === 'log-2')).toEqual([
+      expect.objectContaining({ route: '/payments/{token}', status: 200 }),
+    ]);
+    const all = raw.join('');
+    expect(all).not.toContain(token);
+    expect(all).not.toContain(secret);
+    expect(all).not.toContain(accountOf(token));
+  });
+
+  it('logs a 5xx once, with the Redis error behind it', async () => {
+    const redis = await startRedisServer();
+    cleanups.push(() => redis.destroy());
+    const { logger, lines } = capturedLog();
+    const service = await startTestService(testConfig(redis.url, { PAYSTATE_ROLES: 'api' }), {
+      logger,
+    });
+    cleanups.push(() => service.stop());
+    await redis.kill();
+
+    const reply = await service.request('GET', '/accounts/someone', {
+      headers: { 'X-Request-Id': 'down-1' },
+    });
+    expect(reply.status).toBe(503);
+    expect(reply.body).toMatchObject({ error: { code: 'unavailable' } });
+    const about = lines.filter((l) => l.requestId === 'down-1');
+    expect(about).toHaveLength(1);
+    expect(about[0]).toMatchObject({
+      level: 'error',
+      message: 'request failed',
+      code: 'unavailable',
+    });
+    // The cause (the Redis client's own error) follows the service's message.
+    const err = about[0]?.err as { message: string; stack: string };
+    expect(err.message).toMatch(/^storage is unavailable; retry shortly: ./);
+    expect(err.stack).toContain('caused by:');
+  });
+});
+
+describe('GET /metrics', () => {
+  it('after a payment: the HTTP series moved, error codes are counted, no token, account or id appears', async () => {
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api' }),
+    );
+    cleanups.push(() => service.stop());
+    const created =
+      'paystate_http_request_duration_seconds_count{method="POST",route="/payments",status_code="201"}';
+    const reused = 'paystate_http_error_responses_total{code="idempotency_key_reused"}';
+    const before = await service.request('GET', '/metrics');
+    expect(before.status).toBe(200);
+    expect(before.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(sample(before.body as string, created)).toBe(0);
+
+    const token = `metrics-${randomPrefix()}`;
+    const pay = (amountCents: number) =>
+      service.request('POST', '/payments', {
+        headers: { 'Idempotency-Key': token, 'X-Request-Id': `rid-${token}` },
+        body: { accountId: accountOf(token), amountCents },
+      });
+    expect((await pay(100)).status).toBe(201);
+    expect((await pay(999)).status).toBe(422);
+
+    const after = (await service.request('GET', '/metrics')).body as string;
+    expect(sample(after, created)).toBe(1);
+    expect(sample(after, reused)).toBe(1);
+    expect(after).toContain('process_cpu_user_seconds_total');
+    expect(after).toContain('nodejs_eventloop_lag_seconds');
+    for (const name of [
+      'paystate_transitions_total',
+      'paystate_effect_duration_seconds',
+      'paystate_lock_wait_seconds',
+      'paystate_token_busy_total',
+      'paystate_stale_write_retries_total',
+      'paystate_outbox_depth',
+      'paystate_outbox_oldest_age_seconds',
+      'paystate_timer_lateness_seconds',
+      'paystate_queue_jobs',
+      'paystate_redis_errors_total',
+    ]) {
+      expect(after).toContain(`# TYPE ${name} `);
+    }
+    expect(after).not.toContain(token);
+    expect(after).not.toContain('rid-');
+  });
+
+  it('is served on METRICS_PORT instead of the API port when that is set', async () => {
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api', METRICS_PORT: '0' }),
+    );
+    cleanups.push(() => service.stop());
+    expect(service.metricsUrl).not.toBe(`${service.url}/metrics`);
+    expect((await service.request('GET', '/metrics')).status).toBe(404);
+    await service.request('GET', '/healthz');
+
+    const own = await fetch(service.metricsUrl ?? '');
+    expect(own.status).toBe(200);
+    expect(own.headers.get('x-request-id')).toMatch(UUID);
+    expect(
+      sample(
+        await own.text(),
+        'paystate_http_request_duration_seconds_count{method="GET",route="/healthz",status_code="200"}',
+      ),
+    ).toBe(1);
+  });
+
+  it('is served by a worker-only process on a port of its own', async () => {
+    const worker = await startService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'worker', METRICS_PORT: '0' }),
+    );
+    cleanups.push(() => worker.stop());
+    expect(worker.url).toBeNull();
+    if (worker.metricsUrl === null) throw new Error('a worker-only process serves no metrics');
+
+    const reply = await fetch(worker.metricsUrl);
+    expect(reply.status).toBe(200);
+    expect(await reply.text()).toContain('# TYPE paystate_timer_lateness_seconds histogram');
+    expect((await fetch(worker.metricsUrl.replace(/\/metrics$/, '/payments'))).status).toBe(404);
+  });
+
+  it('lets a worker-only process start without metrics when their default port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => {
+      // Already in use (another worker on this host): just as good.
+      taken.once('error', () => {
+        resolve();
+      });
+      taken.listen(WORKER_METRICS_PORT, '127.0.0.1', resolve);
+    });
+    cleanups.push(
+      () =>
+        new Promise((resolve) => {
+          taken.close(resolve);
+        }),
+    );
+    const { logger, lines } = capturedLog();
+    const worker = await startService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'worker' }),
+      { logger },
+    );
+    cleanups.push(() => worker.stop());
+
+    expect(worker.metricsUrl).toBeNull();
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        message: 'metrics are not served: their default port is in use; set METRICS_PORT',
+        port: WORKER_METRICS_PORT,
+      }),
+    );
+  });
+});
