@@ -99,7 +99,10 @@ export async function runRedisMemory(
       const queue = `${keys.queuePrefix}:`;
       if (key.startsWith(queue)) {
         const rest = key.slice(queue.length).split(':');
-        return rest.length === 2 && rest[1]?.startsWith('expire.')
+        // A job's hash is `{queue}:{job id}`: timer ids start `t/` (the
+        // engine's), or `expire.` (the release before it).
+        const job = rest[1] ?? '';
+        return rest.length === 2 && (job.startsWith('t/') || job.startsWith('expire.'))
           ? 'expiry job hash'
           : `expiry queue ${rest.slice(1).join(':')}`;
       }
