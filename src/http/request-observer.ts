@@ -10,17 +10,19 @@ export type RouteMatcher = (method: string, path: string) => string;
 /** Label and log value of a request that matches no route (a 404). */
 export const UNMATCHED_ROUTE = 'unmatched';
 
-/** A matcher for the given OpenAPI path templates; a `{param}` is one non-empty segment. */
+/** The raw paths an OpenAPI path template (`/payments/{token}`) stands for; a `{param}` is one non-empty segment. */
+export function templatePattern(template: string): RegExp {
+  return new RegExp(
+    `^${template
+      .split(/\{[^}]+\}/)
+      .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('[^/]+')}/?$`,
+  );
+}
+
+/** A matcher for the given OpenAPI path templates. */
 export function routeMatcher(templates: readonly string[]): RouteMatcher {
-  const compiled = templates.map((template) => ({
-    template,
-    pattern: new RegExp(
-      `^${template
-        .split(/\{[^}]+\}/)
-        .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-        .join('[^/]+')}/?$`,
-    ),
-  }));
+  const compiled = templates.map((template) => ({ template, pattern: templatePattern(template) }));
   return (_method, path) =>
     compiled.find(({ pattern }) => pattern.test(path))?.template ?? UNMATCHED_ROUTE;
 }

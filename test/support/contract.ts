@@ -15,6 +15,7 @@
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { openApiDocument } from '../../src/http/openapi.ts';
+import { templatePattern } from '../../src/http/request-observer.ts';
 
 // ajv-formats is CommonJS with a default export.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
@@ -57,12 +58,7 @@ function load(): Contract {
   ajv.addSchema(document, DOCUMENT_ID);
   const routes = Object.keys(document.paths as Json).map((template) => ({
     template,
-    pattern: new RegExp(
-      `^${template
-        .split(/\{[^}]+\}/)
-        .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-        .join('[^/]+')}/?$`,
-    ),
+    pattern: templatePattern(template),
   }));
   contract = { document, ajv, routes, validators: new Map() };
   return contract;
