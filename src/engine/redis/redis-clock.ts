@@ -12,15 +12,28 @@ import { toAppError } from '../../errors.ts';
  * `TIME`. Every locked read of a record and every store check observes it
  * anew, so the offset follows a process clock that is stepped while running.
  */
+/**
+ * A new observation may put the offset a few ms lower than the last (the
+ * reply that carried TIME took longer to arrive): so that times this process
+ * hands out never go back (one token's history stays in order), `now()`
+ * holds at the last value through a step back this small. A larger one is a
+ * correction (this process's clock was stepped) and is taken as it is.
+ */
+const HOLD_THROUGH_MS = 1_000;
+
 export class RedisClock {
   private offsetMs = 0;
   private observed = false;
+  private last = -Infinity;
 
   constructor(private readonly local: () => number = Date.now) {}
 
-  /** Redis's time now, epoch ms (as of the last observation). */
+  /** Redis's time now, epoch ms (as of the last observation); never less than the last answer by a small step. */
   now(): number {
-    return this.local() + this.offsetMs;
+    const now = this.local() + this.offsetMs;
+    if (now < this.last && this.last - now <= HOLD_THROUGH_MS) return this.last;
+    this.last = now;
+    return now;
   }
 
   /** How far this process's clock is behind Redis's (negative: ahead), ms. */
