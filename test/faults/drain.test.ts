@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { createKeys } from '../../src/runtime/keys.ts';
-import { AppProcesses, accountOf, type AppProcess } from '../support/app-process.ts';
+import { AppProcesses, accountOf, exitOf, within } from '../support/app-process.ts';
 import { startKeepAliveLoad, type KeepAliveAnswer } from '../support/keep-alive-load.ts';
 import { paymentRequest, rawConnection } from '../support/raw-http.ts';
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
@@ -34,29 +34,6 @@ function processes(env: Record<string, string>): AppProcesses {
   const apps = new AppProcesses({ REDIS_KEY_PREFIX: randomPrefix(), ...env });
   cleanups.push(() => apps.killAll());
   return apps;
-}
-
-/** `promise`, or a rejection naming `what` after `timeoutMs`. */
-async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new Error(`${what}: nothing after ${timeoutMs} ms`));
-        }, timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Waits for `app` to exit and says how long after `since` it did. */
-async function exitOf(app: AppProcess, since: number, timeoutMs: number) {
-  const exit = await app.exited(timeoutMs);
-  return { ...exit, afterMs: Date.now() - since };
 }
 
 describe('SIGTERM under keep-alive load', () => {

@@ -9,7 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AppProcesses, accountOf, type AppProcess } from '../support/app-process.ts';
+import {
+  AppProcesses,
+  accountOf,
+  exitOf,
+  within,
+  type AppProcess,
+} from '../support/app-process.ts';
 import { ROOT } from '../support/processes.ts';
 import { descendantsOf, isGone, portAccepts } from '../support/process-tree.ts';
 import { rawConnection } from '../support/raw-http.ts';
@@ -60,29 +66,6 @@ async function pay(app: AppProcess, token: string) {
     headers: { 'Idempotency-Key': token },
     body: { accountId: accountOf(token), amountCents: 100 },
   });
-}
-
-/** `promise`, or a rejection naming `what` after `timeoutMs`. */
-async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new Error(`${what}: nothing after ${timeoutMs} ms`));
-        }, timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Waits for `app` to exit and says how long after `since` it did. */
-async function exitOf(app: AppProcess, since: number, timeoutMs: number) {
-  const exit = await app.exited(timeoutMs);
-  return { ...exit, afterMs: Date.now() - since };
 }
 
 describe('SIGTERM while Redis is down', () => {

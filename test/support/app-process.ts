@@ -253,3 +253,26 @@ export function tokenRequests(amountCents: number) {
     cancel: (app: AppProcess, token: string) => app.request('POST', `/payments/${token}/cancel`),
   };
 }
+
+/** `promise`, or a rejection naming `what` after `timeoutMs`. */
+export async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(new Error(`${what}: nothing after ${timeoutMs} ms`));
+        }, timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits for `app` to exit and says how long after `since` it did. */
+export async function exitOf(app: AppProcess, since: number, timeoutMs: number) {
+  const exit = await app.exited(timeoutMs);
+  return { ...exit, afterMs: Date.now() - since };
+}
