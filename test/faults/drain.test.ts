@@ -6,35 +6,18 @@
  * where the timing must be exact.
  */
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { createKeys } from '../../src/runtime/keys.ts';
-import { AppProcesses, accountOf, exitOf, within } from '../support/app-process.ts';
+import { accountOf, exitOf, within } from '../support/app-process.ts';
 import { startKeepAliveLoad, type KeepAliveAnswer } from '../support/keep-alive-load.ts';
 import { paymentRequest, rawConnection } from '../support/raw-http.ts';
-import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 import { randomPrefix, startTestService, testConfig, waitFor } from '../support/service-harness.ts';
+import { perTestResources } from '../support/per-test-resources.ts';
 
 /** Exit and scheduling slack on a busy two-core machine, on top of SHUTDOWN_TIMEOUT_MS. */
 const EXIT_SLACK_MS = 2_500;
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (let cleanup = cleanups.pop(); cleanup !== undefined; cleanup = cleanups.pop()) {
-    await cleanup();
-  }
-});
-
-async function ownRedis(): Promise<TestRedisServer> {
-  const redis = await startRedisServer();
-  cleanups.push(() => redis.destroy());
-  return redis;
-}
-
-function processes(env: Record<string, string>): AppProcesses {
-  const apps = new AppProcesses({ REDIS_KEY_PREFIX: randomPrefix(), ...env });
-  cleanups.push(() => apps.killAll());
-  return apps;
-}
+const { cleanups, ownRedis, processes } = perTestResources();
 
 describe('SIGTERM under keep-alive load', () => {
   const SHUTDOWN_TIMEOUT_MS = 10_000;

@@ -8,19 +8,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  AppProcesses,
-  accountOf,
-  exitOf,
-  within,
-  type AppProcess,
-} from '../support/app-process.ts';
+import { describe, expect, it } from 'vitest';
+import { accountOf, exitOf, within, type AppProcess } from '../support/app-process.ts';
 import { ROOT } from '../support/processes.ts';
 import { descendantsOf, isGone, portAccepts } from '../support/process-tree.ts';
 import { rawConnection } from '../support/raw-http.ts';
-import { freePort, startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
-import { randomPrefix, waitFor } from '../support/service-harness.ts';
+import { freePort } from '../support/redis-server.ts';
+import { waitFor } from '../support/service-harness.ts';
+import { perTestResources } from '../support/per-test-resources.ts';
 
 /**
  * A signal that arrives within this long of the first is the same stop
@@ -31,12 +26,7 @@ const REPEAT_WINDOW_MS = 500;
 /** Start-up, exit and scheduling slack on a busy two-core machine, on top of SHUTDOWN_TIMEOUT_MS. */
 const EXIT_SLACK_MS = 2_500;
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (let cleanup = cleanups.pop(); cleanup !== undefined; cleanup = cleanups.pop()) {
-    await cleanup();
-  }
-});
+const { cleanups, ownRedis, processes } = perTestResources();
 
 /** Kills every process under `pid` (a managed redis-server outlives a SIGKILL of its owner). */
 function killTree(pid: number): void {
@@ -47,18 +37,6 @@ function killTree(pid: number): void {
       // already gone
     }
   }
-}
-
-async function ownRedis(): Promise<TestRedisServer> {
-  const redis = await startRedisServer();
-  cleanups.push(() => redis.destroy());
-  return redis;
-}
-
-function processes(env: Record<string, string>): AppProcesses {
-  const apps = new AppProcesses({ REDIS_KEY_PREFIX: randomPrefix(), ...env });
-  cleanups.push(() => apps.killAll());
-  return apps;
 }
 
 async function pay(app: AppProcess, token: string) {
