@@ -32,7 +32,10 @@ import { UnchangingEvents } from './unchanging-events.ts';
  * lock request, one round trip for both) → run what the last write owed and
  * a crash left undone → `transition` → persist (compare-and-set on the
  * version, the owed actions and the key's outbox entry in the same script) →
- * run the owed actions → clear them (fenced by the version) → unlock.
+ * run the owed actions → clear them (fenced by the version) → unlock. When
+ * the last write owes only timers (no handler, so no event can follow), the
+ * caller is answered right after that write, and the timers are armed and
+ * cleared after the answer, still holding the lock (`idle()` waits for it).
  *
  * Owed actions are the machine's named actions that have a handler in
  * `effects`, and its delayed events (`raise(e, { delay, id })`, `after`).
@@ -176,6 +179,12 @@ interface Run {
   readonly emitted: EventObject[];
   /** The version whose owed actions ran and are still to be cleared. */
   clear: number | null;
+  /**
+   * The timers the command's last write owes, armed after the caller has its
+   * answer (they are stored as owed: should the process die first, the next
+   * access or the sweep arms them).
+   */
+  deferred: { readonly owed: readonly OwedAction[]; readonly version: number } | null;
 }
 
 type LockedRead = Awaited<ReturnType<RecordStore['loadWithLockValue']>>;
@@ -212,7 +221,11 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       prefix: engine.queuePrefix,
       now: () => engine.clock.now(),
     });
-    engine.onClose(() => this.timers.close());
+    engine.onClose(async () => {
+      // Timers armed after an answer go out before the queue closes.
+      await this.idle();
+      await this.timers.close();
+    });
     this.steps = new MachineSteps(config.machine);
     this.effects = config.effects ?? {};
     this.unchanging = new UnchangingEvents(config.machine);
@@ -266,6 +279,16 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       snapshot: result.snapshot as SnapshotFrom<TMachine>,
       emitted: result.emitted as EmittedFrom<TMachine>[],
     };
+  }
+
+  /**
+   * Resolves once the work this process began on this machine's keys is done
+   * (or after the lock's TTL): `send` answers as soon as its outcome is
+   * known, and the timers its last write armed are added to the queue right
+   * after, still holding the key's lock.
+   */
+  idle(): Promise<void> {
+    return this.lock.idle(this.engine.lockTtlMs);
   }
 
   /** The stored snapshot, as it is; takes no lock. `null`: no record. */
@@ -348,26 +371,34 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       try {
         return await this.lock.withLock(
           key,
-          async (held) => {
+          async (held, answer) => {
             const record = await this.loadHeld(key, held);
             await this.config.hook?.('after-load', { key, command });
             let cursor = this.cursorOf(key, record);
-            const run: Run = { key, command, emitted: [], clear: null };
+            const run: Run = { key, command, emitted: [], clear: null, deferred: null };
             if (record !== null && record.owed.length > 0) {
               // A command died before its actions all ran: finish them first,
               // exactly as stored. Their emits were for a caller long gone.
-              const replay: Run = { key, command, emitted: [], clear: null };
+              const replay: Run = { key, command, emitted: [], clear: null, deferred: null };
               cursor = await this.runOwed(replay, cursor, record.owed, record.version, false);
               run.clear = replay.clear;
+              run.deferred = replay.deferred;
             }
             cursor = await body(cursor, run);
+            const result = { snapshot: cursor.snapshot, emitted: run.emitted };
+            if (run.deferred !== null) {
+              // Nothing left can change the answer: give it now, arm the
+              // timers still holding the lock.
+              answer(result);
+              await this.armDeferred(run, cursor.lifeId);
+            }
             if (run.clear !== null) {
               // Not awaited: it goes out on the lock's connection ahead of the
               // release, which is awaited. Should it fail, the next access or
               // the sweep runs the (idempotent) actions again and clears them.
               this.store.clearOwed(key, run.clear).catch(() => undefined);
             }
-            return { snapshot: cursor.snapshot, emitted: run.emitted };
+            return result;
           },
           () => this.store.loadWithLockValue(key),
         );
@@ -377,6 +408,27 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
         if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
       }
     }
+  }
+
+  /** Arms the timers the command's last write left for after the answer. */
+  private async armDeferred(run: Run, lifeId: string): Promise<void> {
+    const deferred = run.deferred;
+    if (deferred === null) return;
+    run.deferred = null;
+    await Promise.all(deferred.owed.map((action) => this.arm(run.key, lifeId, action)));
+    run.clear = deferred.version;
+  }
+
+  private async arm(key: string, lifeId: string, action: OwedAction): Promise<void> {
+    if (action.kind !== 'timer') return;
+    await this.timers.arm({
+      key,
+      lifeId,
+      id: action.id,
+      seq: action.seq,
+      dueAt: action.dueAt,
+      event: action.event,
+    });
   }
 
   /** The record read behind the lock request, if that read ran while the lock was ours. */
@@ -545,6 +597,9 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       !sameState(cursor.snapshot, next.snapshot);
     if (!changed) return { ...cursor, snapshot: next.snapshot };
 
+    // This write replaces the stored owed list: what an earlier write of the
+    // command left for after the answer is armed first.
+    await this.armDeferred(run, cursor.lifeId);
     const saved = await this.store.save(run.key, {
       expected: cursor.expected,
       lifeId: next.lifeId,
@@ -571,7 +626,14 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       timers: Object.fromEntries(timers),
       dirty: false,
     };
-    if (cancelledJobs.length > 0) await this.timers.remove(cancelledJobs);
+    // Best effort, not waited for: a cancelled timer's job changes nothing if delivered.
+    if (cancelledJobs.length > 0) void this.timers.remove(cancelledJobs);
+    if (owed.length > 0 && owed.every((action) => action.kind === 'timer')) {
+      // No handler runs, so no event follows: this is the command's last
+      // write, and its answer does not wait for the timers.
+      run.deferred = { owed, version: saved };
+      return written;
+    }
     return this.runOwed(run, written, owed, saved, collect);
   }
 
@@ -590,14 +652,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     const feedback: EventFromLogic<TMachine>[] = [];
     for (const [index, action] of owed.entries()) {
       if (action.kind === 'timer') {
-        await this.timers.arm({
-          key: run.key,
-          lifeId: cursor.lifeId,
-          id: action.id,
-          seq: action.seq,
-          dueAt: action.dueAt,
-          event: action.event,
-        });
+        await this.arm(run.key, cursor.lifeId, action);
         continue;
       }
       const handler = this.effects[action.type];

@@ -40,9 +40,15 @@ describe('delayed events on the engine', () => {
   });
 
   const reminders = async (key: string) => (await tickets.get(key))?.context.reminders;
+  /** Sends, then waits for the timers armed after the answer. */
+  const send: Tickets['send'] = async (key, event) => {
+    const result = await tickets.send(key, event);
+    await tickets.idle();
+    return result;
+  };
 
   it('delivers an event raised with a delay once it is due on Redis clock', async () => {
-    const { snapshot } = await tickets.send('late', { type: 'REMIND_IN', ms: 300 });
+    const { snapshot } = await send('late', { type: 'REMIND_IN', ms: 300 });
     expect(snapshot.context.reminders).toBe(0);
     const { remind } = await storedTimers(engine.redis, prefix, 'late');
     expect(remind).toBeDefined();
@@ -57,11 +63,11 @@ describe('delayed events on the engine', () => {
   });
 
   it('changes nothing when a timer the machine cancelled is delivered', async () => {
-    await tickets.send('cancelled', { type: 'REMIND_IN', ms: 60_000 });
+    await send('cancelled', { type: 'REMIND_IN', ms: 60_000 });
     const [armed] = await delayedTimersOf(queue, 'cancelled');
     expect(armed?.id).toBe('remind');
 
-    await tickets.send('cancelled', { type: 'CANCEL_REMINDER' });
+    await send('cancelled', { type: 'CANCEL_REMINDER' });
     expect(await storedTimers(engine.redis, prefix, 'cancelled')).toEqual({});
     // Its job is removed; should a delivery be on its way anyway, it is inert.
     expect(await delayedTimersOf(queue, 'cancelled')).toEqual([]);
@@ -72,8 +78,8 @@ describe('delayed events on the engine', () => {
   });
 
   it('lets a timer re-armed with the same id supersede the earlier one', async () => {
-    await tickets.send('again', { type: 'REMIND_IN', ms: 100 });
-    await tickets.send('again', { type: 'REMIND_IN', ms: 1_500 });
+    await send('again', { type: 'REMIND_IN', ms: 100 });
+    await send('again', { type: 'REMIND_IN', ms: 1_500 });
     const { remind } = await storedTimers(engine.redis, prefix, 'again');
     const jobs = await delayedTimersOf(queue, 'again');
     expect(jobs.map((job) => job.seq).sort()).toEqual([1, 2]);
@@ -93,16 +99,16 @@ describe('delayed events on the engine', () => {
   });
 
   it('changes nothing when a timer of an earlier life of the key is delivered', async () => {
-    await tickets.send('reborn', { type: 'REMIND_IN', ms: 60_000 });
+    await send('reborn', { type: 'REMIND_IN', ms: 60_000 });
     const [earlier] = await delayedTimersOf(queue, 'reborn');
     const firstLife = (await storedTicket(engine.redis, prefix, 'reborn')).l;
-    await tickets.send('reborn', { type: 'CLOSE' });
+    await send('reborn', { type: 'CLOSE' });
     await waitFor(async () => ((await tickets.get('reborn')) === null ? true : undefined), {
       what: 'the closed ticket to be removed after its retention',
     });
 
     // A new life arms the same timer id with the same sequence number.
-    await tickets.send('reborn', { type: 'REMIND_IN', ms: 60_000 });
+    await send('reborn', { type: 'REMIND_IN', ms: 60_000 });
     const secondLife = await storedTicket(engine.redis, prefix, 'reborn');
     expect(secondLife.l).not.toBe(firstLife);
     const { remind } = await storedTimers(engine.redis, prefix, 'reborn');
@@ -114,16 +120,16 @@ describe('delayed events on the engine', () => {
   });
 
   it('fires `after` delays, and drops them when the state was left first', async () => {
-    await tickets.send('hold', { type: 'HOLD' });
+    await send('hold', { type: 'HOLD' });
     await waitFor(async () => ((await tickets.get('hold'))?.value === 'open' ? true : undefined), {
       what: 'the hold to end after its delay',
     });
 
-    await tickets.send('released', { type: 'HOLD' });
+    await send('released', { type: 'HOLD' });
     const [first] = await delayedTimersOf(queue, 'released');
     expect(first?.event.type).toMatch(/^xstate\.after\./);
-    await tickets.send('released', { type: 'RELEASE' });
-    await tickets.send('released', { type: 'HOLD' });
+    await send('released', { type: 'RELEASE' });
+    await send('released', { type: 'HOLD' });
     // The first hold's timer, delivered during the second hold, does not end it.
     await tickets.fire({ ...(first as TimerJobData), dueAt: 0 });
     expect((await tickets.get('released'))?.value).toBe('held');

@@ -69,6 +69,8 @@ describe('answers without the lock', () => {
     token = `tok-free-${++serial}`;
     runtime = await newRuntime();
     await runtime.pay(token, payment);
+    // The expiry timer is armed (and the owed list cleared) right after the answer.
+    await runtime.actors.idle();
     return async () => {
       releaseHolder?.();
       await held;

@@ -161,7 +161,10 @@ describe('resuming steps a crash interrupted', () => {
         ? { withdrawals: 1, deposits: 0, balanceCents: INITIAL_BALANCE_CENTS - AMOUNT_CENTS }
         : { withdrawals: 1, deposits: 1, balanceCents: INITIAL_BALANCE_CENTS },
     );
-    expect(await timerStateOf(token)).toBe('delayed');
+    // Armed right after the answer.
+    await waitFor(async () => ((await timerStateOf(token)) === 'delayed' ? true : undefined), {
+      what: `the expiry timer of ${token}`,
+    });
   }
 
   describe.each(CASES)('a $step interrupted at $point', ({ step, point }) => {

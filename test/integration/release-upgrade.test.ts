@@ -228,8 +228,15 @@ describe('records and timers of the release before the engine', () => {
     expect(moved.map((e) => [e.kind, e.operationId])).toEqual([
       ['withdrawal', `charge:${token}:${lifeId}:1`],
     ]);
-    expect(await redis.hget(keys.state(token), 'o')).toBeNull();
-    expect(await redis.zscore(keys.outbox, token)).toBeNull();
+    // The expiry timer is armed and the owed actions cleared right after the answer.
+    await waitFor(
+      async () =>
+        (await redis.hget(keys.state(token), 'o')) === null &&
+        (await redis.zscore(keys.outbox, token)) === null
+          ? true
+          : undefined,
+      { what: `${token} to owe nothing` },
+    );
   });
 
   it('completes the charge a crash left in flight by the recovery sweep, with the same operation id', async () => {

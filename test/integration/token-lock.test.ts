@@ -106,12 +106,67 @@ describe('a read sent behind the lock request', () => {
         const early = readAhead?.();
         await early;
         await runtime.cancel(token);
-        return real.withLock(token, (held) => work({ ...held, readAhead: early }));
+        return real.withLock(token, (held, answer) => work({ ...held, readAhead: early }, answer));
       },
     };
     const replay = await (await runtimeWith(late)).pay('tok-early', payment);
     expect(replay.snapshot?.value).toBe('refunded');
     expect(replay.outcome).toBe('rejected');
+  });
+});
+
+describe('a lock whose work answers early', () => {
+  let redis: Redis;
+  let other: Redis;
+
+  beforeAll(() => {
+    redis = new Redis(inject('redisUrl'));
+    other = new Redis(inject('redisUrl'));
+  });
+
+  afterAll(async () => {
+    await Promise.all([redis.quit(), other.quit()]);
+  });
+
+  it('answers the caller at once, keeps the lock until the work ends, and the next holder in the process waits', async () => {
+    const lock = new RedlockTokenLock(redis, options);
+    let finish!: () => void;
+    const finishing = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const order: string[] = [];
+    const answer = await lock.withLock('tok-answer', async (_held, answerNow) => {
+      answerNow('early');
+      await finishing;
+      order.push('first work ended');
+      return 'late';
+    });
+    expect(answer).toBe('early');
+    // Still held: another process is refused, and the next caller here waits.
+    expect(await other.get(keys.lock('tok-answer'))).not.toBeNull();
+    const next = lock.withLock('tok-answer', () => {
+      order.push('second work ran');
+      return Promise.resolve();
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(order).toEqual([]);
+    finish();
+    await next;
+    expect(order).toEqual(['first work ended', 'second work ran']);
+    await lock.idle(1_000);
+    expect(await other.get(keys.lock('tok-answer'))).toBeNull();
+  });
+
+  it('does not hand an error thrown after the answer to the caller', async () => {
+    const lock = new RedlockTokenLock(redis, options);
+    const answer = await lock.withLock('tok-answer-fails', async (_held, answerNow) => {
+      answerNow('answered');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      throw new Error('after the answer');
+    });
+    expect(answer).toBe('answered');
+    await lock.idle(1_000);
+    expect(await other.get(keys.lock('tok-answer-fails'))).toBeNull();
   });
 });
 

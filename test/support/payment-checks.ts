@@ -122,6 +122,9 @@ export interface ExpectedToken {
   readonly timer: boolean;
 }
 
+/** How long after an answer the timers of its last write may still be on their way. */
+const SETTLE_MS = 2_000;
+
 /**
  * The token ended as `expected`: status, money moved (each way at most once),
  * balance, expiry timer, and nothing left owed.
@@ -134,12 +137,21 @@ export async function checkToken(
   expected: ExpectedToken,
 ): Promise<string[]> {
   const problems: string[] = [];
-  const [view, moved, owed, timer] = await Promise.all([
+  const [view, moved] = await Promise.all([
     paymentOf(app, token),
     movementsOf(app, accountId, token),
-    store.isOwed(token),
-    store.timerOf(token),
   ]);
+  // A command's last write arms its timers right after the answer: allow
+  // that moment before calling the token owed or its timer missing.
+  const settledBy = Date.now() + SETTLE_MS;
+  let owed: boolean;
+  let timer: string | null;
+  for (;;) {
+    [owed, timer] = await Promise.all([store.isOwed(token), store.timerOf(token)]);
+    const settled = !owed && (!expected.timer || timer === 'delayed');
+    if (settled || Date.now() > settledBy) break;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
   const status = view?.status ?? null;
   if (status !== expected.status) {
     problems.push(`${token}: status ${String(status)}, expected ${String(expected.status)}`);

@@ -19,10 +19,15 @@ export interface KeyLock {
    * right behind the request for the lock, on the same connection, so the two
    * share one round trip; `work` gets its result with the lock's value, which
    * the read can return too to show it ran after the lock was taken.
+   *
+   * The promise settles with the work's result, or earlier with the value the
+   * work passes to `answer`: the work then goes on holding the lock (the
+   * next holder in this process waits for it), and what it throws after its
+   * answer reaches nobody.
    */
   withLock<T, R = undefined>(
     key: string,
-    work: (held: Held<R>) => Promise<T>,
+    work: (held: Held<R>, answer: (value: T) => void) => Promise<T>,
     readAhead?: () => Promise<R>,
   ): Promise<T>;
 }
@@ -83,7 +88,7 @@ export class RedlockKeyLock implements KeyLock {
 
   async withLock<T, R = undefined>(
     key: string,
-    work: (held: Held<R>) => Promise<T>,
+    work: (held: Held<R>, answer: (value: T) => void) => Promise<T>,
     readAhead?: () => Promise<R>,
   ): Promise<T> {
     const started = Date.now();
@@ -94,6 +99,9 @@ export class RedlockKeyLock implements KeyLock {
     });
     const tail = previous === undefined ? mine : previous.then(() => mine);
     this.tails.set(key, tail);
+    // Until the lock is released: after an early answer that is later than
+    // the return below.
+    let holding: Promise<void> = Promise.resolve();
     try {
       try {
         // Nobody ahead in this process (the usual case): no timer to set.
@@ -103,10 +111,26 @@ export class RedlockKeyLock implements KeyLock {
         throw error;
       }
       const remaining = Math.max(0, this.options.waitMs - (Date.now() - started));
-      return await this.acquireAndRun(key, remaining, work, readAhead);
+      const run = await this.acquireAndRun(key, remaining, work, readAhead);
+      holding = run.holding;
+      return run.value;
     } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+      void holding.then(() => {
+        release();
+        if (this.tails.get(key) === tail) this.tails.delete(key);
+      });
+    }
+  }
+
+  /**
+   * Resolves once no work holds or waits for a lock of this process (work
+   * that answered early may still be finishing), or after `maxMs`.
+   */
+  async idle(maxMs: number): Promise<void> {
+    try {
+      await within(Promise.allSettled([...this.tails.values()]), maxMs);
+    } catch (error) {
+      if (!(error instanceof Deadline)) throw error;
     }
   }
 
@@ -119,14 +143,18 @@ export class RedlockKeyLock implements KeyLock {
   private async acquireAndRun<T, R>(
     key: string,
     waitMs: number,
-    work: (held: Held<R>) => Promise<T>,
+    work: (held: Held<R>, answer: (value: T) => void) => Promise<T>,
     readAhead: (() => Promise<R>) | undefined,
-  ) {
+  ): Promise<{ value: T; holding: Promise<void> }> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const progress: { acquired: boolean; outcome?: { value: T } | { error: unknown } } = {
         acquired: false,
       };
+      let answered!: (value: T) => void;
+      const early = new Promise<T>((resolve) => {
+        answered = resolve;
+      });
       let read: Promise<R> | undefined;
       try {
         const using = this.redlock.using(
@@ -135,11 +163,14 @@ export class RedlockKeyLock implements KeyLock {
           async (_signal, { lock }) => {
             progress.acquired = true;
             try {
-              const value = await work({ lockValue: lock.value, readAhead: read });
-              progress.outcome = { value };
+              const value = await work({ lockValue: lock.value, readAhead: read }, (value) => {
+                progress.outcome ??= { value };
+                answered(value);
+              });
+              progress.outcome ??= { value };
               return value;
             } catch (error) {
-              progress.outcome = { error };
+              progress.outcome ??= { error };
               throw error;
             }
           },
@@ -148,14 +179,19 @@ export class RedlockKeyLock implements KeyLock {
         // read that lost the race anyway is told apart by the lock's value.
         read = readAhead?.();
         void read?.catch(() => undefined);
-        return await using;
+        const holding = using.then(
+          () => undefined,
+          () => undefined,
+        );
+        const value = await Promise.race([early, using]);
+        return { value, holding };
       } catch (error) {
         // Releasing a lease that ran out during the work (a pause longer than
         // the TTL) fails after the work is done. The work's writes were fenced
         // by the versioned write, so its own outcome is the true answer.
         if (progress.outcome !== undefined) {
           if ('error' in progress.outcome) throw progress.outcome.error;
-          return progress.outcome.value;
+          return { value: progress.outcome.value, holding: Promise.resolve() };
         }
         if (progress.acquired) throw error;
         const failure = await this.explainAcquireFailure(key, error);
