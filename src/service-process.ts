@@ -163,8 +163,13 @@ export async function runProcess(options: Omit<ServiceOptions, 'logger'> = {}): 
   managed = await ensureRedis(config, log);
   await checkEvictionPolicy(config.redisUrl, log);
   service = await startService(config, { ...options, logger });
+  // Tenant names only: a key or its digest is never logged.
+  const tenants = [...new Set(config.apiKeys.map((k) => k.tenant))];
   log.info('paystate started', {
     roles: config.roles,
+    auth: tenants.length === 0 ? 'off' : 'on',
+    ...(tenants.length === 0 ? {} : { tenants }),
+    host: config.host,
     url: service.url,
     metricsUrl: service.metricsUrl,
     redis: shown(config.redisUrl),
