@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { bearer, TEST_API_KEYS, TEST_KEYS } from '../support/api-keys.ts';
 import { runCli } from '../support/processes.ts';
-import { startTestService, testConfig, type TestService } from '../support/service-harness.ts';
+import {
+  startTestService,
+  testConfig,
+  waitFor,
+  type TestService,
+} from '../support/service-harness.ts';
 
 const A = bearer(TEST_KEYS.alpha);
 const A2 = bearer(TEST_KEYS.alphaRotated);
@@ -217,5 +222,37 @@ describe('rate limits', () => {
     // A right key from the throttled address tells the guesser nothing either.
     expect((await service.request('GET', '/payments/x', { headers: B })).status).toBe(429);
     expect((await service.request('GET', '/healthz')).status).toBe(200);
+  });
+});
+
+describe("a tenant's timers", () => {
+  let service: TestService;
+  beforeAll(async () => {
+    service = await startTestService(
+      testConfig(inject('redisUrl'), {
+        PAYSTATE_API_KEYS: TEST_API_KEYS,
+        PAYMENT_EXPIRY_MS: '200',
+      }),
+    );
+  });
+  afterAll(async () => {
+    await service.stop();
+  });
+
+  it("expires a tenant's payment on its timer, and the same token of another tenant stays its own", async () => {
+    const pay = (headers: Record<string, string>) =>
+      service.request('POST', '/payments', {
+        headers: { ...headers, 'Idempotency-Key': 'timed' },
+        body: { accountId: 'timed-acct', amountCents: 100 },
+      });
+    expect((await pay(A)).status).toBe(201);
+    const expired = await waitFor(async () => {
+      const view = await service.request('GET', '/payments/timed', { headers: A });
+      return (view.body as { status?: string }).status === 'expired' ? view.body : undefined;
+    });
+    expect(expired).toMatchObject({ token: 'timed', status: 'expired' });
+    expect((await pay(A)).status).toBe(410);
+    expect((await service.request('GET', '/payments/timed', { headers: B })).status).toBe(404);
+    expect((await pay(B)).status).toBe(201);
   });
 });
