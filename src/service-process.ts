@@ -3,7 +3,7 @@
  * check, start, and the stop on signals. `src/main.ts` runs it.
  */
 import { Redis } from 'ioredis';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ConfigError, isLoopbackHost, loadConfig, type Config } from './config.ts';
 import {
   isLocalUrl,
   redisAnswers,
@@ -174,6 +174,12 @@ export async function runProcess(options: Omit<ServiceOptions, 'logger'> = {}): 
     metricsUrl: service.metricsUrl,
     redis: shown(config.redisUrl),
   });
+  if (tenants.length === 0 && service.url !== null && !isLoopbackHost(config.host)) {
+    log.warn(
+      'authentication is off on a network address (PAYSTATE_ALLOW_UNAUTHENTICATED=1): whatever is in front must authenticate every request',
+      { host: config.host },
+    );
+  }
 }
 
 /** Starts the process, exiting with status 1 if it cannot start. */

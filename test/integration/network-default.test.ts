@@ -65,6 +65,7 @@ describe('the listening address', () => {
     const info = await started(p);
     expect(info.auth).toBe('off');
     expect(listeningAddress(portOf(info.url))).toBe('127.0.0.1');
+    expect(p.output()).not.toContain('authentication is off on a network address');
     // The seed session works without a key.
     const pay = await fetch(`${info.url}/PaymentProcessor/local-token/makePayment`, {
       method: 'POST',
@@ -86,6 +87,7 @@ describe('the listening address', () => {
     const p = start({ HOST: '0.0.0.0', PAYSTATE_ALLOW_UNAUTHENTICATED: '1' });
     const info = await started(p);
     expect(info.auth).toBe('off');
+    await p.waitForOutput('authentication is off on a network address');
     expect(listeningAddress(portOf(info.url))).toBe('0.0.0.0');
   });
 
