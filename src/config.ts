@@ -1,4 +1,6 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseApiKeys, type ApiKey } from './tenants.ts';
 
 /** The only reader of process.env: everything else gets a frozen Config. */
 
@@ -59,7 +61,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const WORKER_METRICS_PORT = 9464;
 const envSchema = z.object({
   PORT: integer('PORT', 8080, 0, 65_535),
-  HOST: z.string().optional().default('0.0.0.0'),
+  // Its default depends on PAYSTATE_API_KEYS (see loadConfig).
+  HOST: z.string().optional(),
   REDIS_URL: z
     .string()
     .optional()
@@ -133,7 +136,28 @@ const envSchema = z.object({
   PAYSTATE_MANAGED_REDIS: z.enum(['auto', 'never']).optional().default('auto'),
   PAYSTATE_DATA_DIR: z.string().optional().default('.data'),
   EXPIRY_JOB_LOCK_MS: integer('EXPIRY_JOB_LOCK_MS', 30_000, 100),
+  PAYSTATE_API_KEYS: z.string().optional(),
+  PAYSTATE_ALLOW_UNAUTHENTICATED: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || ['', '0', '1'].includes(v.trim()), {
+      message: 'PAYSTATE_ALLOW_UNAUTHENTICATED must be 1 or 0',
+    }),
+  PAYSTATE_RATE_LIMIT_PER_SECOND: integer('PAYSTATE_RATE_LIMIT_PER_SECOND', 100, 0, 1_000_000),
+  PAYSTATE_AUTH_FAILURES_PER_MINUTE: integer('PAYSTATE_AUTH_FAILURES_PER_MINUTE', 10, 1, 1_000_000),
 });
+
+/** True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host
+    .trim()
+    .replace(/^\[(.*)\]$/, '$1')
+    .toLowerCase();
+  if (bare === 'localhost') return true;
+  if (isIP(bare) === 4) return bare.startsWith('127.');
+  if (isIP(bare) === 6) return bare === '::1' || /^::ffff:127\./.test(bare);
+  return false;
+}
 
 export interface Config {
   readonly port: number;
@@ -159,6 +183,12 @@ export interface Config {
   readonly dataDir: string;
   /** How long a worker holds an expiry job before BullMQ treats it as stalled and redelivers it. */
   readonly expiryJobLockMs: number;
+  /** PAYSTATE_API_KEYS: empty in local mode (no authentication, no tenants). */
+  readonly apiKeys: readonly ApiKey[];
+  /** Requests per second per tenant (0: no limit); applies when keys are configured. */
+  readonly rateLimitPerSecond: number;
+  /** Failed authentications per client address per minute before it gets 429. */
+  readonly authFailuresPerMinute: number;
 }
 
 export class ConfigError extends Error {
@@ -178,9 +208,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const e = parsed.data;
+  const { keys: apiKeys, problems } = parseApiKeys(e.PAYSTATE_API_KEYS);
+  // A service anyone can reach must ask who is calling: refuse to start open
+  // on a network address unless told so explicitly.
+  const host = e.HOST === undefined || e.HOST.trim() === '' ? defaultHost(apiKeys) : e.HOST.trim();
+  if (
+    apiKeys.length === 0 &&
+    problems.length === 0 &&
+    e.PAYSTATE_ROLES.includes('api') &&
+    !isLoopbackHost(host) &&
+    e.PAYSTATE_ALLOW_UNAUTHENTICATED?.trim() !== '1'
+  ) {
+    problems.push(
+      `HOST=${host} would serve payments to the network without authentication: set PAYSTATE_API_KEYS ` +
+        '(see docs/security.md), or HOST=127.0.0.1, or PAYSTATE_ALLOW_UNAUTHENTICATED=1 if a proxy in front authenticates every request',
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     port: e.PORT,
-    host: e.HOST,
+    host,
     redisUrl: e.REDIS_URL,
     keyPrefix: e.REDIS_KEY_PREFIX,
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
@@ -196,5 +243,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     managedRedis: e.PAYSTATE_MANAGED_REDIS,
     dataDir: e.PAYSTATE_DATA_DIR,
     expiryJobLockMs: e.EXPIRY_JOB_LOCK_MS,
+    apiKeys: Object.freeze(apiKeys),
+    rateLimitPerSecond: e.PAYSTATE_RATE_LIMIT_PER_SECOND,
+    authFailuresPerMinute: e.PAYSTATE_AUTH_FAILURES_PER_MINUTE,
   });
+}
+
+/** Loopback in local mode; every interface once keys are configured. */
+function defaultHost(apiKeys: readonly ApiKey[]): string {
+  return apiKeys.length === 0 ? '127.0.0.1' : '0.0.0.0';
 }

@@ -29,6 +29,23 @@ export class NotFoundError extends AppError {
   }
 }
 
+/** No API key, or one that is not configured (401, with `WWW-Authenticate: Bearer`). */
+export class UnauthenticatedError extends AppError {
+  constructor(message: string) {
+    super('unauthenticated', message, false);
+  }
+}
+
+/** Over a rate limit: retryable after `retryAfterSeconds` (the Retry-After header). */
+export class RateLimitedError extends AppError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('rate_limited', message, true);
+  }
+}
+
 /** Another request holds the token longer than LOCK_WAIT_MS. */
 export class TokenBusyError extends AppError {
   constructor(readonly token: string) {

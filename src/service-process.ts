@@ -3,7 +3,7 @@
  * check, start, and the stop on signals. `src/main.ts` runs it.
  */
 import { Redis } from 'ioredis';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ConfigError, isLoopbackHost, loadConfig, type Config } from './config.ts';
 import {
   isLocalUrl,
   redisAnswers,
@@ -163,12 +163,23 @@ export async function runProcess(options: Omit<ServiceOptions, 'logger'> = {}): 
   managed = await ensureRedis(config, log);
   await checkEvictionPolicy(config.redisUrl, log);
   service = await startService(config, { ...options, logger });
+  // Tenant names only: a key or its digest is never logged.
+  const tenants = [...new Set(config.apiKeys.map((k) => k.tenant))];
   log.info('paystate started', {
     roles: config.roles,
+    auth: tenants.length === 0 ? 'off' : 'on',
+    ...(tenants.length === 0 ? {} : { tenants }),
+    host: config.host,
     url: service.url,
     metricsUrl: service.metricsUrl,
     redis: shown(config.redisUrl),
   });
+  if (tenants.length === 0 && service.url !== null && !isLoopbackHost(config.host)) {
+    log.warn(
+      'authentication is off on a network address (PAYSTATE_ALLOW_UNAUTHENTICATED=1): whatever is in front must authenticate every request',
+      { host: config.host },
+    );
+  }
 }
 
 /** Starts the process, exiting with status 1 if it cannot start. */

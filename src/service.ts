@@ -10,6 +10,7 @@ import { StoreLostError, toAppError, type AppError } from './errors.ts';
 import { createApp, createMetricsApp } from './http/app.ts';
 import type { RefusalListener } from './http/client-error.ts';
 import { listenHttp, type HttpServer } from './http/http-server.ts';
+import { redisRateLimits } from './http/rate-limit.ts';
 import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
 import { Payments, type PaymentStepHook } from './payments/payments.ts';
 import { createKeys } from './runtime/keys.ts';
@@ -189,6 +190,18 @@ export async function startService(
       logger,
       metrics,
       serveMetrics: config.metricsPort === null,
+      ...(config.apiKeys.length === 0
+        ? {}
+        : {
+            auth: {
+              keys: config.apiKeys,
+              limits: redisRateLimits(engine.redis, {
+                prefix: config.keyPrefix,
+                perSecond: config.rateLimitPerSecond,
+                authFailuresPerMinute: config.authFailuresPerMinute,
+              }),
+            },
+          }),
     });
     http = await listenHttp(app, config.port, config.host, refusalObserver);
     url = http.url;

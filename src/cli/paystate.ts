@@ -3,7 +3,8 @@
  *   paystate get <token>      a token's state, as `restate kv get PaymentProcessor <token>` shows it
  *   paystate account <id>     an account's balance and ledger
  *   paystate store [accept]   the store's identity; accept a store that was emptied or replaced
- * Add --json for machine-readable output. Exit statuses are in USAGE.
+ * Add --json for machine-readable output, --tenant <name> for a tenant's token
+ * or account (with PAYSTATE_API_KEYS). Exit statuses are in USAGE.
  */
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -15,6 +16,7 @@ import { parseAccountId, parseToken } from '../http/schemas.ts';
 import { createKeys } from '../runtime/keys.ts';
 import { readPaymentRecord } from '../payments/payment.snapshot.ts';
 import { acceptStore, readStore } from '../runtime/store-identity.ts';
+import { TENANT_PATTERN, tenantKey, type Tenant } from '../tenants.ts';
 import { header, keyValueTable } from './format.ts';
 
 /** Exit statuses, documented in USAGE and the README. */
@@ -27,8 +29,10 @@ const EXIT = {
 } as const;
 
 const USAGE = `usage:
-  paystate get <token> [--json]      show a payment token's state
-  paystate account <id> [--json]     show an account's balance and ledger
+  paystate get <token> [--tenant <name>] [--json]
+                                     show a payment token's state
+  paystate account <id> [--tenant <name>] [--json]
+                                     show an account's balance and ledger
   paystate store [--json]            show the store's identity
   paystate store accept              accept the store as it is now: services that refuse
                                      requests with store_lost (Redis came back empty or is
@@ -36,6 +40,8 @@ const USAGE = `usage:
   paystate --help                    show this help
 
 Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS_KEY_PREFIX (default paystate).
+With API keys configured, tokens and accounts are per tenant: --tenant names whose
+(without it, the token or account of local mode, which no tenant sees).
 
 exit status:
   0  found (an account is always found: it starts at the initial balance)
@@ -51,8 +57,18 @@ class UsageError extends Error {}
 
 type Invocation =
   | { readonly kind: 'help' }
-  | { readonly kind: 'get'; readonly token: string; readonly json: boolean }
-  | { readonly kind: 'account'; readonly accountId: string; readonly json: boolean }
+  | {
+      readonly kind: 'get';
+      readonly token: string;
+      readonly tenant: Tenant;
+      readonly json: boolean;
+    }
+  | {
+      readonly kind: 'account';
+      readonly accountId: string;
+      readonly tenant: Tenant;
+      readonly json: boolean;
+    }
   | { readonly kind: 'store'; readonly accept: boolean; readonly json: boolean };
 
 /** Reads the arguments; a bad one is a usage error before anything connects to Redis. */
@@ -61,7 +77,11 @@ function parseInvocation(args: string[]): Invocation {
   try {
     parsed = parseArgs({
       args,
-      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        json: { type: 'boolean' },
+        tenant: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       allowPositionals: true,
       strict: true,
     });
@@ -71,7 +91,12 @@ function parseInvocation(args: string[]): Invocation {
   const { values, positionals } = parsed;
   if (values.help === true) return { kind: 'help' };
   const [command, id, ...rest] = positionals;
+  const tenant = values.tenant ?? null;
+  if (tenant !== null && !TENANT_PATTERN.test(tenant)) {
+    throw new UsageError('--tenant must be 1-64 characters of a-z 0-9 _ -');
+  }
   if (command === 'store') {
+    if (tenant !== null) throw new UsageError('store takes no --tenant');
     if (id !== undefined && id !== 'accept') throw new UsageError(`unknown store command ${id}`);
     if (rest.length > 0) throw new UsageError(`unexpected argument ${rest.join(' ')}`);
     return { kind: 'store', accept: id === 'accept', json: values.json === true };
@@ -83,8 +108,8 @@ function parseInvocation(args: string[]): Invocation {
   if (rest.length > 0) throw new UsageError(`unexpected argument ${rest.join(' ')}`);
   const json = values.json === true;
   return command === 'get'
-    ? { kind: 'get', token: parseToken(id), json }
-    : { kind: 'account', accountId: parseAccountId(id), json };
+    ? { kind: 'get', token: parseToken(id), tenant, json }
+    : { kind: 'account', accountId: parseAccountId(id), tenant, json };
 }
 
 async function run(args: string[]): Promise<number> {
@@ -134,13 +159,15 @@ async function run(args: string[]): Promise<number> {
       return identity.id === null ? EXIT.notFound : EXIT.ok;
     }
     if (invocation.kind === 'get') {
-      const { token, json } = invocation;
-      const record = await readPaymentRecord(redis, keys.state(token));
+      const { token, tenant, json } = invocation;
+      const record = await readPaymentRecord(redis, keys.state(tenantKey(tenant, token)));
       if (record === null) {
-        console.error(`No state stored for token ${token}.`);
+        console.error(
+          `No state stored for token ${token}${tenant === null ? '' : ` of tenant ${tenant}`}.`,
+        );
         return EXIT.notFound;
       }
-      const view = paymentView(record.snapshot);
+      const view = paymentView(record.snapshot, tenant);
       if (json) {
         console.log(JSON.stringify({ ...view, version: record.version }, null, 2));
         return EXIT.ok;
@@ -149,15 +176,19 @@ async function run(args: string[]): Promise<number> {
       console.log(
         header('State:', [
           ['Service', 'PaymentProcessor'],
+          ...(tenant === null ? [] : [['Tenant', tenant] as [string, string]]),
           ['Key', token],
         ]),
       );
       console.log(keyValueTable([...Object.entries(fields), ['version', record.version]]));
       return EXIT.ok;
     }
-    const { accountId, json } = invocation;
+    const { accountId, tenant, json } = invocation;
     const view = accountView(
-      await new Ledger(redis, keys, config.accountInitialBalanceCents).view(accountId),
+      await new Ledger(redis, keys, config.accountInitialBalanceCents).view(
+        tenantKey(tenant, accountId),
+      ),
+      tenant,
     );
     if (json) {
       console.log(JSON.stringify(view, null, 2));
@@ -165,6 +196,7 @@ async function run(args: string[]): Promise<number> {
     }
     console.log(
       header('Account:', [
+        ...(tenant === null ? [] : [['Tenant', tenant] as [string, string]]),
         ['Account', accountId],
         ['Balance', `${view.balanceCents} cents`],
       ]),

@@ -4,14 +4,17 @@ import { parse as parseKeepingNumberText } from 'lossless-json';
 import type { Ledger } from '../accounts/ledger.ts';
 import { AppError, NotFoundError, StoreLostError, ValidationError } from '../errors.ts';
 import type { CommandResult, Payments } from '../payments/payments.ts';
+import { TenantPayments } from '../payments/tenant-payments.ts';
 import type { PinoLogger } from '../observability/log.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
+import { authenticate, tenantOf, type AuthOptions } from './auth.ts';
 import { serveDocsPage } from './docs-page.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
 import { observeRequests, routeMatcher } from './request-observer.ts';
 import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
+import type { Tenant } from '../tenants.ts';
 
 export interface AppDeps {
   readonly payments: Payments;
@@ -26,6 +29,8 @@ export interface AppDeps {
   readonly metrics?: ServiceMetrics;
   /** False when /metrics is served on a port of its own (METRICS_PORT). */
   readonly serveMetrics?: boolean;
+  /** API keys and rate limits; absent in local mode (no authentication, no tenants). */
+  readonly auth?: AuthOptions;
 }
 
 /** The scrape handler, shared with the metrics-only listener. */
@@ -130,7 +135,10 @@ export function createApp(deps: AppDeps): Express {
       routeOf: routeMatcher(documentedPaths()),
     }),
   );
+  // Before the body is read: an unauthenticated request costs no parsing.
+  if (deps.auth !== undefined) app.use(authenticate(deps.auth));
   app.use(jsonBody());
+  const scope = (req: Request) => new TenantPayments(deps.payments, deps.ledger, tenantOf(req));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -160,7 +168,7 @@ export function createApp(deps: AppDeps): Express {
   app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {
     const token = parseToken(req.params.token);
     const payment = parsePaymentBody(req.body);
-    const result = await deps.payments.pay(token, payment);
+    const result = await scope(req).pay(token, payment);
     if (result.outcome === 'body_mismatch') {
       sendError(res, 'idempotency_key_reused', reasonFor('body_mismatch', result.snapshot));
       return;
@@ -174,7 +182,7 @@ export function createApp(deps: AppDeps): Express {
 
   app.post('/PaymentProcessor/:token/cancelPayment', async (req, res) => {
     const token = parseToken(req.params.token);
-    const result = await deps.payments.cancel(token);
+    const result = await scope(req).cancel(token);
     const outcome = expectOutcome(result);
     res.json({
       success: outcome !== 'expired',
@@ -191,9 +199,10 @@ export function createApp(deps: AppDeps): Express {
       'Idempotency-Key',
     );
     const payment = parsePaymentBody(req.body);
-    const result = await deps.payments.pay(token, payment);
+    const result = await scope(req).pay(token, payment);
     const outcome = expectOutcome(result);
     const snapshot = result.snapshot;
+    const viewOf = viewFor(tenantOf(req));
     switch (outcome) {
       case 'charged':
         res.status(201).location(`/payments/${token}`).json(viewOf(result));
@@ -225,25 +234,25 @@ export function createApp(deps: AppDeps): Express {
 
   app.post('/payments/:token/cancel', async (req, res) => {
     const token = parseToken(req.params.token);
-    const result = await deps.payments.cancel(token);
+    const result = await scope(req).cancel(token);
     const outcome = expectOutcome(result);
     if (outcome === 'expired') {
       sendError(res, 'token_expired', reasonFor(outcome, result.snapshot));
       return;
     }
-    res.status(200).json(viewOf(result));
+    res.status(200).json(viewFor(tenantOf(req))(result));
   });
 
   app.get('/payments/:token', async (req: Request, res: Response) => {
     const token = parseToken(req.params.token);
-    const snapshot = await deps.payments.get(token);
+    const snapshot = await scope(req).get(token);
     if (snapshot === null) throw new NotFoundError(`no payment with token ${token}`);
-    res.json(paymentView(snapshot));
+    res.json(paymentView(snapshot, tenantOf(req)));
   });
 
   app.get('/accounts/:accountId', async (req, res) => {
     const accountId = parseAccountId(req.params.accountId);
-    res.json(accountView(await deps.ledger.view(accountId)));
+    res.json(accountView(await scope(req).account(accountId), tenantOf(req)));
   });
 
   app.use(notFoundHandler);
@@ -261,9 +270,11 @@ function expectOutcome(result: CommandResult) {
   return result.outcome;
 }
 
-function viewOf(result: CommandResult) {
-  if (result.snapshot === null) throw new Error('a client event left no record');
-  return paymentView(result.snapshot);
+function viewFor(tenant: Tenant) {
+  return (result: CommandResult) => {
+    if (result.snapshot === null) throw new Error('a client event left no record');
+    return paymentView(result.snapshot, tenant);
+  };
 }
 
 /** The app of a /metrics listener of its own (METRICS_PORT, or a worker-only process). */

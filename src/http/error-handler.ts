@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
-import { AppError, toAppError } from '../errors.ts';
+import { AppError, RateLimitedError, UnauthenticatedError, toAppError } from '../errors.ts';
 
 /**
  * The one place that maps error codes to HTTP statuses (documented in
@@ -12,6 +12,7 @@ export const STATUS_BY_CODE = {
   invalid_token: 400,
   invalid_account_id: 400,
   missing_idempotency_key: 400,
+  unauthenticated: 401,
   payment_declined: 402,
   not_found: 404,
   payment_cancelled: 409,
@@ -23,6 +24,7 @@ export const STATUS_BY_CODE = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   idempotency_key_reused: 422,
+  rate_limited: 429,
   headers_too_large: 431,
   unavailable: 503,
   store_lost: 503,
@@ -120,7 +122,15 @@ export function errorHandler(): ErrorRequestHandler {
     const appError =
       fromBodyParser(error) ?? fromRouter(error) ?? fromBodyDecoding(error) ?? toAppError(error);
     const status = statusOf(appError.code);
-    if (appError.retryable) res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    if (appError.retryable) {
+      const seconds =
+        appError instanceof RateLimitedError ? appError.retryAfterSeconds : RETRY_AFTER_SECONDS;
+      res.set('Retry-After', String(seconds));
+    }
+    // RFC 6750: a 401 names the scheme the client should use.
+    if (appError instanceof UnauthenticatedError) {
+      res.set('WWW-Authenticate', 'Bearer realm="paystate"');
+    }
     const message = status === 500 ? 'internal error' : appError.message;
     writeError(
       res,

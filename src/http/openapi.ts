@@ -8,7 +8,9 @@
  * Every route can answer the shared errors: the JSON body parser runs on
  * every request (400, 413, 415), Node's parser refuses some requests first
  * (400, 408, 413, 431), and anything can meet a bug (500), a Redis outage, a
- * lost store or a shutdown (503).
+ * lost store or a shutdown (503). With API keys configured, every route but
+ * /healthz and /readyz also answers 401 (no or unknown key) and 429 (over a
+ * rate limit).
  */
 import { createRequire } from 'node:module';
 import { z } from 'zod';
@@ -50,6 +52,26 @@ const json = (schema: Json) => ({ 'application/json': { schema } });
 const ERROR_CODES = Object.keys(STATUS_BY_CODE) as ErrorCode[];
 const RETRYABLE_STATUSES = new Set([409, 503]);
 const SHARED_ERROR_STATUSES = [400, 408, 413, 415, 431, 500, 503] as const;
+/** What the authentication in front of every route but the open ones may answer. */
+const AUTH_ERROR_STATUSES = [401, 429] as const;
+
+/** Headers an error status always carries. */
+const REQUIRED_ERROR_HEADERS: Record<number, Json> = {
+  401: {
+    'WWW-Authenticate': {
+      description: 'Always `Bearer realm="paystate"`: send `Authorization: Bearer <key>`',
+      required: true,
+      schema: { type: 'string', pattern: '^Bearer' },
+    },
+  },
+  429: {
+    'Retry-After': {
+      description: 'Seconds until the limit lets this client in again',
+      required: true,
+      schema: { type: 'string', pattern: '^[1-9][0-9]*$' },
+    },
+  },
+};
 
 const codesOf = (status: number) => ERROR_CODES.filter((code) => STATUS_BY_CODE[code] === status);
 
@@ -62,6 +84,7 @@ function errorResponse(status: number): Json {
     headers: {
       ...requestIdHeader,
       ...(RETRYABLE_STATUSES.has(status) ? { 'Retry-After': ref('headers', 'RetryAfter') } : {}),
+      ...REQUIRED_ERROR_HEADERS[status],
     },
     content: json({
       allOf: [
@@ -85,6 +108,8 @@ interface Operation {
   readonly responses: Record<number, Json>;
   /** Error statuses besides the shared ones. */
   readonly errors?: readonly number[];
+  /** Answers without an API key (probes). */
+  readonly open?: boolean;
 }
 
 const paymentBody = {
@@ -192,6 +217,7 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
     get: {
       summary: 'Liveness: the process runs',
       tags: ['operations'],
+      open: true,
       responses: { 200: ok('Running', json(ref('schemas', 'Health'))) },
     },
   },
@@ -200,15 +226,17 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
     get: {
       summary: 'Readiness: Redis answers and is the store this process knows',
       tags: ['operations'],
+      open: true,
       responses: { 200: ok('Ready', json(ref('schemas', 'Ready'))) },
     },
   },
   '/metrics': {
     post: undefined,
     get: {
-      summary: 'Prometheus metrics (text exposition format; unauthenticated)',
+      summary: 'Prometheus metrics (text exposition format)',
       description:
-        'Served on the API port unless METRICS_PORT is set, in which case it is served there only and this port answers 404.',
+        'Served on the API port unless METRICS_PORT is set, in which case it is served there only and this port answers 404. ' +
+        "On the API port it needs an API key (any tenant's) when keys are configured; on METRICS_PORT it needs none.",
       tags: ['operations'],
       responses: {
         200: ok('Metrics', { 'text/plain': { schema: { type: 'string' } } }),
@@ -260,13 +288,15 @@ function operationObject(operation: Operation): Json {
   const responses: Record<string, Json> = {};
   for (const [status, response] of Object.entries(operation.responses))
     responses[status] = response;
-  for (const status of [...(operation.errors ?? []), ...SHARED_ERROR_STATUSES].sort(
+  const auth = operation.open === true ? [] : AUTH_ERROR_STATUSES;
+  for (const status of [...(operation.errors ?? []), ...auth, ...SHARED_ERROR_STATUSES].sort(
     (a, b) => a - b,
   )) {
     responses[String(status)] = ref('responses', `Error${status}`);
   }
   return {
     summary: operation.summary,
+    ...(operation.open === true ? { security: [] } : {}),
     ...(operation.description === undefined ? {} : { description: operation.description }),
     tags: operation.tags,
     ...(operation.parameters === undefined ? {} : { parameters: operation.parameters }),
@@ -293,8 +323,12 @@ function buildDocument(): Json {
         'Exactly-once payments per idempotency token. Every response carries `X-Request-Id`: the ' +
         "client's when it sends a valid one, else a new one. Errors are " +
         '`{"error": {"code", "message"}}`; retryable ones (409 token_busy/conflict, 503) carry ' +
-        '`Retry-After`. No authentication yet: every route, /metrics included, is open.',
+        '`Retry-After`, as does 429 rate_limited. With API keys configured (PAYSTATE_API_KEYS), every ' +
+        'route but /healthz and /readyz needs `Authorization: Bearer <key>` and sees only the ' +
+        "key's tenant's tokens and accounts; in local mode (no keys) no route asks for one.",
     },
+    // Either a key, or (local mode) none.
+    security: [{ bearerAuth: [] }, {}],
     tags: [
       { name: 'seed', description: "Restate's payment example API, verbatim" },
       { name: 'payments', description: 'Native routes' },
@@ -324,6 +358,14 @@ function buildDocument(): Json {
           },
           required: ['error'],
           additionalProperties: false,
+        },
+      },
+      securitySchemes: {
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            "An API key; the service is configured with its SHA-256 and the key's tenant (docs/security.md)",
         },
       },
       parameters: {

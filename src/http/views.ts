@@ -1,6 +1,7 @@
 import type { AccountView } from '../accounts/ledger.ts';
 import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
 import type { Outcome } from '../payments/payment.types.ts';
+import { ownId, tenantKey, type Tenant } from '../tenants.ts';
 import type { AccountViewBody, PaymentView } from './schemas.ts';
 
 function iso(ms: number): string;
@@ -9,13 +10,21 @@ function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
-/** The public view of a token's record (its schema: paymentViewSchema). */
-export function paymentView(snapshot: PaymentSnapshot): PaymentView {
+/** A stored key as `tenant`'s client knows it (local mode: as stored). */
+function shown(tenant: Tenant, key: string): string {
+  return ownId(tenant, key) ?? key;
+}
+
+/**
+ * The public view of a token's record (its schema: paymentViewSchema), with
+ * the token and account id as `tenant`'s client named them.
+ */
+export function paymentView(snapshot: PaymentSnapshot, tenant: Tenant = null): PaymentView {
   const c = snapshot.context;
   return {
-    token: c.token,
+    token: shown(tenant, c.token),
     status: snapshot.value,
-    payment: c.payment,
+    payment: c.payment && { ...c.payment, accountId: shown(tenant, c.payment.accountId) },
     lastDecline: c.lastDecline && { reason: c.lastDecline.reason, at: iso(c.lastDecline.at) },
     createdAt: iso(c.createdAt),
     updatedAt: iso(c.updatedAt),
@@ -29,11 +38,18 @@ export function paymentView(snapshot: PaymentSnapshot): PaymentView {
   };
 }
 
-export function accountView(account: AccountView): AccountViewBody {
+export function accountView(account: AccountView, tenant: Tenant = null): AccountViewBody {
+  // Operation ids embed the stored token after a ':' (`charge:{token}:…`).
+  const storedPrefix = `:${tenantKey(tenant, '')}`;
   return {
-    accountId: account.accountId,
+    accountId: shown(tenant, account.accountId),
     balanceCents: account.balanceCents,
-    ledger: account.ledger.map((e) => ({ ...e, at: iso(e.at) })),
+    ledger: account.ledger.map((e) => ({
+      ...e,
+      operationId: tenant === null ? e.operationId : e.operationId.replace(storedPrefix, ':'),
+      token: shown(tenant, e.token),
+      at: iso(e.at),
+    })),
   };
 }
 

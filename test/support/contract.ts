@@ -37,7 +37,7 @@ export class ContractError extends Error {
 }
 
 /** Statuses any request can get before or outside its route (see src/http/openapi.ts). */
-const ANY_ROUTE_STATUSES = [400, 408, 413, 415, 431, 500, 503];
+const ANY_ROUTE_STATUSES = [400, 401, 408, 413, 415, 429, 431, 500, 503];
 
 const DOCUMENT_ID = 'openapi.json';
 

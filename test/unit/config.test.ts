@@ -17,7 +17,7 @@ describe('loadConfig', () => {
   it('uses the documented defaults for an empty environment', () => {
     expect(loadConfig({})).toEqual({
       port: 8080,
-      host: '0.0.0.0',
+      host: '127.0.0.1',
       redisUrl: 'redis://127.0.0.1:6379',
       keyPrefix: 'paystate',
       paymentExpiryMs: 86_400_000,
@@ -33,6 +33,9 @@ describe('loadConfig', () => {
       managedRedis: 'auto',
       dataDir: '.data',
       expiryJobLockMs: 30_000,
+      apiKeys: [],
+      rateLimitPerSecond: 100,
+      authFailuresPerMinute: 10,
     });
   });
 
@@ -73,6 +76,9 @@ describe('loadConfig', () => {
       PAYSTATE_MANAGED_REDIS: 'never',
       PAYSTATE_DATA_DIR: '/var/lib/paystate',
       EXPIRY_JOB_LOCK_MS: '500',
+      PAYSTATE_API_KEYS: `acme=${'ab'.repeat(32)}`,
+      PAYSTATE_RATE_LIMIT_PER_SECOND: '0',
+      PAYSTATE_AUTH_FAILURES_PER_MINUTE: '3',
     });
 
     expect(config).toEqual({
@@ -93,6 +99,9 @@ describe('loadConfig', () => {
       managedRedis: 'never',
       dataDir: '/var/lib/paystate',
       expiryJobLockMs: 500,
+      apiKeys: [{ tenant: 'acme', sha256: Buffer.from('ab'.repeat(32), 'hex') }],
+      rateLimitPerSecond: 0,
+      authFailuresPerMinute: 3,
     });
   });
 
@@ -217,5 +226,73 @@ describe('loadConfig', () => {
     for (const name of ['PORT', 'REDIS_URL', 'PAYSTATE_ROLES']) {
       expect(error.message).toContain(name);
     }
+  });
+});
+
+describe('API keys and the listening address', () => {
+  const digest = (c: string) => c.repeat(64);
+
+  it('listens on loopback without keys, on every interface with them', () => {
+    expect(loadConfig({}).host).toBe('127.0.0.1');
+    expect(loadConfig({ PAYSTATE_API_KEYS: `acme=${digest('a')}` }).host).toBe('0.0.0.0');
+    expect(loadConfig({ PAYSTATE_API_KEYS: `acme=${digest('a')}`, HOST: '::1' }).host).toBe('::1');
+  });
+
+  it('reads several tenants, and two keys of one tenant, in any case of hex', () => {
+    const { apiKeys } = loadConfig({
+      PAYSTATE_API_KEYS: ` acme=${digest('A')}, acme=${digest('b')},beta_2-x=${digest('c')} `,
+    });
+    expect(apiKeys.map((k) => [k.tenant, k.sha256.toString('hex')])).toEqual([
+      ['acme', digest('a')],
+      ['acme', digest('b')],
+      ['beta_2-x', digest('c')],
+    ]);
+  });
+
+  it.each([
+    [`Acme=${'a'.repeat(64)}`, /tenant name must be 1-64 characters of a-z 0-9 _ -, got "Acme"/],
+    [`a/b=${'a'.repeat(64)}`, /tenant name must be 1-64/],
+    [`${'t'.repeat(65)}=${'a'.repeat(64)}`, /tenant name must be 1-64/],
+    [`=${'a'.repeat(64)}`, /tenant name must be 1-64/],
+    ['acme=my-secret-key', /must give the key's SHA-256 as 64 hex digits/],
+    [`acme=${'a'.repeat(63)}`, /must give the key's SHA-256 as 64 hex digits/],
+    ['acme', /must be tenant=<sha256 hex of the key>/],
+    [`acme=${'a'.repeat(64)},`, /entry 2 is empty/],
+    [`acme=${'a'.repeat(64)},beta=${'A'.repeat(64)}`, /repeats a key digest/],
+  ])('refuses PAYSTATE_API_KEYS=%s', (value, message) => {
+    const error = configError({ PAYSTATE_API_KEYS: value });
+    expect(error.problems).toHaveLength(1);
+    expect(error.problems[0]).toContain('PAYSTATE_API_KEYS');
+    expect(error.problems[0]).toMatch(message);
+    // A digest given where a name should be, or a key given as a digest, is not echoed.
+    expect(error.message).not.toContain('my-secret-key');
+  });
+
+  it.each(['0.0.0.0', '::', '192.0.2.10', 'example.com'])(
+    'refuses HOST=%s without keys, naming what to set',
+    (host) => {
+      const error = configError({ HOST: host });
+      expect(error.problems).toHaveLength(1);
+      for (const name of ['HOST', 'PAYSTATE_API_KEYS', 'PAYSTATE_ALLOW_UNAUTHENTICATED']) {
+        expect(error.problems[0]).toContain(name);
+      }
+    },
+  );
+
+  it.each(['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', 'LOCALHOST'])(
+    'accepts the loopback HOST=%s without keys',
+    (host) => {
+      expect(loadConfig({ HOST: host }).host).toBe(host);
+    },
+  );
+
+  it('starts open on the network when told so, or when no api role listens', () => {
+    expect(loadConfig({ HOST: '0.0.0.0', PAYSTATE_ALLOW_UNAUTHENTICATED: '1' }).host).toBe(
+      '0.0.0.0',
+    );
+    expect(loadConfig({ HOST: '0.0.0.0', PAYSTATE_ROLES: 'worker' }).host).toBe('0.0.0.0');
+    expect(configError({ PAYSTATE_ALLOW_UNAUTHENTICATED: 'yes' }).message).toContain(
+      'PAYSTATE_ALLOW_UNAUTHENTICATED must be 1 or 0',
+    );
   });
 });

@@ -1,0 +1,50 @@
+import type { AccountView, Ledger } from '../accounts/ledger.ts';
+import { StaleWriteError, TokenBusyError } from '../errors.ts';
+import { tenantKey, type Tenant } from '../tenants.ts';
+import type { PaymentSnapshot } from './payment.snapshot.ts';
+import type { Payment } from './payment.types.ts';
+import type { CommandResult, Payments } from './payments.ts';
+
+/**
+ * Payments and accounts as one tenant sees them: every token and account id
+ * a client names is its tenant's (src/tenants.ts), so another tenant's are
+ * out of reach, as if absent. Answers still carry stored keys; the views
+ * (src/http/views.ts) show them as the client's own ids. In local mode
+ * (tenant null) this is Payments and the ledger unchanged.
+ */
+export class TenantPayments {
+  constructor(
+    private readonly payments: Payments,
+    private readonly ledger: Ledger,
+    readonly tenant: Tenant,
+  ) {}
+
+  pay(token: string, payment: Payment): Promise<CommandResult> {
+    const stored = { ...payment, accountId: tenantKey(this.tenant, payment.accountId) };
+    return this.asClient(token, this.payments.pay(tenantKey(this.tenant, token), stored));
+  }
+
+  cancel(token: string): Promise<CommandResult> {
+    return this.asClient(token, this.payments.cancel(tenantKey(this.tenant, token)));
+  }
+
+  get(token: string): Promise<PaymentSnapshot | null> {
+    return this.payments.get(tenantKey(this.tenant, token));
+  }
+
+  account(accountId: string): Promise<AccountView> {
+    return this.ledger.view(tenantKey(this.tenant, accountId));
+  }
+
+  /** Errors that name the token name the client's, not the stored key. */
+  private async asClient<T>(token: string, answer: Promise<T>): Promise<T> {
+    try {
+      return await answer;
+    } catch (error) {
+      if (this.tenant === null) throw error;
+      if (error instanceof TokenBusyError) throw new TokenBusyError(token);
+      if (error instanceof StaleWriteError) throw new StaleWriteError(token);
+      throw error;
+    }
+  }
+}
