@@ -24,6 +24,8 @@ export interface DeploymentOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Node flags of the HTTP processes (e.g. --cpu-prof). */
   readonly nodeArgs?: readonly string[];
+  /** Puts something between the service and Redis (e.g. a proxy adding latency): the URL the service gets. */
+  readonly redisVia?: (redisUrl: string) => Promise<{ url: string; close(): Promise<void> }>;
 }
 
 export interface DeploymentDescription {
@@ -61,12 +63,13 @@ export interface Deployment {
 
 export async function startDeployment(options: DeploymentOptions): Promise<Deployment> {
   const redis = await startBenchRedis(options.appendfsync);
+  const via = await options.redisVia?.(redis.url);
   const prefix = `bench${randomBytes(4).toString('hex')}`;
   const keys = createKeys(prefix);
   const baseEnv: Record<string, string> = {
     HOST: '127.0.0.1',
     PORT: '0',
-    REDIS_URL: redis.url,
+    REDIS_URL: via?.url ?? redis.url,
     REDIS_KEY_PREFIX: prefix,
     PAYSTATE_MANAGED_REDIS: 'never',
     PAYSTATE_TEST_CRASH_AT: '',
@@ -98,6 +101,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
         problems.push(`${name} exited with ${outcome.code ?? outcome.signal} on SIGTERM`);
       }
     });
+    await via?.close();
     await redis.stop();
     return problems;
   };

@@ -314,7 +314,10 @@ export function renderReport(results: BenchResults, notes: string | null): strin
         '**Commands are not round trips**: commands sent together (a pipeline, or calls made in ' +
         '`Promise.all`) share one; *socket reads* (Redis `total_reads_processed`) is close to the ' +
         'number of round trips. Commands that scripts run inside Redis are listed apart. For expiry, ' +
-        `the idle worker's background (${n(r.idleWorkerCommandsPerSecond, 1)} commands/s) is subtracted; an idle API process sends ${n(r.idleCommandsPerSecond, 1)}.`,
+        `the idle worker's background (${n(r.idleWorkerCommandsPerSecond, 1)} commands/s) is subtracted; an idle API process sends ${n(r.idleCommandsPerSecond, 1)}. ` +
+        '*Round trips the answer waits for*: the same requests again through a proxy that adds 25 ms each way ' +
+        'between the service and Redis, median latency over 50 ms; what a request does after its answer ' +
+        '(arming a timer, releasing the lock) is not in it.',
     );
     out.push(
       table(
@@ -323,6 +326,7 @@ export function renderReport(results: BenchResults, notes: string | null): strin
           'request',
           'commands',
           'socket reads ≈ round trips',
+          'round trips the answer waits for',
           'commands sent',
           'inside scripts',
         ],
@@ -331,6 +335,7 @@ export function renderReport(results: BenchResults, notes: string | null): strin
           op.request,
           n(op.commands, 1),
           n(op.socketReads, 1),
+          op.waitedRoundTrips === undefined ? '–' : n(op.waitedRoundTrips, 1),
           Object.entries(op.byCommand)
             .map(([name, count]) => `${name} ×${n(count, 1)}`)
             .join(', '),

@@ -173,7 +173,7 @@ async function main(): Promise<number> {
         roundTrips = await runRoundTrips(context);
         for (const op of roundTrips.operations) {
           context.log(
-            `round trips: ${op.operation}: ${op.commands.toFixed(1)} commands, ${op.socketReads.toFixed(1)} socket reads`,
+            `round trips: ${op.operation}: ${op.commands.toFixed(1)} commands, ${op.socketReads.toFixed(1)} socket reads, the answer waits for ${op.waitedRoundTrips?.toFixed(1) ?? '?'}`,
           );
         }
       });

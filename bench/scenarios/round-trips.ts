@@ -12,6 +12,7 @@ import { contextOf, statusOf } from '../../src/payments/payment.snapshot.ts';
 import { finish, type BenchContext } from '../bench-context.ts';
 import { startDeployment, type Deployment } from '../deployment.ts';
 import type { RequestSpec } from '../http-load.ts';
+import { startTcpProxy } from '../../test/support/tcp-proxy.ts';
 import { RedisCommandTally, type CommandCounts } from '../redis-command-tally.ts';
 import { cancellation, payment, tokenPrefix } from '../requests.ts';
 
@@ -23,6 +24,12 @@ export interface OperationCost {
   readonly commands: number;
   /** Redis socket reads per operation: about the number of round trips. */
   readonly socketReads: number;
+  /**
+   * Round trips to Redis the client's answer waits for: the median latency
+   * with PROXY_DELAY_MS added each way between service and Redis, over the
+   * added round trip (work after the answer is not counted).
+   */
+  waitedRoundTrips?: number;
   /** Commands run inside scripts per operation. */
   readonly scriptCommands: number;
   readonly byCommand: Readonly<Record<string, number>>;
@@ -206,6 +213,86 @@ async function requestCosts(context: BenchContext): Promise<{
   }
 }
 
+/** Latency added each way between the service and Redis to count the round trips an answer waits for. */
+const PROXY_DELAY_MS = 25;
+
+/**
+ * The round trips to Redis each request waits for: the same requests again,
+ * through a proxy that delays every chunk PROXY_DELAY_MS each way, so a
+ * request's latency is about 2 × PROXY_DELAY_MS per round trip it waits for.
+ */
+async function waitedRoundTrips(context: BenchContext): Promise<Map<string, number>> {
+  const samples = Math.min(20, context.settings.roundTripSamples);
+  const deployment = await startDeployment({
+    appendfsync: 'everysec',
+    apiProcesses: 1,
+    apiRoles: 'api',
+    env: { RECOVERY_INTERVAL_MS: '3600000' },
+    redisVia: async (redisUrl) => {
+      const proxy = await startTcpProxy({
+        host: '127.0.0.1',
+        port: Number(new URL(redisUrl).port),
+      });
+      proxy.setMode({ kind: 'latency', ms: PROXY_DELAY_MS });
+      return { url: proxy.url, close: () => proxy.close() };
+    },
+  });
+  try {
+    const url = deployment.urls[0] ?? '';
+    const prefix = tokenPrefix('rtw');
+    const timed = async (specs: readonly RequestSpec[], expected: number) => {
+      const took: number[] = [];
+      for (const spec of specs) {
+        const started = performance.now();
+        await send(url, spec, expected);
+        took.push(performance.now() - started);
+        // Let work after the answer finish, so the next request waits for no lock.
+        await new Promise((resolve) => setTimeout(resolve, 4 * PROXY_DELAY_MS));
+      }
+      took.sort((a, b) => a - b);
+      return (took[Math.floor(took.length / 2)] ?? 0) / (2 * PROXY_DELAY_MS);
+    };
+    await send(url, payment(`${prefix}-warm`, ACCOUNT), 201);
+    await send(url, cancellation(`${prefix}-warm`), 200);
+    const paid = Array.from({ length: samples }, (_, i) => `${prefix}-p${i}`);
+    const unknown = Array.from({ length: samples }, (_, i) => `${prefix}-c${i}`);
+    return new Map([
+      [
+        'new payment',
+        await timed(
+          paid.map((t) => payment(t, ACCOUNT)),
+          201,
+        ),
+      ],
+      [
+        'replay',
+        await timed(
+          paid.map((t) => payment(t, ACCOUNT)),
+          200,
+        ),
+      ],
+      [
+        'read',
+        await timed(
+          paid.map((t) => ({ method: 'GET', path: `/payments/${t}` })),
+          200,
+        ),
+      ],
+      ['cancel with refund', await timed(paid.map(cancellation), 200)],
+      ['cancel before payment', await timed(unknown.map(cancellation), 200)],
+      [
+        'payment after cancel',
+        await timed(
+          unknown.map((t) => payment(t, ACCOUNT)),
+          409,
+        ),
+      ],
+    ]);
+  } finally {
+    await finish(context, 'round-trips/waited', deployment);
+  }
+}
+
 /** What one EXPIRE costs the worker, idle background subtracted. */
 async function expiryCost(
   context: BenchContext,
@@ -301,6 +388,8 @@ async function expiryCost(
 export async function runRoundTrips(context: BenchContext): Promise<RoundTripResult> {
   context.log('round-trips: starting');
   const { operations, idleCommandsPerSecond } = await requestCosts(context);
+  const waited = await waitedRoundTrips(context);
+  for (const op of operations) op.waitedRoundTrips = waited.get(op.operation);
   const expiry = await expiryCost(context);
   return {
     operations: [...operations, expiry.cost],

@@ -32,10 +32,11 @@ import { UnchangingEvents } from './unchanging-events.ts';
  * lock request, one round trip for both) → run what the last write owed and
  * a crash left undone → `transition` → persist (compare-and-set on the
  * version, the owed actions and the key's outbox entry in the same script) →
- * run the owed actions → clear them (fenced by the version) → unlock. When
- * the last write owes only timers (no handler, so no event can follow), the
- * caller is answered right after that write, and the timers are armed and
- * cleared after the answer, still holding the lock (`idle()` waits for it).
+ * run the owed actions → clear them (fenced by the version) → unlock. The
+ * caller is answered as soon as the last write is done: when that write owes
+ * only timers (no handler, so no event can follow), they are armed and
+ * cleared after the answer, and the lock is released after it, still in
+ * order with the next command on the key (`idle()` waits for all of it).
  *
  * Owed actions are the machine's named actions that have a handler in
  * `effects`, and its delayed events (`raise(e, { delay, id })`, `after`).
@@ -385,13 +386,11 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
               run.deferred = replay.deferred;
             }
             cursor = await body(cursor, run);
+            // Nothing left can change the answer: give it now; arm the timers
+            // the last write owes, clear and unlock after it.
             const result = { snapshot: cursor.snapshot, emitted: run.emitted };
-            if (run.deferred !== null) {
-              // Nothing left can change the answer: give it now, arm the
-              // timers still holding the lock.
-              answer(result);
-              await this.armDeferred(run, cursor.lifeId);
-            }
+            answer(result);
+            await this.armDeferred(run, cursor.lifeId);
             if (run.clear !== null) {
               // Not awaited: it goes out on the lock's connection ahead of the
               // release, which is awaited. Should it fail, the next access or
