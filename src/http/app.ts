@@ -6,10 +6,11 @@ import { AppError, NotFoundError, StoreLostError, ValidationError } from '../err
 import type { CommandResult, Payments } from '../payments/payments.ts';
 import type { PinoLogger } from '../observability/log.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
+import type { Tracing } from '../observability/tracing.ts';
 import { serveDocsPage } from './docs-page.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
-import { observeRequests, routeMatcher } from './request-observer.ts';
+import { continueRequestTrace, observeRequests, routeMatcher } from './request-observer.ts';
 import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
 
@@ -26,6 +27,8 @@ export interface AppDeps {
   readonly metrics?: ServiceMetrics;
   /** False when /metrics is served on a port of its own (METRICS_PORT). */
   readonly serveMetrics?: boolean;
+  /** Spans for requests (OTEL_EXPORTER_OTLP_ENDPOINT); none when absent. */
+  readonly tracing?: Tracing;
 }
 
 /** The scrape handler, shared with the metrics-only listener. */
@@ -128,9 +131,11 @@ export function createApp(deps: AppDeps): Express {
       logger: deps.logger,
       metrics: deps.metrics,
       routeOf: routeMatcher(documentedPaths()),
+      tracing: deps.tracing,
     }),
   );
   app.use(jsonBody());
+  if (deps.tracing !== undefined) app.use(continueRequestTrace());
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
