@@ -124,6 +124,29 @@ export async function startServiceProcess(options: {
       }
     });
     child.stderr.on('data', append);
+    // A fixed port (PORT set): also ready when /healthz answers, for a process
+    // that logs nothing (LOG_LEVEL=silent prints no start-up line).
+    const port = options.env.PORT ?? '0';
+    if (port !== '0') {
+      const url = `http://${options.env.HOST ?? '127.0.0.1'}:${port}`;
+      const poll = () => {
+        if (child.exitCode !== null) return;
+        fetch(`${url}/healthz`).then(
+          (reply) => {
+            if (reply.status !== 200) {
+              setTimeout(poll, 50);
+              return;
+            }
+            clearTimeout(timer);
+            resolve(url);
+          },
+          () => {
+            setTimeout(poll, 50);
+          },
+        );
+      };
+      poll();
+    }
     void exit.then(({ code, signal }) => {
       clearTimeout(timer);
       reject(new Error(`${options.name} exited (${code ?? signal}) while starting:\n${output}`));
