@@ -24,6 +24,8 @@ export interface DeploymentOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Node flags of the HTTP processes (e.g. --cpu-prof). */
   readonly nodeArgs?: readonly string[];
+  /** `discard`: the HTTP processes' logs go to /dev/null (see startServiceProcess). */
+  readonly stdout?: 'pipe' | 'discard';
 }
 
 export interface DeploymentDescription {
@@ -113,6 +115,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
           name: `api-${i + 1}`,
           env: { ...baseEnv, PAYSTATE_ROLES: apiRoles },
           nodeArgs: options.nodeArgs ?? [],
+          ...(options.stdout === undefined ? {} : { stdout: options.stdout }),
         }),
       ),
     );

@@ -11,8 +11,12 @@
  *   on in both.
  *
  * Options: `--rounds n` (pairs of runs, default 4), `--seconds s` (measured
- * seconds per run, default 10; 3 s of warm-up before each).
- * Prints each run, each pair's ratio (on / off) and the median ratio.
+ * seconds per run, default 10; 3 s of warm-up before each), `--discard-logs`
+ * (the service's stdout to /dev/null instead of a pipe this process reads:
+ * the log's cost to the service alone, not to whoever reads it).
+ * Prints each run, each pair's ratios (on / off) and their medians: of
+ * throughput, and of payments per CPU second of the service process (what
+ * the same CPU serves: far less sensitive to other load on a shared host).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,14 +28,21 @@ import { buildService } from './service-process.ts';
 
 type What = 'logs-metrics' | 'tracing';
 
-function parseArgs(argv: readonly string[]): { what: What; rounds: number; seconds: number } {
+function parseArgs(argv: readonly string[]): {
+  what: What;
+  rounds: number;
+  seconds: number;
+  discardLogs: boolean;
+} {
   let what: What | null = null;
+  let discardLogs = false;
   let rounds = 4;
   let seconds = 10;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     if (arg === '--rounds') rounds = Number(argv[++i]);
     else if (arg === '--seconds') seconds = Number(argv[++i]);
+    else if (arg === '--discard-logs') discardLogs = true;
     else if (arg === 'logs-metrics' || arg === 'tracing') what = arg;
     else
       throw new Error(
@@ -40,7 +51,7 @@ function parseArgs(argv: readonly string[]): { what: What; rounds: number; secon
   }
   if (what === null) throw new Error('say what to measure: logs-metrics or tracing');
   if (!(rounds >= 1 && seconds > 0)) throw new Error('--rounds and --seconds must be positive');
-  return { what, rounds, seconds };
+  return { what, rounds, seconds, discardLogs };
 }
 
 async function freePort(): Promise<number> {
@@ -75,13 +86,24 @@ function median(values: readonly number[]): number {
     : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 }
 
-async function measure(env: Record<string, string>, seconds: number): Promise<number> {
+interface Measured {
+  readonly perSecond: number;
+  /** CPU time the service process spent per answer. */
+  readonly cpuMsPerPayment: number;
+}
+
+async function measure(
+  env: Record<string, string>,
+  seconds: number,
+  discardLogs: boolean,
+): Promise<Measured> {
   const deployment = await startDeployment({
     appendfsync: 'everysec',
     apiProcesses: 1,
     env: { ...env, PORT: String(await freePort()) },
+    ...(discardLogs ? { stdout: 'discard' as const } : {}),
   });
-  let rate: number | Error;
+  let rate: Measured | Error;
   try {
     const accounts = accountIds('account', 1_000);
     const prefix = tokenPrefix('overhead');
@@ -96,9 +118,14 @@ async function measure(env: Record<string, string>, seconds: number): Promise<nu
       next,
     );
     const created = countOf(load, 201);
+    const service = load.resources.find((r) => r.name === 'api-1');
+    const cpuMsPerPayment =
+      service?.cpuPercent == null || load.responses === 0
+        ? NaN
+        : ((service.cpuPercent / 100) * load.seconds * 1000) / load.responses;
     rate =
       created >= load.responses * 0.99
-        ? load.responsesPerSecond
+        ? { perSecond: load.responsesPerSecond, cpuMsPerPayment }
         : new Error(
             `only ${created} of ${load.responses} answers were 201: ${JSON.stringify(load.statuses)}`,
           );
@@ -112,7 +139,7 @@ async function measure(env: Record<string, string>, seconds: number): Promise<nu
 }
 
 async function main(): Promise<void> {
-  const { what, rounds, seconds } = parseArgs(process.argv.slice(2));
+  const { what, rounds, seconds, discardLogs } = parseArgs(process.argv.slice(2));
   cleanUpOnSignals();
   buildService();
   const receiver = what === 'tracing' ? await discardingReceiver() : null;
@@ -126,24 +153,35 @@ async function main(): Promise<void> {
         off: { OTEL_EXPORTER_OTLP_ENDPOINT: '' },
       };
   const ratios: number[] = [];
+  const cpuRatios: number[] = [];
   try {
     for (let round = 1; round <= rounds; round++) {
       // Alternate which goes first, so neither always runs on a warmer machine.
       const order: ('on' | 'off')[] = round % 2 === 1 ? ['off', 'on'] : ['on', 'off'];
-      const rate: Partial<Record<'on' | 'off', number>> = {};
+      const rate: Partial<Record<'on' | 'off', Measured>> = {};
       for (const variant of order) {
-        rate[variant] = await measure(variants[variant], seconds);
-        console.log(`round ${round} ${what} ${variant}: ${rate[variant].toFixed(0)} payments/s`);
+        const measured = await measure(variants[variant], seconds, discardLogs);
+        rate[variant] = measured;
+        console.log(
+          `round ${round} ${what} ${variant}: ${measured.perSecond.toFixed(0)} payments/s, ` +
+            `${measured.cpuMsPerPayment.toFixed(3)} CPU ms per payment`,
+        );
       }
-      const ratio = (rate.on ?? NaN) / (rate.off ?? NaN);
+      const ratio = (rate.on?.perSecond ?? NaN) / (rate.off?.perSecond ?? NaN);
+      // Payments per CPU second, on / off: what the same CPU serves (less sensitive to other load).
+      const cpuRatio = (rate.off?.cpuMsPerPayment ?? NaN) / (rate.on?.cpuMsPerPayment ?? NaN);
       ratios.push(ratio);
-      console.log(`round ${round} ratio on/off: ${ratio.toFixed(3)}`);
+      cpuRatios.push(cpuRatio);
+      console.log(
+        `round ${round} on/off: throughput ${ratio.toFixed(3)}, payments per CPU second ${cpuRatio.toFixed(3)}`,
+      );
     }
   } finally {
     receiver?.close();
   }
   console.log(
-    `${what}: ratios ${ratios.map((r) => r.toFixed(3)).join(', ')}; median ${median(ratios).toFixed(3)}` +
+    `${what}: throughput ratios ${ratios.map((r) => r.toFixed(3)).join(', ')}; median ${median(ratios).toFixed(3)}; ` +
+      `payments per CPU second ratios ${cpuRatios.map((r) => r.toFixed(3)).join(', ')}; median ${median(cpuRatios).toFixed(3)}` +
       (receiver === null ? '' : `; ${receiver.bytes()} bytes of spans received`),
   );
 }

@@ -286,6 +286,22 @@ describe('GET /metrics', () => {
     expect(after).not.toContain('rid-');
   });
 
+  it('is not served, and nothing is recorded, with PAYSTATE_METRICS=off', async () => {
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api', PAYSTATE_METRICS: 'off' }),
+    );
+    cleanups.push(() => service.stop());
+    const token = `off-${randomPrefix()}`;
+    const paid = await service.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: accountOf(token), amountCents: 100 },
+    });
+    expect(paid.status).toBe(201);
+    expect(service.metrics).toBeNull();
+    expect(service.metricsUrl).toBeNull();
+    expect((await service.request('GET', '/metrics')).status).toBe(404);
+  });
+
   it('is served on METRICS_PORT instead of the API port when that is set', async () => {
     const service = await startTestService(
       testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api', METRICS_PORT: '0' }),
