@@ -68,7 +68,7 @@ export function observeRequests({
   return (req, res, next) => {
     const requestId = assignRequestId(req, res);
     const started = process.hrtime.bigint();
-    const trace = tracing?.startRequest(req.method);
+    const trace = tracing?.startRequest(req.method, req.get('traceparent'));
     if (trace !== undefined) traces.set(req, trace);
     res.once('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;

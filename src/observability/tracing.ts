@@ -40,7 +40,8 @@ export interface RequestTrace {
 export interface Tracing {
   /** Gives the engine's units their spans. */
   readonly observer: Required<Pick<EngineObserver, 'span'>>;
-  startRequest(method: string): RequestTrace;
+  /** `traceparent`: the W3C header of a caller's trace, continued when well-formed. */
+  startRequest(method: string, traceparent?: string): RequestTrace;
   /** Sends what is buffered and stops. */
   shutdown(): Promise<void>;
 }
@@ -49,6 +50,19 @@ export interface TracingOptions {
   /** OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT). */
   readonly endpoint: string;
   readonly serviceName?: string;
+}
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The caller's span a W3C `traceparent` names, or null when absent or malformed. */
+function remoteParent(
+  header: string | undefined,
+): { traceId: string; spanId: string; traceFlags: number } | null {
+  const match = header === undefined ? null : TRACEPARENT.exec(header.trim());
+  if (match === null) return null;
+  const [, traceId = '', spanId = '', flags = '00'] = match;
+  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return null;
+  return { traceId, spanId, traceFlags: parseInt(flags, 16) };
 }
 
 /** A stable, non-secret name for a failure: an AppError's code, else the error's class. */
@@ -78,10 +92,19 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
   const tracer = provider.getTracer('paystate');
   const current = new AsyncLocalStorage<Span>();
 
-  const startSpan = (name: string, attributes: SpanAttributes, kind = api.SpanKind.INTERNAL) => {
+  const startSpan = (
+    name: string,
+    attributes: SpanAttributes,
+    kind = api.SpanKind.INTERNAL,
+    remote: ReturnType<typeof remoteParent> = null,
+  ) => {
     const parent = current.getStore();
     const context =
-      parent === undefined ? api.ROOT_CONTEXT : api.trace.setSpan(api.ROOT_CONTEXT, parent);
+      parent !== undefined
+        ? api.trace.setSpan(api.ROOT_CONTEXT, parent)
+        : remote !== null
+          ? api.trace.setSpanContext(api.ROOT_CONTEXT, { ...remote, isRemote: true })
+          : api.ROOT_CONTEXT;
     return tracer.startSpan(name, { attributes, kind }, context);
   };
   const failed = (span: Span, error: unknown) => {
@@ -108,8 +131,13 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
         }
       },
     },
-    startRequest(method) {
-      const span = startSpan(method, { 'http.request.method': method }, api.SpanKind.SERVER);
+    startRequest(method, traceparent) {
+      const span = startSpan(
+        method,
+        { 'http.request.method': method },
+        api.SpanKind.SERVER,
+        remoteParent(traceparent),
+      );
       return {
         run(next) {
           current.run(span, next);

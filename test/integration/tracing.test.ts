@@ -84,6 +84,9 @@ async function otlpReceiver(): Promise<{
   };
 }
 
+const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const CALLER_SPAN = '00f067aa0ba902b7';
+
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -104,7 +107,11 @@ describe('tracing', () => {
 
     const token = `traced-${randomPrefix()}`;
     const paid = await service.request('POST', '/payments', {
-      headers: { 'Idempotency-Key': token, 'X-Request-Id': 'trace-1' },
+      headers: {
+        'Idempotency-Key': token,
+        'X-Request-Id': 'trace-1',
+        traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+      },
       body: { accountId: accountOf(token), amountCents: 100 },
     });
     expect(paid.status).toBe(201);
@@ -138,7 +145,9 @@ describe('tracing', () => {
       kind: 2, // SERVER
       attributes: { 'http.route': '/payments', 'http.response.status_code': 201 },
     });
-    expect(parentOf(request)).toBeUndefined();
+    // The caller's trace is continued: its span is the request's parent.
+    expect(request.traceId).toBe(CALLER_TRACE);
+    expect(request.parentSpanId).toBe(CALLER_SPAN);
 
     const lock = one((s) => s.name === 'engine.lock' && parentOf(s) === request, 'lock');
     expect(lock.attributes).toMatchObject({ machine: 'payment', command: 'PAY' });
