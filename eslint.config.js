@@ -37,6 +37,11 @@ export default tseslint.config(
               ],
               message: 'src/engine must not depend on payments, the ledger or HTTP.',
             },
+            {
+              group: ['**/observability/**', 'prom-client', '@opentelemetry/*'],
+              message:
+                'src/engine reports through its EngineObserver; metrics and tracing live in src/observability.',
+            },
           ],
         },
       ],

@@ -26,6 +26,8 @@ export interface DeploymentOptions {
   readonly nodeArgs?: readonly string[];
   /** Puts something between the service and Redis (e.g. a proxy adding latency): the URL the service gets. */
   readonly redisVia?: (redisUrl: string) => Promise<{ url: string; close(): Promise<void> }>;
+  /** `discard`: the HTTP processes' logs go to /dev/null (see startServiceProcess). */
+  readonly stdout?: 'pipe' | 'discard';
 }
 
 export interface DeploymentDescription {
@@ -117,6 +119,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
           name: `api-${i + 1}`,
           env: { ...baseEnv, PAYSTATE_ROLES: apiRoles },
           nodeArgs: options.nodeArgs ?? [],
+          ...(options.stdout === undefined ? {} : { stdout: options.stdout }),
         }),
       ),
     );

@@ -75,13 +75,18 @@ export async function startServiceProcess(options: {
   env: Record<string, string>;
   nodeArgs?: readonly string[];
   readyTimeoutMs?: number;
+  /**
+   * `discard`: the process's stdout goes to /dev/null (nothing in this
+   * process reads its log); needs a fixed PORT, readiness is then /healthz.
+   */
+  stdout?: 'pipe' | 'discard';
 }): Promise<ServiceProcess> {
   assertNotInterrupted();
   const { nodeFlags, entry } = productionCommand();
   const child = spawn(process.execPath, [...nodeFlags, ...(options.nodeArgs ?? []), entry], {
     cwd: ROOT,
     env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', options.stdout === 'discard' ? 'ignore' : 'pipe', 'pipe'],
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`${options.name}: could not spawn node`);
@@ -105,7 +110,7 @@ export async function startServiceProcess(options: {
     const timer = setTimeout(() => {
       reject(new Error(`${options.name} did not start in time:\n${output}`));
     }, options.readyTimeoutMs ?? 30_000);
-    child.stdout.on('data', (chunk: Buffer) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
       append(chunk);
       pending += chunk.toString();
       let newline = pending.indexOf('\n');
@@ -123,7 +128,30 @@ export async function startServiceProcess(options: {
         }
       }
     });
-    child.stderr.on('data', append);
+    child.stderr?.on('data', append);
+    // A fixed port (PORT set): also ready when /healthz answers, for a process
+    // that logs nothing (LOG_LEVEL=silent prints no start-up line).
+    const port = options.env.PORT ?? '0';
+    if (port !== '0') {
+      const url = `http://${options.env.HOST ?? '127.0.0.1'}:${port}`;
+      const poll = () => {
+        if (child.exitCode !== null) return;
+        fetch(`${url}/healthz`).then(
+          (reply) => {
+            if (reply.status !== 200) {
+              setTimeout(poll, 50);
+              return;
+            }
+            clearTimeout(timer);
+            resolve(url);
+          },
+          () => {
+            setTimeout(poll, 50);
+          },
+        );
+      };
+      poll();
+    }
     void exit.then(({ code, signal }) => {
       clearTimeout(timer);
       reject(new Error(`${options.name} exited (${code ?? signal}) while starting:\n${output}`));

@@ -133,6 +133,34 @@ const envSchema = z.object({
       }
       return port;
     }),
+  PAYSTATE_METRICS: z
+    .string()
+    .optional()
+    .transform((raw, ctx): boolean => {
+      const value = raw === undefined || raw.trim() === '' ? 'on' : raw.trim().toLowerCase();
+      if (value !== 'on' && value !== 'off') {
+        ctx.addIssue({
+          code: 'custom',
+          message: `PAYSTATE_METRICS must be on or off, got "${raw ?? ''}"`,
+        });
+        return z.NEVER;
+      }
+      return value === 'on';
+    }),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z
+    .string()
+    .optional()
+    .transform((raw, ctx): string | null => {
+      if (raw === undefined || raw.trim() === '') return null;
+      if (!/^https?:\/\/[^\s]+$/.test(raw.trim()) || !URL.canParse(raw.trim())) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL, got "${raw}"`,
+        });
+        return z.NEVER;
+      }
+      return raw.trim().replace(/\/+$/, '');
+    }),
   PAYSTATE_MANAGED_REDIS: z.enum(['auto', 'never']).optional().default('auto'),
   PAYSTATE_DATA_DIR: z.string().optional().default('.data'),
   EXPIRY_JOB_LOCK_MS: integer('EXPIRY_JOB_LOCK_MS', 30_000, 100),
@@ -178,6 +206,10 @@ export interface Config {
    * null: on the API's port when the api role runs, else WORKER_METRICS_PORT.
    */
   readonly metricsPort: number | null;
+  /** false (PAYSTATE_METRICS=off): no registry, no /metrics, nothing recorded. */
+  readonly metrics: boolean;
+  /** OTLP/HTTP base URL spans are sent to (`/v1/traces` is added); null: tracing is off. */
+  readonly otlpEndpoint: string | null;
   /** `auto`: start a local redis-server when nothing answers at REDIS_URL. */
   readonly managedRedis: 'auto' | 'never';
   readonly dataDir: string;
@@ -240,6 +272,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     roles: Object.freeze(e.PAYSTATE_ROLES),
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT,
+    metrics: e.PAYSTATE_METRICS,
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     managedRedis: e.PAYSTATE_MANAGED_REDIS,
     dataDir: e.PAYSTATE_DATA_DIR,
     expiryJobLockMs: e.EXPIRY_JOB_LOCK_MS,

@@ -2,7 +2,12 @@ import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Ledger } from './accounts/ledger.ts';
 import { WORKER_METRICS_PORT, type Config } from './config.ts';
-import { createEngine, type EngineWorker } from './engine/index.ts';
+import {
+  createEngine,
+  timerQueueName,
+  type EngineObserver,
+  type EngineWorker,
+} from './engine/index.ts';
 import { connectRedis } from './engine/redis/connection.ts';
 import type { RedisClock } from './engine/redis/redis-clock.ts';
 import type { StoreIdentity } from './engine/redis/store-identity.ts';
@@ -15,7 +20,9 @@ import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
 import { Payments, type PaymentStepHook } from './payments/payments.ts';
 import { createKeys } from './runtime/keys.ts';
 import { createLogger, fieldLogger, type PinoLogger } from './observability/log.ts';
+import { metricsObserver, observeMachine } from './observability/engine-metrics.ts';
 import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';
+import { startTracing, type Tracing } from './observability/tracing.ts';
 
 export { connectRedis };
 
@@ -42,8 +49,8 @@ export interface RunningService {
   readonly recovery: { runOnce(): Promise<number> } | null;
   readonly identity: StoreIdentity;
   readonly clock: RedisClock;
-  /** The service's metrics, for the engine and payments to report to. */
-  readonly metrics: ServiceMetrics;
+  /** The service's metrics, fed by the engine and the HTTP layer; null with PAYSTATE_METRICS=off. */
+  readonly metrics: ServiceMetrics | null;
   /** `http://host:port` when the api role runs. */
   readonly url: string | null;
   /** Where GET /metrics is served: the API's url, or a listener of its own. */
@@ -92,7 +99,14 @@ export async function startService(
 ): Promise<RunningService> {
   const logger = options.logger ?? createLogger('silent');
   const log = fieldLogger(logger);
-  const metrics = createMetrics();
+  const metrics = config.metrics ? createMetrics() : null;
+  // Loaded only when asked for: off, no OpenTelemetry module is imported.
+  const tracing: Tracing | null =
+    config.otlpEndpoint === null ? null : await startTracing({ endpoint: config.otlpEndpoint });
+  const observer: EngineObserver = {
+    ...(metrics === null ? {} : metricsObserver(metrics)),
+    ...(tracing === null ? {} : tracing.observer),
+  };
   const keys = createKeys(config.keyPrefix);
   const engine = await createEngine({
     redisUrl: config.redisUrl,
@@ -100,6 +114,7 @@ export async function startService(
     lockTtlMs: config.lockTtlMs,
     lockWaitMs: config.lockWaitMs,
     storeCheckIntervalMs: STORE_CHECK_INTERVAL_MS,
+    observer,
     storeEvents: {
       initialised: (id) => {
         log.warn('the store was empty: initialised it with a new identity', { store: id });
@@ -131,6 +146,12 @@ export async function startService(
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),
   });
+  if (metrics !== null) {
+    observeMachine(metrics, payments.actors, {
+      queue: timerQueueName(payments.actors.name),
+      now: () => clock.now(),
+    });
+  }
 
   let worker: EngineWorker | null = null;
   let legacyWorker: Worker | null = null;
@@ -175,7 +196,7 @@ export async function startService(
   let url: string | null = null;
   // Requests answered before the app: counted and logged like the app's own.
   const refusalObserver: RefusalListener = ({ code, status, requestId }) => {
-    metrics.errorResponse(code);
+    metrics?.errorResponse(code);
     logger.info({ message: 'request refused before the app', requestId, status, code });
   };
   if (config.roles.includes('api')) {
@@ -188,7 +209,7 @@ export async function startService(
       },
       storeLost: () => identity.lost,
       logger,
-      metrics,
+      ...(metrics === null ? {} : { metrics }),
       serveMetrics: config.metricsPort === null,
       ...(config.apiKeys.length === 0
         ? {}
@@ -202,13 +223,16 @@ export async function startService(
               }),
             },
           }),
+      ...(tracing === null ? {} : { tracing }),
     });
     http = await listenHttp(app, config.port, config.host, refusalObserver);
     url = http.url;
   }
   // /metrics on a port of its own: when asked, and in a worker-only process.
   let metricsHttp: HttpServer | null = null;
-  if (config.metricsPort !== null) {
+  if (metrics === null) {
+    // PAYSTATE_METRICS=off: nothing to serve.
+  } else if (config.metricsPort !== null) {
     metricsHttp = await listenHttp(
       createMetricsApp(metrics, logger),
       config.metricsPort,
@@ -232,7 +256,11 @@ export async function startService(
     });
   }
   const metricsUrl =
-    metricsHttp !== null ? `${metricsHttp.url}/metrics` : url === null ? null : `${url}/metrics`;
+    metricsHttp !== null
+      ? `${metricsHttp.url}/metrics`
+      : url === null || metrics === null
+        ? null
+        : `${url}/metrics`;
 
   let stopping: Promise<StopReport> | null = null;
   const stop = () => {
@@ -250,6 +278,8 @@ export async function startService(
       ]);
       // No request runs any more, so no timer is being armed.
       const engineClosed = await settlesBy(engine.close(), deadline);
+      // Sends the spans still buffered (bounded like the rest).
+      if (tracing !== null) await settlesBy(tracing.shutdown(), deadline);
       // disconnect(), not quit(): quit waits for an answer a dead Redis never gives.
       engine.redis.disconnect();
       engine.queueConnection.disconnect();

@@ -9,8 +9,9 @@ import type {
   SnapshotFrom,
   StateValue,
 } from 'xstate';
-import { StaleWriteError, StoredDataError } from '../errors.ts';
+import { StaleWriteError, StoredDataError, TokenBusyError } from '../errors.ts';
 import type { Engine } from './engine.ts';
+import { inSpan, redisErrorKind } from './engine-observer.ts';
 import { MachineSteps, type CollectedAction } from './machine-steps.ts';
 import { RedlockKeyLock, type Held } from './redis/key-lock.ts';
 import {
@@ -246,7 +247,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     const command = (early as EventObject).type;
     const lastSeen = this.settled.get(key);
     if (lastSeen !== undefined && this.unchanging.has(lastSeen, command)) {
-      const answered = await this.answerWithoutLock(key, early);
+      const answered = await this.observeFailure(this.answerWithoutLock(key, early));
       if (answered !== null) return answered;
     }
     const result = await this.locked(key, command, (cursor, run) => {
@@ -294,7 +295,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   /** The stored snapshot, as it is; takes no lock. `null`: no record. */
   async get(key: string): Promise<SnapshotFrom<TMachine> | null> {
-    const record = this.adopt(key, await this.store.load(key));
+    const record = this.adopt(key, await this.observeFailure(this.store.load(key)));
     return record === null ? null : (this.resolve(key, record) as SnapshotFrom<TMachine>);
   }
 
@@ -363,16 +364,42 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     return this.store.listOwed(before, limit);
   }
 
+  /** `lockedAttempts`, observed: a span, the lock wait if it ran out, Redis failures. */
   private async locked(
     key: string,
     command: string,
     body: (cursor: Cursor, run: Run) => Promise<Cursor>,
   ): Promise<{ snapshot: AnyMachineSnapshot | null; emitted: EventObject[] }> {
+    const { observer } = this.engine;
+    const asked = performance.now();
+    try {
+      return await inSpan(observer, 'engine.lock', { machine: this.name, command }, () =>
+        this.lockedAttempts(key, command, body),
+      );
+    } catch (error) {
+      if (error instanceof TokenBusyError) {
+        observer.onLockWait?.({ machine: this.name, ms: performance.now() - asked });
+        observer.onTokenBusy?.({ machine: this.name });
+      }
+      throw this.noteFailure(error);
+    }
+  }
+
+  private async lockedAttempts(
+    key: string,
+    command: string,
+    body: (cursor: Cursor, run: Run) => Promise<Cursor>,
+  ): Promise<{ snapshot: AnyMachineSnapshot | null; emitted: EventObject[] }> {
     for (let attempt = 1; ; attempt++) {
+      const asked = performance.now();
       try {
         return await this.lock.withLock(
           key,
           async (held, answer) => {
+            this.engine.observer.onLockWait?.({
+              machine: this.name,
+              ms: performance.now() - asked,
+            });
             const record = await this.loadHeld(key, held);
             await this.config.hook?.('after-load', { key, command });
             let cursor = this.cursorOf(key, record);
@@ -405,6 +432,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
         // A refused write: our lease ran out and another process moved the key
         // on. Start again from a fresh read under the lock.
         if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
+        this.engine.observer.onStaleWrite?.({ machine: this.name });
       }
     }
   }
@@ -518,7 +546,10 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     }
     const step = this.steps.transition(current, event);
     actions.push(...step.actions);
-    return this.commit(run, cursor, { snapshot: step.snapshot, lifeId, actions }, collect);
+    const moved = this.noteTransition(current, step.snapshot, event);
+    return inSpan(this.engine.observer, 'engine.transition', moved, () =>
+      this.commit(run, cursor, { snapshot: step.snapshot, lifeId, actions }, collect),
+    );
   }
 
   private async commit(
@@ -656,11 +687,13 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       }
       const handler = this.effects[action.type];
       if (handler === undefined) continue;
-      const answer = await handler(action.params as never, {
-        key: run.key,
-        operationId: `${run.key}:${cursor.lifeId}:${version}:${index}`,
-        now: () => this.engine.clock.now(),
-      });
+      const answer = await this.runEffect(action.type, () =>
+        handler(action.params as never, {
+          key: run.key,
+          operationId: `${run.key}:${cursor.lifeId}:${version}:${index}`,
+          now: () => this.engine.clock.now(),
+        }),
+      );
       await this.config.hook?.('after-effect', {
         key: run.key,
         command: run.command,
@@ -672,6 +705,80 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     let next = cursor;
     for (const event of feedback) next = await this.apply(run, next, event, collect);
     return next;
+  }
+
+  // What the engine tells its observer (EngineObserver), apart from the command path.
+
+  /** Reports a change of state; returns the transition's span attributes. */
+  private noteTransition(
+    from: AnyMachineSnapshot,
+    to: AnyMachineSnapshot,
+    event: EventObject,
+  ): { machine: string; event: string; from: string; to: string } {
+    const moved = {
+      machine: this.name,
+      event: event.type,
+      from: UnchangingEvents.stateKey(from.value as StateValue),
+      to: UnchangingEvents.stateKey(to.value as StateValue),
+    };
+    if (moved.from !== moved.to) this.engine.observer.onTransition?.(moved);
+    return moved;
+  }
+
+  /** Runs an effect handler in its span, timed; the outcome is its feedback event's type. */
+  private async runEffect<T extends EventObject | undefined>(
+    name: string,
+    handle: () => Promise<T>,
+  ): Promise<T> {
+    const { observer } = this.engine;
+    const started = performance.now();
+    let outcome = 'error';
+    try {
+      const answer = await inSpan(
+        observer,
+        'engine.effect',
+        { machine: this.name, effect: name },
+        (annotate) =>
+          handle().then((event) => {
+            annotate({ outcome: event?.type ?? 'none' });
+            return event;
+          }),
+      );
+      outcome = answer?.type ?? 'none';
+      return answer;
+    } finally {
+      observer.onEffect?.({
+        machine: this.name,
+        name,
+        outcome,
+        durationMs: performance.now() - started,
+      });
+    }
+  }
+
+  /** Reports a command's failure on Redis (by kind); returns the error. */
+  private noteFailure(error: unknown): unknown {
+    const kind = redisErrorKind(error);
+    if (kind !== null) this.engine.observer.onRedisError?.(kind);
+    return error;
+  }
+
+  private async observeFailure<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (error) {
+      throw this.noteFailure(error);
+    }
+  }
+
+  /** Keys whose owed actions have not run, and when the oldest of them was written (Redis's clock). */
+  outboxState(): Promise<{ depth: number; oldestAt: number | null }> {
+    return this.store.outboxState();
+  }
+
+  /** The machine's timer jobs by BullMQ state. */
+  timerJobCounts(): Promise<Record<string, number>> {
+    return this.timers.queue.getJobCounts('waiting', 'delayed', 'active', 'failed');
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { WorkerTarget } from './durable-machine.ts';
+import { inSpan, type EngineObserver } from './engine-observer.ts';
 import { connectRedis } from './redis/connection.ts';
 import { RedisClock } from './redis/redis-clock.ts';
 import { StoreIdentity, type StoreIdentityEvents } from './redis/store-identity.ts';
@@ -23,6 +24,8 @@ export interface EngineOptions {
   readonly storeEvents?: Partial<StoreIdentityEvents>;
   /** How often the store's identity (and Redis's clock) is read when nothing else does; 0: never. */
   readonly storeCheckIntervalMs?: number;
+  /** Told of transitions, effects, lock waits, timers and Redis failures (metrics, tracing). */
+  readonly observer?: EngineObserver;
 }
 
 export interface WorkerOptions {
@@ -51,6 +54,7 @@ export interface Engine {
   readonly identity: StoreIdentity;
   readonly lockTtlMs: number;
   readonly lockWaitMs: number;
+  readonly observer: EngineObserver;
   startWorker(targets: readonly WorkerTarget[], options?: WorkerOptions): Promise<EngineWorker>;
   /** Registers something to close with the engine (a machine's queue). */
   onClose(close: () => Promise<void>): void;
@@ -74,6 +78,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   if (interval > 0) identity.watch(interval);
   const lockTtlMs = options.lockTtlMs ?? 5_000;
   const queuePrefix = `${options.prefix}:bull`;
+  const observer = options.observer ?? {};
 
   const startWorker = (
     targets: readonly WorkerTarget[],
@@ -97,7 +102,13 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
           },
           onEarly: (data, earlyByMs) => worker.onEarlyTimer?.(target.name, data, earlyByMs),
         },
-        (data) => target.fire(data),
+        (data) => {
+          // Delivered at or after its due time (an early one is put back before this).
+          const latenessMs = clock.now() - data.dueAt;
+          observer.onTimerFired?.({ machine: target.name, latenessMs });
+          const attributes = { machine: target.name, event: data.event.type, latenessMs };
+          return inSpan(observer, 'engine.timer', attributes, () => target.fire(data));
+        },
       ),
     );
     const sweep: RecoverySweep = startRecoverySweep({
@@ -132,6 +143,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     identity,
     lockTtlMs,
     lockWaitMs: options.lockWaitMs ?? 5_000,
+    observer,
     startWorker,
     onClose: (close) => {
       closers.push(close);

@@ -19,3 +19,9 @@ export {
 } from './redis/record-store.ts';
 export { timerJobId, timerQueueName, type TimerJobData } from './redis/timer-queue.ts';
 export type { WorkerOptions } from './engine.ts';
+export {
+  redisErrorKind,
+  type EngineObserver,
+  type RedisErrorKind,
+  type SpanAttributes,
+} from './engine-observer.ts';

@@ -8,10 +8,11 @@ import { TenantPayments } from '../payments/tenant-payments.ts';
 import type { PinoLogger } from '../observability/log.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import { authenticate, tenantOf, type AuthOptions } from './auth.ts';
+import type { Tracing } from '../observability/tracing.ts';
 import { serveDocsPage } from './docs-page.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
-import { observeRequests, routeMatcher } from './request-observer.ts';
+import { continueRequestTrace, observeRequests, routeMatcher } from './request-observer.ts';
 import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
 import type { Tenant } from '../tenants.ts';
@@ -31,6 +32,8 @@ export interface AppDeps {
   readonly serveMetrics?: boolean;
   /** API keys and rate limits; absent in local mode (no authentication, no tenants). */
   readonly auth?: AuthOptions;
+  /** Spans for requests (OTEL_EXPORTER_OTLP_ENDPOINT); none when absent. */
+  readonly tracing?: Tracing;
 }
 
 /** The scrape handler, shared with the metrics-only listener. */
@@ -133,12 +136,14 @@ export function createApp(deps: AppDeps): Express {
       logger: deps.logger,
       metrics: deps.metrics,
       routeOf: routeMatcher(documentedPaths()),
+      tracing: deps.tracing,
     }),
   );
   // Before the body is read: an unauthenticated request costs no parsing.
   if (deps.auth !== undefined) app.use(authenticate(deps.auth));
   app.use(jsonBody());
   const scope = (req: Request) => new TenantPayments(deps.payments, deps.ledger, tenantOf(req));
+  if (deps.tracing !== undefined) app.use(continueRequestTrace());
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

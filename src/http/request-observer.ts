@@ -1,6 +1,7 @@
 import type { RequestHandler } from 'express';
 import type { PinoLogger } from '../observability/log.ts';
 import type { HttpMetrics } from '../observability/metrics.ts';
+import type { RequestTrace, Tracing } from '../observability/tracing.ts';
 import { sentErrorOf } from './error-handler.ts';
 import { assignRequestId } from './request-id.ts';
 
@@ -31,6 +32,24 @@ export interface RequestObserverOptions {
   readonly logger?: PinoLogger | undefined;
   readonly metrics?: HttpMetrics | undefined;
   readonly routeOf: RouteMatcher;
+  /** Gives each request a span (see continueRequestTrace); absent: tracing is off. */
+  readonly tracing?: Pick<Tracing, 'startRequest'> | undefined;
+}
+
+/** Each traced request's span, from observeRequests to continueRequestTrace. */
+const traces = new WeakMap<object, RequestTrace>();
+
+/**
+ * Runs the rest of the request inside its span. It goes after the body
+ * parser: the parser calls on from a stream's event, outside any context a
+ * middleware before it set.
+ */
+export function continueRequestTrace(): RequestHandler {
+  return (req, _res, next) => {
+    const trace = traces.get(req);
+    if (trace === undefined) next();
+    else trace.run(next);
+  };
 }
 
 /**
@@ -44,10 +63,13 @@ export function observeRequests({
   logger,
   metrics,
   routeOf,
+  tracing,
 }: RequestObserverOptions): RequestHandler {
   return (req, res, next) => {
     const requestId = assignRequestId(req, res);
     const started = process.hrtime.bigint();
+    const trace = tracing?.startRequest(req.method, req.get('traceparent'));
+    if (trace !== undefined) traces.set(req, trace);
     res.once('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const path = req.originalUrl.split('?', 1)[0] ?? '';
@@ -56,6 +78,12 @@ export function observeRequests({
       const sent = sentErrorOf(res);
       metrics?.request(req.method, route, finished ? res.statusCode : 'aborted', seconds);
       if (sent !== undefined) metrics?.errorResponse(sent.code);
+      trace?.end({
+        route,
+        status: finished ? res.statusCode : 'aborted',
+        requestId,
+        code: sent?.code,
+      });
       if (logger === undefined) return;
       const line = {
         requestId,

@@ -45,7 +45,7 @@ export type QueueCounts = Readonly<Record<string, number>>;
 export interface Metrics {
   /** A machine moved `from` → `to` on `event` (state and event names, never ids). */
   transition(machine: string, from: string, to: string, event: string): void;
-  /** An effect ran: its name (charge, refund, …), outcome (applied, declined, failed, …) and duration. */
+  /** An effect ran: its name (charge, refund, …), outcome (the event it answered with, or `error`) and duration. */
   effect(name: string, outcome: string, seconds: number): void;
   /** How long a request waited for a key's lock (acquired or not). */
   lockWait(seconds: number): void;

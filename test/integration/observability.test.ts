@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WORKER_METRICS_PORT } from '../../src/config.ts';
+import { RedlockKeyLock } from '../../src/engine/redis/key-lock.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { startService } from '../../src/service.ts';
 import { accountOf } from '../support/app-process.ts';
@@ -285,6 +286,22 @@ describe('GET /metrics', () => {
     expect(after).not.toContain('rid-');
   });
 
+  it('is not served, and nothing is recorded, with PAYSTATE_METRICS=off', async () => {
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api', PAYSTATE_METRICS: 'off' }),
+    );
+    cleanups.push(() => service.stop());
+    const token = `off-${randomPrefix()}`;
+    const paid = await service.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: accountOf(token), amountCents: 100 },
+    });
+    expect(paid.status).toBe(201);
+    expect(service.metrics).toBeNull();
+    expect(service.metricsUrl).toBeNull();
+    expect((await service.request('GET', '/metrics')).status).toBe(404);
+  });
+
   it('is served on METRICS_PORT instead of the API port when that is set', async () => {
     const service = await startTestService(
       testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api', METRICS_PORT: '0' }),
@@ -349,5 +366,193 @@ describe('GET /metrics', () => {
         port: WORKER_METRICS_PORT,
       }),
     );
+  });
+});
+
+describe('engine series at GET /metrics', () => {
+  const transition = (from: string, to: string, event: string) =>
+    `paystate_transitions_total{machine="payment",from="${from}",to="${to}",event="${event}"}`;
+  const effect = (name: string, outcome: string) =>
+    `paystate_effect_duration_seconds_count{effect="${name}",outcome="${outcome}"}`;
+  const queue = (state: string) => `paystate_queue_jobs{queue="payment-timers",state="${state}"}`;
+
+  async function scrape(url: string): Promise<string> {
+    const reply = await fetch(url);
+    expect(reply.status).toBe(200);
+    return reply.text();
+  }
+
+  it('moves by the right amounts after a charge, a decline and a refund, and names no token or account', async () => {
+    const service = await startTestService(testConfig(inject('redisUrl')));
+    cleanups.push(() => service.stop());
+    const metricsUrl = `${service.url}/metrics`;
+    const before = await scrape(metricsUrl);
+    expect(sample(before, transition('pending', 'charging', 'PAY'))).toBe(0);
+
+    const token = `engine-${randomPrefix()}`;
+    const account = accountOf(token);
+    const paid = await service.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: account, amountCents: 100 },
+    });
+    expect(paid.status).toBe(201);
+    const declinedToken = `${token}-poor`;
+    const declined = await service.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': declinedToken },
+      body: { accountId: account, amountCents: 100_000_000 },
+    });
+    expect(declined.status).toBe(402);
+    expect((await service.request('POST', `/payments/${token}/cancel`)).status).toBe(200);
+
+    const after = await scrape(metricsUrl);
+    expect(sample(after, transition('pending', 'charging', 'PAY'))).toBe(2);
+    expect(sample(after, transition('charging', 'processed', 'CHARGE_SUCCEEDED'))).toBe(1);
+    expect(sample(after, transition('charging', 'pending', 'CHARGE_DECLINED'))).toBe(1);
+    expect(sample(after, transition('processed', 'refunding', 'CANCEL'))).toBe(1);
+    expect(sample(after, transition('refunding', 'refunded', 'REFUND_COMPLETED'))).toBe(1);
+    expect(sample(after, effect('charge', 'CHARGE_SUCCEEDED'))).toBe(1);
+    expect(sample(after, effect('charge', 'CHARGE_DECLINED'))).toBe(1);
+    expect(sample(after, effect('refund', 'REFUND_COMPLETED'))).toBe(1);
+    expect(
+      sample(
+        after,
+        'paystate_effect_duration_seconds_sum{effect="charge",outcome="CHARGE_SUCCEEDED"}',
+      ),
+    ).toBeGreaterThan(0);
+    // One lock taken per command: two payments and a cancel.
+    expect(sample(after, 'paystate_lock_wait_seconds_count')).toBe(3);
+    expect(sample(after, 'paystate_token_busy_total')).toBe(0);
+    expect(sample(after, 'paystate_stale_write_retries_total')).toBe(0);
+    // Read at the scrape: both tokens' expiry timers wait (a pending token expires too); nothing is owed.
+    expect(sample(after, queue('delayed'))).toBe(2);
+    expect(sample(after, queue('failed'))).toBe(0);
+    expect(sample(after, 'paystate_outbox_depth{machine="payment"}')).toBe(0);
+    expect(sample(after, 'paystate_outbox_oldest_age_seconds{machine="payment"}')).toBe(0);
+
+    expect(after).not.toContain(token);
+    expect(after).not.toContain(account);
+  });
+
+  it('shows the outbox depth and the age of its oldest entry', async () => {
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api' }),
+    );
+    cleanups.push(() => service.stop());
+    const redis = new Redis(inject('redisUrl'));
+    cleanups.push(() => redis.quit());
+    // As commands that died before their effects ran leave them: 30 s and 1 s ago.
+    const [seconds] = await redis.time();
+    const now = Number(seconds) * 1000;
+    await redis.zadd(service.keys.outbox, now - 30_000, 'crashed-1', now - 1_000, 'crashed-2');
+
+    const text = await scrape(`${service.url}/metrics`);
+    expect(sample(text, 'paystate_outbox_depth{machine="payment"}')).toBe(2);
+    const age = sample(text, 'paystate_outbox_oldest_age_seconds{machine="payment"}');
+    expect(age).toBeGreaterThanOrEqual(29);
+    expect(age).toBeLessThan(60);
+  });
+
+  it('counts token_busy and the lock wait when another process holds the lock', async () => {
+    const service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api', LOCK_WAIT_MS: '200' }),
+    );
+    cleanups.push(() => service.stop());
+    const redis = new Redis(inject('redisUrl'));
+    cleanups.push(() => redis.quit());
+    const token = `busy-${randomPrefix()}`;
+    const holder = new RedlockKeyLock(redis, {
+      ttlMs: 5_000,
+      waitMs: 1_000,
+      resource: service.keys.lock,
+    });
+    let release!: () => void;
+    let taken!: () => void;
+    const acquired = new Promise<void>((resolve) => {
+      taken = resolve;
+    });
+    const held = holder.withLock(token, async () => {
+      taken();
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+    });
+    await acquired;
+
+    const busy = await service.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: accountOf(token), amountCents: 100 },
+    });
+    release();
+    await held;
+    expect(busy.status).toBe(409);
+    expect(busy.body).toMatchObject({ error: { code: 'token_busy' } });
+
+    const text = await scrape(`${service.url}/metrics`);
+    expect(sample(text, 'paystate_token_busy_total')).toBe(1);
+    expect(sample(text, 'paystate_lock_wait_seconds_count')).toBe(1);
+    expect(sample(text, 'paystate_lock_wait_seconds_sum')).toBeGreaterThanOrEqual(0.2);
+    expect(sample(text, 'paystate_lock_wait_seconds_bucket{le="0.1"}')).toBe(0);
+  });
+
+  it('counts Redis errors by kind, and a scrape still answers while Redis is away', async () => {
+    const redis = await startRedisServer();
+    cleanups.push(() => redis.destroy());
+    const service = await startTestService(testConfig(redis.url, { SHUTDOWN_TIMEOUT_MS: '500' }));
+    cleanups.push(() => service.stop());
+    const token = `down-${randomPrefix()}`;
+    await redis.kill();
+
+    const refused = await service.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: accountOf(token), amountCents: 100 },
+    });
+    expect(refused.status).toBe(503);
+
+    const started = Date.now();
+    const text = await scrape(`${service.url}/metrics`);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(sample(text, 'paystate_redis_errors_total{kind="unavailable"}')).toBe(1);
+    // Unreadable now: no sample rather than a wrong one.
+    expect(text).not.toContain('paystate_outbox_depth{');
+    expect(text).not.toContain('paystate_queue_jobs{');
+  });
+
+  it('a worker-only process shows the timers it delivered: lateness and the expiry transition', async () => {
+    const config = testConfig(inject('redisUrl'), {
+      PAYSTATE_ROLES: 'api',
+      PAYMENT_EXPIRY_MS: '300',
+    });
+    const api = await startTestService(config);
+    cleanups.push(() => api.stop());
+    const worker = await startService({
+      ...config,
+      roles: ['worker'],
+      metricsPort: 0,
+    });
+    cleanups.push(() => worker.stop());
+    if (worker.metricsUrl === null) throw new Error('a worker-only process serves no metrics');
+
+    const token = `timer-${randomPrefix()}`;
+    const paid = await api.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: accountOf(token), amountCents: 100 },
+    });
+    expect(paid.status).toBe(201);
+    await waitFor(
+      async () => {
+        const reply = await api.request('GET', `/payments/${token}`);
+        return (reply.body as { status?: string }).status === 'expired' ? true : undefined;
+      },
+      { what: 'the payment to expire' },
+    );
+
+    const text = await scrape(worker.metricsUrl);
+    expect(sample(text, 'paystate_timer_lateness_seconds_count')).toBe(1);
+    expect(sample(text, 'paystate_timer_lateness_seconds_sum')).toBeGreaterThanOrEqual(0);
+    expect(sample(text, 'paystate_timer_lateness_seconds_bucket{le="+Inf"}')).toBe(1);
+    expect(sample(text, transition('processed', 'expired', 'EXPIRE'))).toBe(1);
+    // The charge ran in the api process, not here.
+    expect(sample(text, effect('charge', 'CHARGE_SUCCEEDED'))).toBe(0);
+    expect(text).not.toContain(token);
   });
 });

@@ -30,6 +30,8 @@ describe('loadConfig', () => {
       roles: ['api', 'worker'],
       logLevel: 'info',
       metricsPort: null,
+      metrics: true,
+      otlpEndpoint: null,
       managedRedis: 'auto',
       dataDir: '.data',
       expiryJobLockMs: 30_000,
@@ -48,6 +50,16 @@ describe('loadConfig', () => {
       logLevel: 'silent',
       metricsPort: 0,
     });
+  });
+
+  it('keeps metrics on and tracing off unless told', () => {
+    expect(loadConfig({})).toMatchObject({ metrics: true, otlpEndpoint: null });
+    expect(
+      loadConfig({
+        PAYSTATE_METRICS: 'OFF',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+      }),
+    ).toMatchObject({ metrics: false, otlpEndpoint: 'http://collector:4318' });
   });
 
   it('treats empty and blank numbers as unset', () => {
@@ -73,6 +85,8 @@ describe('loadConfig', () => {
       PAYSTATE_ROLES: ' worker , api ,worker',
       LOG_LEVEL: 'warn',
       METRICS_PORT: '9100',
+      PAYSTATE_METRICS: 'off',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4318',
       PAYSTATE_MANAGED_REDIS: 'never',
       PAYSTATE_DATA_DIR: '/var/lib/paystate',
       EXPIRY_JOB_LOCK_MS: '500',
@@ -96,6 +110,8 @@ describe('loadConfig', () => {
       roles: ['worker', 'api'],
       logLevel: 'warn',
       metricsPort: 9100,
+      metrics: false,
+      otlpEndpoint: 'https://collector.example:4318',
       managedRedis: 'never',
       dataDir: '/var/lib/paystate',
       expiryJobLockMs: 500,
@@ -198,6 +214,12 @@ describe('loadConfig', () => {
       ['LOG_LEVEL', 'verbose', /LOG_LEVEL must be one of fatal, error, .*silent, got "verbose"/],
       ['METRICS_PORT', '65536', /METRICS_PORT must be a port between 0 and 65535, got "65536"/],
       ['METRICS_PORT', 'nine', /METRICS_PORT must be a port between 0 and 65535/],
+      ['PAYSTATE_METRICS', 'false', /PAYSTATE_METRICS must be on or off, got "false"/],
+      [
+        'OTEL_EXPORTER_OTLP_ENDPOINT',
+        'collector:4318',
+        /OTEL_EXPORTER_OTLP_ENDPOINT must be an http\(s\) URL/,
+      ],
     ])('%s=%j', (name, value, message) => {
       const error = configError({ [name]: value });
 

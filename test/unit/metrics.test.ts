@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { observeMachine, SCRAPE_READ_TIMEOUT_MS } from '../../src/observability/engine-metrics.ts';
 import { createMetrics, MAX_LABEL_VALUES } from '../../src/observability/metrics.ts';
 
 /** The value of a series with exactly these labels, or undefined. */
@@ -63,6 +64,42 @@ describe('the Metrics interface the engine reports to', () => {
     expect(
       sample((await metrics.scrape()).text, 'paystate_queue_jobs{queue="expiry",state="delayed"}'),
     ).toBeUndefined();
+  });
+
+  it("answers a scrape within its time limit when a machine's reads hang (a Redis that never answers)", async () => {
+    const metrics = createMetrics();
+    const never = new Promise<never>(() => undefined);
+    observeMachine(
+      metrics,
+      { name: 'payment', outboxState: () => never, timerJobCounts: () => never },
+      { queue: 'payment-timers', now: () => 0 },
+    );
+    metrics.tokenBusy();
+    const started = Date.now();
+    const { text } = await metrics.scrape();
+
+    expect(Date.now() - started).toBeLessThan(SCRAPE_READ_TIMEOUT_MS + 1_000);
+    expect(sample(text, 'paystate_token_busy_total')).toBe(1);
+    expect(text).not.toContain('paystate_outbox_depth{');
+    expect(text).not.toContain('paystate_queue_jobs{');
+  });
+
+  it("reads a machine's outbox age on Redis's clock", async () => {
+    const metrics = createMetrics();
+    observeMachine(
+      metrics,
+      {
+        name: 'payment',
+        outboxState: () => Promise.resolve({ depth: 4, oldestAt: 10_000 }),
+        timerJobCounts: () => Promise.resolve({ delayed: 3, active: 0, failed: 1, waiting: 0 }),
+      },
+      { queue: 'payment-timers', now: () => 25_000 },
+    );
+    const { text } = await metrics.scrape();
+
+    expect(sample(text, 'paystate_outbox_depth{machine="payment"}')).toBe(4);
+    expect(sample(text, 'paystate_outbox_oldest_age_seconds{machine="payment"}')).toBe(15);
+    expect(sample(text, 'paystate_queue_jobs{queue="payment-timers",state="failed"}')).toBe(1);
   });
 
   it('keeps each service apart: two registries count separately', async () => {

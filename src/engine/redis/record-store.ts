@@ -272,6 +272,19 @@ export class RecordStore {
     }
   }
 
+  /** How many keys are in the outbox, and the score (Redis's time) of the oldest: two cheap reads. */
+  async outboxState(): Promise<{ depth: number; oldestAt: number | null }> {
+    try {
+      const [depth, oldest] = await Promise.all([
+        this.redis.zcard(this.keys.outbox),
+        this.redis.zrange(this.keys.outbox, 0, 0, 'WITHSCORES'),
+      ]);
+      return { depth, oldestAt: oldest[1] === undefined ? null : Number(oldest[1]) };
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
   /** Keys put in the outbox before `before` (Redis's clock) whose owed actions may not have run. */
   async listOwed(before: number, limit: number): Promise<string[]> {
     try {
