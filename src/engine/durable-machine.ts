@@ -200,7 +200,13 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     }
     this.name = config.name;
     const keys = config.keys?.(engine.prefix) ?? machineKeys(engine.prefix, config.name);
-    this.store = new RecordStore(engine.redis, keys, engine.identity, engine.clock);
+    this.store = new RecordStore(
+      engine.redis,
+      keys,
+      engine.identity,
+      engine.clock,
+      engine.replicas,
+    );
     this.lock = new RedlockKeyLock(engine.redis, {
       ttlMs: engine.lockTtlMs,
       waitMs: engine.lockWaitMs,
@@ -210,6 +216,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       machine: config.name,
       connection: engine.queueConnection,
       prefix: engine.queuePrefix,
+      prefixes: engine.queuePrefixes,
       now: () => engine.clock.now(),
     });
     engine.onClose(() => this.timers.close());

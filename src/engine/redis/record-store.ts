@@ -1,6 +1,8 @@
 import type { Redis, Result } from 'ioredis';
 import { StaleWriteError, StoredDataError, StoreLostError, toAppError } from '../../errors.ts';
+import { besideKey, clusterOf, perSlot, slotCopyKey } from './cluster.ts';
 import type { RedisClock } from './redis-clock.ts';
+import type { ReplicaWait } from './replica-wait.ts';
 import { storeGuard, type StoreIdentity } from './store-identity.ts';
 
 /**
@@ -65,7 +67,10 @@ export type Expected = { readonly version: number; readonly lifeId: string } | n
 export interface MachineKeys {
   readonly record: (key: string) => string;
   readonly lock: (key: string) => string;
-  /** Sorted set of keys whose owed actions may not have run, scored by Redis's time. */
+  /**
+   * Sorted set of keys whose owed actions may not have run, scored by Redis's
+   * time. On a Cluster, one per slot: `${outbox}:{tag}` (see cluster.ts).
+   */
   readonly outbox: string;
 }
 
@@ -187,6 +192,7 @@ export class RecordStore {
     private readonly keys: MachineKeys,
     private readonly identity: StoreIdentity,
     private readonly clock: RedisClock,
+    private readonly replicas: Pick<ReplicaWait, 'confirm'> = { confirm: () => Promise.resolve() },
   ) {
     redis.defineCommand('engineSave', { numberOfKeys: 3, lua: SAVE_SCRIPT });
     redis.defineCommand('engineClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
@@ -229,8 +235,8 @@ export class RecordStore {
     try {
       reply = await this.redis.engineSave(
         this.keys.record(key),
-        this.keys.outbox,
-        this.identity.key,
+        this.outboxOf(key),
+        this.identity.keyFor(this.keys.record(key)),
         request.expected?.version ?? 0,
         request.expected?.lifeId ?? '',
         request.lifeId,
@@ -251,13 +257,21 @@ export class RecordStore {
     const [version, seconds, micros] = reply;
     if (Number(version) < 0) throw new StaleWriteError(key);
     this.clock.observe([seconds ?? '', micros ?? '']);
+    // Before the effects it owes run, and before anyone is answered from it.
+    await this.replicas.confirm(this.keys.record(key));
     return Number(version);
+  }
+
+  /** The outbox the key's record script uses: on a Cluster, the one in the record's slot. */
+  private outboxOf(key: string): string {
+    const { outbox } = this.keys;
+    return clusterOf(this.redis) === null ? outbox : besideKey(outbox, this.keys.record(key));
   }
 
   /** The owed actions of `version` ran: clear them unless another write came after. */
   async clearOwed(key: string, version: number): Promise<void> {
     try {
-      await this.redis.engineClearOwed(this.keys.record(key), this.keys.outbox, version, key);
+      await this.redis.engineClearOwed(this.keys.record(key), this.outboxOf(key), version, key);
     } catch (error) {
       throw toAppError(error);
     }
@@ -266,7 +280,7 @@ export class RecordStore {
   /** Takes `key` out of the outbox if its record owes nothing (or is gone). */
   async settleOutbox(key: string): Promise<void> {
     try {
-      await this.redis.engineSettleOutbox(this.keys.record(key), this.keys.outbox, key);
+      await this.redis.engineSettleOutbox(this.keys.record(key), this.outboxOf(key), key);
     } catch (error) {
       throw toAppError(error);
     }
@@ -275,7 +289,22 @@ export class RecordStore {
   /** Keys put in the outbox before `before` (Redis's clock) whose owed actions may not have run. */
   async listOwed(before: number, limit: number): Promise<string[]> {
     try {
-      return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
+      const cluster = clusterOf(this.redis);
+      if (cluster === null) {
+        return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
+      }
+      // Every slot's outbox, one pipeline per master.
+      const replies = await perSlot<string[]>(cluster, (pipeline, slot) => {
+        pipeline.zrangebyscore(
+          slotCopyKey(this.keys.outbox, slot),
+          '-inf',
+          before,
+          'LIMIT',
+          0,
+          limit,
+        );
+      });
+      return [...replies.values()].flat().slice(0, limit);
     } catch (error) {
       throw toAppError(error);
     }
