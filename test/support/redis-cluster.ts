@@ -35,6 +35,8 @@ export interface TestRedisCluster {
   waitHealthy(timeoutMs?: number): Promise<void>;
   /** SIGKILLs master `port` and waits until a replica has taken over its slots. */
   failover(port: number, timeoutMs?: number): Promise<number>;
+  /** Starts a killed node again (it rejoins, as a replica of whoever took over). */
+  restart(port: number): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -186,6 +188,10 @@ export async function startRedisCluster(
         return info.includes('cluster_state:ok');
       });
       return promoted;
+    },
+    async restart(port) {
+      await servers.get(port)?.start();
+      dead.delete(port);
     },
     async destroy() {
       for (const connection of connections.values()) connection.disconnect();

@@ -137,29 +137,58 @@ export function slotsByMaster(cluster: Cluster): number[][] {
   return [...groups.values()];
 }
 
+/** Slots per pipeline: a walk under load stays well inside the command timeout. */
+const SLOTS_PER_PIPELINE = 1_024;
+
+export interface PerSlotReplies<T> {
+  readonly replies: Map<number, T>;
+  /** Failures of whole pipelines (a master away, a slot moved mid-walk). */
+  readonly errors: unknown[];
+}
+
 /**
- * Runs `command` for every slot, one pipeline per master, and returns the
- * replies by slot. A pipeline that fails (a slot moved mid-walk) fails the
- * walk; the caller's next pass reads the new topology.
+ * Runs `command` for every slot, in pipelines of up to SLOTS_PER_PIPELINE
+ * slots of one master (masters in parallel, each one's pipelines in turn),
+ * and returns the replies by slot and the failures. The caller's next walk
+ * reads the new topology.
  */
 export async function perSlot<T>(
   cluster: Cluster,
   command: (pipeline: ReturnType<Cluster['pipeline']>, slot: number) => void,
   slots: readonly number[][] = slotsByMaster(cluster),
-): Promise<Map<number, T>> {
+): Promise<PerSlotReplies<T>> {
   const replies = new Map<number, T>();
+  const errors: unknown[] = [];
   await Promise.all(
     slots.map(async (group) => {
-      const pipeline = cluster.pipeline();
-      for (const slot of group) command(pipeline, slot);
-      const results = (await pipeline.exec()) ?? [];
-      results.forEach(([error, value], index) => {
-        if (error !== null) throw error;
-        const slot = group[index];
-        if (slot !== undefined) replies.set(slot, value as T);
-      });
+      for (let start = 0; start < group.length; start += SLOTS_PER_PIPELINE) {
+        const batch = group.slice(start, start + SLOTS_PER_PIPELINE);
+        try {
+          const pipeline = cluster.pipeline();
+          for (const slot of batch) command(pipeline, slot);
+          const results = (await pipeline.exec()) ?? [];
+          results.forEach(([error, value], index) => {
+            const slot = batch[index];
+            if (error !== null) errors.push(error);
+            else if (slot !== undefined) replies.set(slot, value as T);
+          });
+        } catch (error) {
+          errors.push(error);
+        }
+      }
     }),
   );
+  return { replies, errors };
+}
+
+/** As perSlot, failing on the first failure (for a walk that must reach every slot). */
+export async function everySlot<T>(
+  cluster: Cluster,
+  command: (pipeline: ReturnType<Cluster['pipeline']>, slot: number) => void,
+  slots?: readonly number[][],
+): Promise<Map<number, T>> {
+  const { replies, errors } = await perSlot<T>(cluster, command, slots);
+  if (errors.length > 0) throw errors[0];
   return replies;
 }
 

@@ -293,8 +293,8 @@ export class RecordStore {
       if (cluster === null) {
         return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
       }
-      // Every slot's outbox, one pipeline per master.
-      const replies = await perSlot<string[]>(cluster, (pipeline, slot) => {
+      // Every slot's outbox, in pipelines per master.
+      const { replies, errors } = await perSlot<string[]>(cluster, (pipeline, slot) => {
         pipeline.zrangebyscore(
           slotCopyKey(this.keys.outbox, slot),
           '-inf',
@@ -304,6 +304,8 @@ export class RecordStore {
           limit,
         );
       });
+      // What the reachable masters owe is recovered now; the rest on a later pass.
+      if (replies.size === 0 && errors.length > 0) throw errors[0];
       return [...replies.values()].flat().slice(0, limit);
     } catch (error) {
       throw toAppError(error);

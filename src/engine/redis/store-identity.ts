@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
 import { StoreLostError, toAppError } from '../../errors.ts';
-import { besideKey, clusterOf, perSlot, slotCopyKey, slotsByMaster } from './cluster.ts';
+import { besideKey, clusterOf, everySlot, slotCopyKey, slotsByMaster } from './cluster.ts';
 import type { RedisClock } from './redis-clock.ts';
 
 /**
@@ -137,7 +137,7 @@ export class StoreIdentity {
       if ((await this.redis.hget(this.key, 'slots')) !== null) return;
       const samples = await sampleCopies(this.redis, this.key);
       if (samples.some((found) => found !== null && found !== id)) return;
-      await perSlot(cluster, (pipeline, slot) => {
+      await everySlot(cluster, (pipeline, slot) => {
         pipeline.hsetnx(slotCopyKey(this.key, slot), 'id', id);
       });
       await this.redis.hset(this.key, 'slots', '1');
@@ -237,7 +237,7 @@ export async function acceptStore(
     const [id, created] = await redis.paystateStoreAccept(key, newStoreId());
     const cluster = clusterOf(redis);
     if (cluster !== null) {
-      await perSlot(cluster, (pipeline, slot) => {
+      await everySlot(cluster, (pipeline, slot) => {
         pipeline.hset(slotCopyKey(key, slot), 'id', String(id));
       });
       await redis.hset(key, 'slots', '1');
@@ -270,7 +270,7 @@ async function sampleCopies(redis: Redis, key: string): Promise<(string | null)[
   const cluster = clusterOf(redis);
   if (cluster === null) return [];
   const firsts = slotsByMaster(cluster).flatMap((group) => group.slice(0, 1).map((s) => [s]));
-  const replies = await perSlot<string | null>(
+  const replies = await everySlot<string | null>(
     cluster,
     (pipeline, slot) => {
       pipeline.hget(slotCopyKey(key, slot), 'id');
