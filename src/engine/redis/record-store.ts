@@ -192,7 +192,10 @@ export class RecordStore {
     private readonly keys: MachineKeys,
     private readonly identity: StoreIdentity,
     private readonly clock: RedisClock,
-    private readonly replicas: Pick<ReplicaWait, 'confirm'> = { confirm: () => Promise.resolve() },
+    private readonly replicas: Pick<ReplicaWait, 'confirm' | 'confirmStored'> = {
+      confirm: () => Promise.resolve(),
+      confirmStored: () => Promise.resolve(),
+    },
   ) {
     redis.defineCommand('engineSave', { numberOfKeys: 3, lua: SAVE_SCRIPT });
     redis.defineCommand('engineClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
@@ -225,7 +228,12 @@ export class RecordStore {
       throw toAppError(error);
     }
     this.clock.observe([fields[8] ?? '', fields[9] ?? '']);
-    return { record: parse(key, fields), lockValue: fields[7] ?? null };
+    const record = parse(key, fields);
+    // Owed effects are about to be run again: only once replicas hold their intent.
+    if (record !== null && fields[5] != null) {
+      await this.replicas.confirmStored(this.keys.record(key));
+    }
+    return { record, lockValue: fields[7] ?? null };
   }
 
   /** Writes if the stored record is still `expected`; returns the new version. */

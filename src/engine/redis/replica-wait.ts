@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import { toAppError, UnavailableError } from '../../errors.ts';
-import { clusterOf } from './cluster.ts';
 
 /**
  * Acknowledged durability: after a write that an effect or an answer
@@ -28,21 +27,34 @@ export class ReplicaWait {
   /** Resolves once `replicas` replicas hold every write this connection made to `key`'s master. */
   async confirm(key: string): Promise<void> {
     if (this.replicas <= 0) return;
+    await this.wait(key, null);
+  }
+
+  /**
+   * Resolves once `replicas` replicas hold everything `key`'s master had
+   * when this was called, whoever wrote it: for a record another process
+   * wrote (a crash left its effects owed), before they are run again. WAIT
+   * counts this connection's own writes, so a short-lived marker beside the
+   * key is written first; the replication stream is in order, so the
+   * replicas that have the marker have the record.
+   */
+  async confirmStored(key: string): Promise<void> {
+    if (this.replicas <= 0) return;
+    await this.wait(key, `${key}:replicated`);
+  }
+
+  private async wait(key: string, marker: string | null): Promise<void> {
     let acked: number;
     try {
-      const cluster = clusterOf(this.redis);
-      if (cluster === null) {
-        acked = Number(await this.redis.call('WAIT', this.replicas, this.timeoutMs));
-      } else {
-        const replies = await cluster
-          .pipeline()
-          .exists(key)
-          .call('WAIT', this.replicas, this.timeoutMs)
-          .exec();
-        const [error, value] = replies?.[1] ?? [new Error('no reply to WAIT'), null];
-        if (error !== null) throw error;
-        acked = Number(value);
-      }
+      // One pipeline: on a Cluster it goes to the master of the key's slot.
+      const pipeline = this.redis.pipeline();
+      if (marker === null) pipeline.exists(key);
+      else pipeline.set(marker, '1', 'PX', MARKER_TTL_MS);
+      pipeline.call('WAIT', this.replicas, this.timeoutMs);
+      const replies = await pipeline.exec();
+      const [error, value] = replies?.[1] ?? [new Error('no reply to WAIT'), null];
+      if (error !== null) throw error;
+      acked = Number(value);
     } catch (error) {
       throw toAppError(error);
     }
@@ -54,4 +66,5 @@ export class ReplicaWait {
   }
 }
 
-export const NO_REPLICA_WAIT = { replicas: 0, confirm: () => Promise.resolve() } as const;
+/** The marker of confirmStored outlives any WAIT on it. */
+const MARKER_TTL_MS = 60_000;
