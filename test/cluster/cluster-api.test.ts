@@ -116,4 +116,31 @@ describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
       { timeoutMs: 30_000, intervalMs: 500, what: 'every token to expire' },
     );
   });
+
+  it('refuses with store_lost when a shard comes back empty, until an operator accepts', async () => {
+    const [victim = 0] = await cluster.masters();
+    // A master (and, through replication, its replica) that lost everything.
+    await cluster.node(victim).flushall();
+    const payNew = (token: string) =>
+      app.request('POST', '/payments', {
+        body: { accountId: 'after-flush', amountCents: 100 },
+        headers: { 'Idempotency-Key': token },
+      });
+    const refused = await waitFor(
+      async () => {
+        const reply = await payNew(`flushed-${Date.now()}`);
+        return reply.status === 503 ? reply : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: 'store_lost' },
+    );
+    expect(refused.body).toMatchObject({ error: { code: 'store_lost' } });
+    expect((await app.request('GET', '/readyz')).status).toBe(503);
+
+    const accept = await runCli(['store', 'accept'], { ...env(), REDIS_KEY_PREFIX: 'cl' });
+    expect(accept.code, accept.output).toBe(0);
+    await waitFor(
+      async () => ((await payNew(`accepted-${Date.now()}`)).status === 201 ? true : undefined),
+      { timeoutMs: 10_000, intervalMs: 200, what: 'payments after the accept' },
+    );
+  });
 });

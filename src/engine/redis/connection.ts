@@ -34,7 +34,14 @@ export function connectRedis(target: RedisTarget): Redis {
     connectTimeout: 2_000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
   };
-  if (typeof target !== 'string') return connectCluster(target.clusterNodes, options);
+  if (typeof target !== 'string') {
+    const cluster = connectCluster(target.clusterNodes, options);
+    // Each node's connection, as one Redis's below.
+    cluster.on('+node', (node: Redis) => {
+      coalesceWrites(node);
+    });
+    return cluster;
+  }
   const redis = new Redis(target, options);
   redis.on('error', () => undefined);
   coalesceWrites(redis);
