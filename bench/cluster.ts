@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { format, resolveConfig } from 'prettier';
 import { AppProcesses } from '../test/support/app-process.ts';
 import { startRedisCluster } from '../test/support/redis-cluster.ts';
 import { startRedisServer } from '../test/support/redis-server.ts';
@@ -210,7 +211,10 @@ async function main(): Promise<void> {
   };
   const dir = join(import.meta.dirname, 'results');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'cluster.json'), `${JSON.stringify(report, null, 2)}\n`);
+  // Formatted as the repository formats it, so a run leaves a clean tree.
+  const path = join(dir, 'cluster.json');
+  const prettier = (await resolveConfig(path)) ?? {};
+  writeFileSync(path, await format(JSON.stringify(report), { ...prettier, parser: 'json' }));
   for (const r of results) {
     console.log(
       `${r.setup}: ${r.paymentsPerSecond.toFixed(0)} payments/s, p50 ${r.latencyMs.p50.toFixed(1)} ms, p99 ${r.latencyMs.p99.toFixed(1)} ms, other statuses ${JSON.stringify(r.otherStatuses)}`,
