@@ -81,7 +81,9 @@ describe('payments on a Redis Cluster under faults', () => {
 
   it('charges each token at most once when two processes race on it', async () => {
     const { apps, auditor } = setup();
-    const [one, two] = await Promise.all([apps.start('one'), apps.start('two')]);
+    // One after the other: two cold starts at once can outlast the start timeout on a busy machine.
+    const one = await apps.start('one');
+    const two = await apps.start('two');
     const tokens = Array.from({ length: 40 }, (_, i) => `race-${i}`);
     const pay = (app: AppProcess, token: string) =>
       app.request('POST', '/payments', {
@@ -111,7 +113,8 @@ describe('payments on a Redis Cluster under faults', () => {
 
   it('leaves nothing charged twice or stuck when a process is killed under load', async () => {
     const { apps, auditor } = setup();
-    const [victim, survivor] = await Promise.all([apps.start('victim'), apps.start('survivor')]);
+    const victim = await apps.start('victim');
+    const survivor = await apps.start('survivor');
     const runId = `k${randomBytes(3).toString('hex')}`;
     const onVictim = new PaymentLoad({ url: victim.url ?? '', runId: `${runId}v`, clients: 4 });
     const onSurvivor = new PaymentLoad({ url: survivor.url ?? '', runId: `${runId}s`, clients: 4 });
