@@ -51,6 +51,30 @@ function redisUrlProblem(url: string): string | null {
   return null;
 }
 
+/** `host:port,host:port,…` seed nodes of a Redis Cluster; an empty value: none. */
+function clusterNodes(raw: string | undefined, ctx: z.RefinementCtx): ClusterNodeAddress[] | null {
+  if (raw === undefined || raw.trim() === '') return null;
+  const nodes: ClusterNodeAddress[] = [];
+  for (const entry of raw.split(',').map((e) => e.trim())) {
+    const match = /^(\[[^\]]+\]|[^:\s]+):(\d+)$/.exec(entry);
+    const port = Number(match?.[2]);
+    if (match?.[1] === undefined || !(port >= 1 && port <= 65_535)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `REDIS_CLUSTER_NODES must be host:port entries separated by commas, got "${entry}"`,
+      });
+      return z.NEVER;
+    }
+    nodes.push({ host: match[1].replace(/^\[|\]$/g, ''), port });
+  }
+  return nodes;
+}
+
+export interface ClusterNodeAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
 const ROLES = ['api', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -71,6 +95,10 @@ const envSchema = z.object({
       const problem = redisUrlProblem(url);
       if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
     }),
+  REDIS_CLUSTER_NODES: z.string().optional().transform(clusterNodes),
+  REDIS_WAIT_REPLICAS: integer('REDIS_WAIT_REPLICAS', 0, 0, 16),
+  REDIS_WAIT_TIMEOUT_MS: integer('REDIS_WAIT_TIMEOUT_MS', 1_000, 1, 1_500),
+  TIMER_QUEUES: integer('TIMER_QUEUES', 6, 1, 64),
   REDIS_KEY_PREFIX: z
     .string()
     .optional()
@@ -191,6 +219,13 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly redisUrl: string;
+  /** Seed nodes of a Redis Cluster; when set, `redisUrl` is not used. */
+  readonly redisClusterNodes: readonly ClusterNodeAddress[] | null;
+  /** Replicas that must confirm a write (WAIT) before its effect runs and before an answer; 0: none. */
+  readonly redisWaitReplicas: number;
+  readonly redisWaitTimeoutMs: number;
+  /** BullMQ queues a machine's timers spread over on a Cluster (one Redis: always one). */
+  readonly timerQueues: number;
   readonly keyPrefix: string;
   readonly paymentExpiryMs: number;
   readonly expiredRetentionMs: number;
@@ -231,7 +266,9 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  // With a Cluster, REDIS_URL is not used: a stale value must not stop the start.
+  const clustered = (env.REDIS_CLUSTER_NODES ?? '').trim() !== '';
+  const parsed = envSchema.safeParse(clustered ? { ...env, REDIS_URL: undefined } : env);
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((issue) =>
@@ -261,6 +298,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host,
     redisUrl: e.REDIS_URL,
+    redisClusterNodes: e.REDIS_CLUSTER_NODES === null ? null : Object.freeze(e.REDIS_CLUSTER_NODES),
+    redisWaitReplicas: e.REDIS_WAIT_REPLICAS,
+    redisWaitTimeoutMs: e.REDIS_WAIT_TIMEOUT_MS,
+    timerQueues: e.TIMER_QUEUES,
     keyPrefix: e.REDIS_KEY_PREFIX,
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
     expiredRetentionMs: e.EXPIRED_RETENTION_MS,

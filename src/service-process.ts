@@ -93,7 +93,7 @@ async function checkEvictionPolicy(redisUrl: string, log: FieldLogger): Promise<
     log.error('could not check maxmemory-policy: make sure it is noeviction', { reason });
   } else if (policy !== 'noeviction') {
     fail(
-      `Redis at REDIS_URL=${shown(redisUrl)} has maxmemory-policy ${policy}; paystate needs noeviction.\n` +
+      `Redis at ${shown(redisUrl)} has maxmemory-policy ${policy}; paystate needs noeviction.\n` +
         'With eviction, a full Redis silently deletes keys: a payment record or a ledger operation id\n' +
         '(a token can then be charged twice) or a BullMQ expiry job (a timer lost). With noeviction\n' +
         'it refuses writes instead, and paystate answers 503 storage_full until memory is freed.\n' +
@@ -160,8 +160,14 @@ export async function runProcess(options: Omit<ServiceOptions, 'logger'> = {}): 
     });
   }
 
-  managed = await ensureRedis(config, log);
-  await checkEvictionPolicy(config.redisUrl, log);
+  const cluster = config.redisClusterNodes;
+  if (cluster === null) {
+    managed = await ensureRedis(config, log);
+    await checkEvictionPolicy(config.redisUrl, log);
+  } else {
+    // The seed nodes stand for the cluster: every node must have noeviction.
+    for (const node of cluster) await checkEvictionPolicy(`redis://${node.host}:${node.port}`, log);
+  }
   service = await startService(config, { ...options, logger });
   // Tenant names only: a key or its digest is never logged.
   const tenants = [...new Set(config.apiKeys.map((k) => k.tenant))];
@@ -172,7 +178,10 @@ export async function runProcess(options: Omit<ServiceOptions, 'logger'> = {}): 
     host: config.host,
     url: service.url,
     metricsUrl: service.metricsUrl,
-    redis: shown(config.redisUrl),
+    redis:
+      cluster === null
+        ? shown(config.redisUrl)
+        : `cluster ${cluster.map((n) => `${n.host}:${n.port}`).join(',')}`,
   });
   if (tenants.length === 0 && service.url !== null && !isLoopbackHost(config.host)) {
     log.warn(

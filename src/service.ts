@@ -110,6 +110,10 @@ export async function startService(
   const keys = createKeys(config.keyPrefix);
   const engine = await createEngine({
     redisUrl: config.redisUrl,
+    clusterNodes: config.redisClusterNodes,
+    waitReplicas: config.redisWaitReplicas,
+    waitTimeoutMs: config.redisWaitTimeoutMs,
+    timerQueues: config.timerQueues,
     prefix: config.keyPrefix,
     lockTtlMs: config.lockTtlMs,
     lockWaitMs: config.lockWaitMs,
@@ -138,7 +142,13 @@ export async function startService(
       skewMs: -clock.skewMs,
     });
   }
-  const ledger = new Ledger(engine.redis, keys, config.accountInitialBalanceCents, identity);
+  const ledger = new Ledger(
+    engine.redis,
+    keys,
+    config.accountInitialBalanceCents,
+    identity,
+    engine.replicas,
+  );
   const payments = new Payments(engine, {
     ledger,
     keys: { record: keys.state, lock: keys.lock, outbox: keys.outbox },
@@ -175,7 +185,10 @@ export async function startService(
         }
       },
     });
-    // Expiry jobs the release before the engine left in its queue.
+  }
+  // Expiry jobs the release before the engine left in its queue (one Redis:
+  // that release ran on nothing else).
+  if (config.roles.includes('worker') && config.redisClusterNodes === null) {
     legacyConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     legacyConnection.on('error', () => undefined);
     legacyWorker = startLegacyExpiryWorker({

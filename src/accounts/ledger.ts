@@ -1,5 +1,6 @@
 import type { Redis, Result } from 'ioredis';
 import { StoreLostError, toAppError } from '../errors.ts';
+import type { ReplicaWait } from '../engine/redis/replica-wait.ts';
 import type { Keys } from '../runtime/keys.ts';
 import { storeGuard, type StoreIdentity } from '../runtime/store-identity.ts';
 
@@ -92,6 +93,8 @@ export class Ledger {
     private readonly initialBalanceCents: number,
     /** The store every movement must find; a ledger without one only reads. */
     private readonly identity?: StoreIdentity,
+    /** Replicas that must hold a movement before its outcome is returned. */
+    private readonly replicas?: Pick<ReplicaWait, 'confirm'>,
   ) {
     redis.defineCommand('paystateMove', { numberOfKeys: 4, lua: MOVE_SCRIPT });
   }
@@ -135,7 +138,7 @@ export class Ledger {
         this.keys.account(accountId),
         this.keys.accountOperations(accountId),
         this.keys.accountLedger(accountId),
-        identity.key,
+        identity.keyFor(this.keys.account(accountId)),
         operationId,
         amountCents,
         this.initialBalanceCents,
@@ -144,6 +147,7 @@ export class Ledger {
         kind,
         identity.id,
       );
+      await this.replicas?.confirm(this.keys.account(accountId));
       return { outcome, balanceCents: Number(balance), repeated: repeated === 1 };
     } catch (error) {
       const appError = toAppError(error);

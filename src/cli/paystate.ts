@@ -7,7 +7,8 @@
  * or account (with PAYSTATE_API_KEYS). Exit statuses are in USAGE.
  */
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+import { connectCluster } from '../engine/redis/cluster.ts';
 import { Ledger } from '../accounts/ledger.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { AppError, ValidationError, isRedisUnavailable } from '../errors.ts';
@@ -39,7 +40,8 @@ const USAGE = `usage:
                                      another store) adopt it and serve again
   paystate --help                    show this help
 
-Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS_KEY_PREFIX (default paystate).
+Reads REDIS_URL (default redis://127.0.0.1:6379), or REDIS_CLUSTER_NODES (host:port,... of a
+Redis Cluster; REDIS_URL is then ignored), and REDIS_KEY_PREFIX (default paystate).
 With API keys configured, tokens and accounts are per tenant: --tenant names whose
 (without it, the token or account of local mode, which no tenant sees).
 
@@ -119,7 +121,7 @@ async function run(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const config = loadConfig();
-  const redis = new Redis(config.redisUrl, {
+  const options: RedisOptions = {
     maxRetriesPerRequest: 0,
     connectTimeout: REDIS_TIMEOUT_MS,
     // Also bounds commands queued while a connection that never answers
@@ -128,7 +130,11 @@ async function run(args: string[]): Promise<number> {
     // A read-only CLI has nothing to flush: don't linger on a connection that never closes.
     disconnectTimeout: 100,
     retryStrategy: () => null,
-  });
+  };
+  const redis =
+    config.redisClusterNodes === null
+      ? new Redis(config.redisUrl, options)
+      : connectCluster(config.redisClusterNodes, options, { maxRedirections: 4 });
   redis.on('error', () => undefined);
   const keys = createKeys(config.keyPrefix);
   try {

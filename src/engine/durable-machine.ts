@@ -211,7 +211,13 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     }
     this.name = config.name;
     const keys = config.keys?.(engine.prefix) ?? machineKeys(engine.prefix, config.name);
-    this.store = new RecordStore(engine.redis, keys, engine.identity, engine.clock);
+    this.store = new RecordStore(
+      engine.redis,
+      keys,
+      engine.identity,
+      engine.clock,
+      engine.replicas,
+    );
     this.lock = new RedlockKeyLock(engine.redis, {
       ttlMs: engine.lockTtlMs,
       waitMs: engine.lockWaitMs,
@@ -221,6 +227,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       machine: config.name,
       connection: engine.queueConnection,
       prefix: engine.queuePrefix,
+      prefixes: engine.queuePrefixes,
       now: () => engine.clock.now(),
     });
     engine.onClose(async () => {
@@ -777,8 +784,18 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
   }
 
   /** The machine's timer jobs by BullMQ state. */
-  timerJobCounts(): Promise<Record<string, number>> {
-    return this.timers.queue.getJobCounts('waiting', 'delayed', 'active', 'failed');
+  async timerJobCounts(): Promise<Record<string, number>> {
+    // Summed over the machine's queues (several on a Cluster).
+    const counts = await Promise.all(
+      this.timers.queues.map((queue) =>
+        queue.getJobCounts('waiting', 'delayed', 'active', 'failed'),
+      ),
+    );
+    const total: Record<string, number> = {};
+    for (const count of counts) {
+      for (const [state, n] of Object.entries(count)) total[state] = (total[state] ?? 0) + n;
+    }
+    return total;
   }
 }
 

@@ -1,8 +1,10 @@
 import type { Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { WorkerTarget } from './durable-machine.ts';
 import { inSpan, type EngineObserver } from './engine-observer.ts';
-import { connectRedis } from './redis/connection.ts';
+import { clusterOf, spreadTags, type ClusterNode } from './redis/cluster.ts';
+import { connectPatiently, connectRedis, type RedisTarget } from './redis/connection.ts';
+import { ReplicaWait } from './redis/replica-wait.ts';
 import { RedisClock } from './redis/redis-clock.ts';
 import { StoreIdentity, type StoreIdentityEvents } from './redis/store-identity.ts';
 import { startTimerWorker, type TimerJobData } from './redis/timer-queue.ts';
@@ -16,6 +18,13 @@ import { startRecoverySweep, type RecoverySweep } from './recovery-sweep.ts';
 
 export interface EngineOptions {
   readonly redisUrl: string;
+  /** Seed nodes of a Redis Cluster; when set, `redisUrl` is not used. */
+  readonly clusterNodes?: readonly ClusterNode[] | null;
+  /** Replicas that must confirm each write (WAIT) before its effects run and before an answer. */
+  readonly waitReplicas?: number;
+  readonly waitTimeoutMs?: number;
+  /** On a Cluster, how many queues each machine's timers spread over (default 6). */
+  readonly timerQueues?: number;
   /** Prefix of every key the engine writes. */
   readonly prefix: string;
   readonly lockTtlMs?: number;
@@ -47,8 +56,13 @@ export interface EngineWorker {
 
 export interface Engine {
   readonly prefix: string;
+  /** BullMQ prefix of each machine's first timer queue. */
   readonly queuePrefix: string;
+  /** BullMQ prefixes of all of a machine's timer queues (one on one Redis). */
+  readonly queuePrefixes: readonly string[];
   readonly redis: Redis;
+  /** Waits for replicas after writes (a no-op unless `waitReplicas` is set). */
+  readonly replicas: ReplicaWait;
   readonly queueConnection: Redis;
   readonly clock: RedisClock;
   readonly identity: StoreIdentity;
@@ -62,8 +76,12 @@ export interface Engine {
 }
 
 export async function createEngine(options: EngineOptions): Promise<Engine> {
-  const redis = connectRedis(options.redisUrl);
-  const queueConnection = connectRedis(options.redisUrl);
+  const target: RedisTarget =
+    options.clusterNodes == null || options.clusterNodes.length === 0
+      ? options.redisUrl
+      : { clusterNodes: options.clusterNodes };
+  const redis = connectRedis(target);
+  const queueConnection = connectRedis(target);
   const clock = new RedisClock();
   const identity = new StoreIdentity(redis, `${options.prefix}:store`, clock, options.storeEvents);
   const closers: (() => Promise<void>)[] = [];
@@ -77,7 +95,18 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const interval = options.storeCheckIntervalMs ?? 1_000;
   if (interval > 0) identity.watch(interval);
   const lockTtlMs = options.lockTtlMs ?? 5_000;
-  const queuePrefix = `${options.prefix}:bull`;
+  // One queue per machine on one Redis (the layout every release used); on a
+  // Cluster, braced prefixes spread over the slot space (see TimerQueue).
+  const queuePrefixes =
+    clusterOf(redis) === null
+      ? [`${options.prefix}:bull`]
+      : spreadTags(options.timerQueues ?? 6).map((tag) => `${options.prefix}:bull:{${tag}}`);
+  const queuePrefix = queuePrefixes[0] ?? `${options.prefix}:bull`;
+  const replicas = new ReplicaWait(
+    redis,
+    options.waitReplicas ?? 0,
+    options.waitTimeoutMs ?? 1_000,
+  );
   const observer = options.observer ?? {};
 
   const startWorker = (
@@ -85,30 +114,31 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     worker: WorkerOptions = {},
   ): Promise<EngineWorker> => {
     // BullMQ's blocking worker connection must retry forever.
-    const blocking = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
-    blocking.on('error', () => undefined);
+    const blocking = connectPatiently(target);
     const onError = worker.onError ?? (() => undefined);
-    const workers: Worker[] = targets.map((target) =>
-      startTimerWorker(
-        {
-          machine: target.name,
-          connection: blocking,
-          prefix: queuePrefix,
-          now: () => clock.now(),
-          ...(worker.concurrency === undefined ? {} : { concurrency: worker.concurrency }),
-          ...(worker.timerLockMs === undefined ? {} : { lockMs: worker.timerLockMs }),
-          onError: (error) => {
-            onError(error, { machine: target.name });
+    const workers: Worker[] = targets.flatMap((machine) =>
+      queuePrefixes.map((prefix) =>
+        startTimerWorker(
+          {
+            machine: machine.name,
+            connection: blocking,
+            prefix,
+            now: () => clock.now(),
+            ...(worker.concurrency === undefined ? {} : { concurrency: worker.concurrency }),
+            ...(worker.timerLockMs === undefined ? {} : { lockMs: worker.timerLockMs }),
+            onError: (error) => {
+              onError(error, { machine: machine.name });
+            },
+            onEarly: (data, earlyByMs) => worker.onEarlyTimer?.(machine.name, data, earlyByMs),
           },
-          onEarly: (data, earlyByMs) => worker.onEarlyTimer?.(target.name, data, earlyByMs),
-        },
-        (data) => {
-          // Delivered at or after its due time (an early one is put back before this).
-          const latenessMs = clock.now() - data.dueAt;
-          observer.onTimerFired?.({ machine: target.name, latenessMs });
-          const attributes = { machine: target.name, event: data.event.type, latenessMs };
-          return inSpan(observer, 'engine.timer', attributes, () => target.fire(data));
-        },
+          (data) => {
+            // Delivered at or after its due time (an early one is put back before this).
+            const latenessMs = clock.now() - data.dueAt;
+            observer.onTimerFired?.({ machine: machine.name, latenessMs });
+            const attributes = { machine: machine.name, event: data.event.type, latenessMs };
+            return inSpan(observer, 'engine.timer', attributes, () => machine.fire(data));
+          },
+        ),
       ),
     );
     const sweep: RecoverySweep = startRecoverySweep({
@@ -137,7 +167,9 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   return {
     prefix: options.prefix,
     queuePrefix,
+    queuePrefixes,
     redis,
+    replicas,
     queueConnection,
     clock,
     identity,

@@ -19,7 +19,9 @@
  * processed/cancelled/refunded token has its expiry timer.
  */
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import { spreadTags } from '../../src/engine/redis/cluster.ts';
+import { timerQueueIndex } from '../../src/engine/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
 import { timerJobId, timerQueueName } from '../../src/engine/index.ts';
 import { EXPIRY_TIMER_ID } from '../../src/payments/payment.machine.ts';
@@ -44,6 +46,8 @@ export interface StoreAudit {
   readonly ledgerAhead: number;
   /** Broken guarantees, one line each. */
   readonly problems: readonly string[];
+  /** On a cluster: records held by each master. */
+  readonly recordsPerMaster: readonly number[];
 }
 
 export interface StoreAuditor {
@@ -64,8 +68,9 @@ const MONEY: Record<string, { w: readonly number[]; d: readonly number[] }> = {
   expired: { w: [0, 1], d: [0, 1] },
 };
 
-// ARGV: key prefix. Test-only, on a standalone Redis: KEYS inside a script is
-// what makes the read one atomic step.
+// ARGV: key prefix, 'cluster' on a cluster node. Test-only: KEYS inside a
+// script is what makes the read one atomic step (on a cluster, one step per
+// master: exact once the load has stopped).
 const READ_ALL = `
 local prefix = ARGV[1]
 local states = {}
@@ -88,7 +93,15 @@ for id in pairs(accounts) do
     redis.call('HGETALL', base .. 'ops'),
   })
 end
-return {states, ledgers, redis.call('ZCARD', prefix .. ':outbox')}
+local outbox = 0
+if ARGV[2] == 'cluster' then
+  for _, key in ipairs(redis.call('KEYS', prefix .. ':outbox:{*}')) do
+    outbox = outbox + redis.call('ZCARD', key)
+  end
+else
+  outbox = redis.call('ZCARD', prefix .. ':outbox')
+end
+return {states, ledgers, outbox}
 `;
 
 type ReadAllReply = [
@@ -106,33 +119,88 @@ interface StoredState {
   readonly expirySeq: number | null;
 }
 
-/** `redisUrl` must reach Redis directly, not through whatever fault the test puts on the service's path. */
+/**
+ * `redisUrl` must reach Redis directly, not through whatever fault the test
+ * puts on the service's path. With `cluster`, the store is read from every
+ * master and the timers from the queues the service spreads them over.
+ */
 export function storeAuditor(options: {
   redisUrl: string;
   keyPrefix: string;
   initialBalanceCents: number;
+  cluster?: { readonly seeds: string; readonly timerQueues: number };
 }): StoreAuditor {
   const keys = createKeys(options.keyPrefix);
-  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 3 });
+  const { cluster } = options;
+  const nodes =
+    cluster === undefined
+      ? null
+      : cluster.seeds.split(',').map((seed) => {
+          const [host = '', port = ''] = seed.split(':');
+          return { host, port: Number(port) };
+        });
+  const redis: Redis =
+    nodes === null
+      ? new Redis(options.redisUrl, { maxRetriesPerRequest: 3 })
+      : (new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 3 } }) as unknown as Redis);
   redis.on('error', () => undefined);
-  const queueConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+  const queueConnection: Redis =
+    nodes === null
+      ? new Redis(options.redisUrl, { maxRetriesPerRequest: null })
+      : (new Cluster(nodes, {
+          redisOptions: { maxRetriesPerRequest: null },
+        }) as unknown as Redis);
   queueConnection.on('error', () => undefined);
-  const queue = new Queue(timerQueueName('payment'), {
-    connection: queueConnection,
-    prefix: keys.queuePrefix,
+  const prefixes =
+    cluster === undefined
+      ? [keys.queuePrefix]
+      : spreadTags(cluster.timerQueues).map((tag) => `${keys.queuePrefix}:{${tag}}`);
+  const queues = prefixes.map((prefix) => {
+    const queue = new Queue(timerQueueName('payment'), { connection: queueConnection, prefix });
+    queue.on('error', () => undefined);
+    return queue;
   });
-  queue.on('error', () => undefined);
+  const queueOf = (token: string) => {
+    const queue = queues[timerQueueIndex(token, queues.length)];
+    if (queue === undefined) throw new Error('no timer queue');
+    return queue;
+  };
+  const recordsPerMaster: number[] = [];
+  const readAll = async (): Promise<ReadAllReply> => {
+    if (nodes === null) {
+      return (await redis.eval(READ_ALL, 0, options.keyPrefix)) as ReadAllReply;
+    }
+    // A connection of its own each time: the masters as they are now (after a failover too).
+    const fresh = new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 3 } });
+    fresh.on('error', () => undefined);
+    let replies: ReadAllReply[];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        fresh.once('ready', resolve);
+        fresh.once('end', () => {
+          reject(new Error('no cluster node answers'));
+        });
+      });
+      replies = (await Promise.all(
+        fresh.nodes('master').map((node) => node.eval(READ_ALL, 0, options.keyPrefix, 'cluster')),
+      )) as ReadAllReply[];
+    } finally {
+      fresh.disconnect();
+    }
+    recordsPerMaster.splice(0, recordsPerMaster.length, ...replies.map(([s]) => s.length));
+    return [
+      replies.flatMap(([states]) => states),
+      replies.flatMap(([, ledgers]) => ledgers),
+      replies.reduce((sum, [, , outbox]) => sum + outbox, 0),
+    ];
+  };
   const tokenOf = (stateKey: string) =>
     stateKey.slice(`${options.keyPrefix}:{`.length, -'}:state'.length);
 
   return {
     async audit({ settled }) {
       const problems: string[] = [];
-      const [rawStates, rawLedgers, outbox] = (await redis.eval(
-        READ_ALL,
-        0,
-        options.keyPrefix,
-      )) as ReadAllReply;
+      const [rawStates, rawLedgers, outbox] = await readAll();
 
       const records = new Map<string, StoredState>();
       for (const [key, , , machineVersion, json, owed, timers] of rawStates) {
@@ -247,7 +315,7 @@ export function storeAuditor(options: {
           const job =
             record.expirySeq === null
               ? undefined
-              : await queue.getJob(
+              : await queueOf(token).getJob(
                   timerJobId({
                     key: token,
                     lifeId: record.lifeId,
@@ -266,10 +334,11 @@ export function storeAuditor(options: {
         inFlight,
         ledgerAhead,
         problems,
+        recordsPerMaster: [...recordsPerMaster],
       };
     },
     async close() {
-      await queue.close();
+      await Promise.allSettled(queues.map((queue) => queue.close()));
       await Promise.allSettled([redis.quit(), queueConnection.quit()]);
     },
   };

@@ -4,8 +4,10 @@
  * job in the queue `payment-timers` whose id names key, life, seq and id.
  */
 import { Queue, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { timerJobId, timerQueueName, type TimerJobData } from '../../src/engine/index.ts';
+import { spreadTags } from '../../src/engine/redis/cluster.ts';
+import { timerQueueIndex } from '../../src/engine/redis/timer-queue.ts';
 import { EXPIRY_TIMER_ID } from '../../src/payments/payment.machine.ts';
 
 export type { TimerJobData };
@@ -51,4 +53,40 @@ export function expiryJobData(token: string, lifeId: string, seq: number, dueAt 
 export async function fireNow(job: Job<TimerJobData>): Promise<void> {
   await job.updateData({ ...job.data, dueAt: 0 });
   await job.promote();
+}
+
+/**
+ * The payment machine's timer queues on a Redis Cluster (the service's
+ * TIMER_QUEUES of them, braced prefixes), and the one that holds a token's
+ * timers.
+ */
+export function clusterTimerQueues(
+  seeds: string,
+  keyPrefix: string,
+  timerQueues: number,
+): { queueFor(token: string): Queue<TimerJobData>; close(): Promise<void> } {
+  const nodes = seeds.split(',').map((seed) => {
+    const [host = '', port = ''] = seed.split(':');
+    return { host, port: Number(port) };
+  });
+  const connection = new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: null } });
+  connection.on('error', () => undefined);
+  const queues = spreadTags(timerQueues).map(
+    (tag) =>
+      new Queue<TimerJobData>(timerQueueName('payment'), {
+        connection,
+        prefix: `${keyPrefix}:bull:{${tag}}`,
+      }),
+  );
+  return {
+    queueFor(token) {
+      const queue = queues[timerQueueIndex(token, queues.length)];
+      if (queue === undefined) throw new Error('no timer queue');
+      return queue;
+    },
+    async close() {
+      await Promise.allSettled(queues.map((q) => q.close()));
+      connection.disconnect();
+    },
+  };
 }

@@ -19,6 +19,10 @@ describe('loadConfig', () => {
       port: 8080,
       host: '127.0.0.1',
       redisUrl: 'redis://127.0.0.1:6379',
+      redisClusterNodes: null,
+      redisWaitReplicas: 0,
+      redisWaitTimeoutMs: 1_000,
+      timerQueues: 6,
       keyPrefix: 'paystate',
       paymentExpiryMs: 86_400_000,
       expiredRetentionMs: 86_400_000,
@@ -93,12 +97,19 @@ describe('loadConfig', () => {
       PAYSTATE_API_KEYS: `acme=${'ab'.repeat(32)}`,
       PAYSTATE_RATE_LIMIT_PER_SECOND: '0',
       PAYSTATE_AUTH_FAILURES_PER_MINUTE: '3',
+      REDIS_WAIT_REPLICAS: '1',
+      REDIS_WAIT_TIMEOUT_MS: '250',
+      TIMER_QUEUES: '12',
     });
 
     expect(config).toEqual({
       port: 9090,
       host: '127.0.0.1',
       redisUrl: 'rediss://user:secret@redis.example:6380/2',
+      redisClusterNodes: null,
+      redisWaitReplicas: 1,
+      redisWaitTimeoutMs: 250,
+      timerQueues: 12,
       keyPrefix: 'other-app',
       paymentExpiryMs: 200,
       expiredRetentionMs: 300,
@@ -119,6 +130,18 @@ describe('loadConfig', () => {
       rateLimitPerSecond: 0,
       authFailuresPerMinute: 3,
     });
+  });
+
+  it('reads REDIS_CLUSTER_NODES and then ignores REDIS_URL, even an invalid one', () => {
+    const config = loadConfig({
+      REDIS_CLUSTER_NODES: ' 10.0.0.1:7000,redis-b:7001 , [::1]:7002',
+      REDIS_URL: 'not a url',
+    });
+    expect(config.redisClusterNodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: 'redis-b', port: 7001 },
+      { host: '::1', port: 7002 },
+    ]);
   });
 
   it('knows no test settings: fault points belong to the test entry point', () => {
@@ -220,6 +243,11 @@ describe('loadConfig', () => {
         'collector:4318',
         /OTEL_EXPORTER_OTLP_ENDPOINT must be an http\(s\) URL/,
       ],
+      ['REDIS_CLUSTER_NODES', '10.0.0.1', /REDIS_CLUSTER_NODES must be host:port entries/],
+      ['REDIS_CLUSTER_NODES', 'a:7000,b:70000', /REDIS_CLUSTER_NODES must be host:port.*"b:70000"/],
+      ['REDIS_WAIT_REPLICAS', '-1', /REDIS_WAIT_REPLICAS must be a whole number/],
+      ['REDIS_WAIT_TIMEOUT_MS', '5000', /REDIS_WAIT_TIMEOUT_MS must be between 1 and 1500/],
+      ['TIMER_QUEUES', '0', /TIMER_QUEUES must be between 1 and 64/],
     ])('%s=%j', (name, value, message) => {
       const error = configError({ [name]: value });
 

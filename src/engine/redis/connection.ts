@@ -1,5 +1,9 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+import { connectCluster, type ClusterNode } from './cluster.ts';
 import { coalesceWrites } from './write-coalescing.ts';
+
+/** Where the store is: one Redis by URL, or a Redis Cluster by its seed nodes. */
+export type RedisTarget = string | { readonly clusterNodes: readonly ClusterNode[] };
 
 /**
  * Longest wait for one Redis command. maxRetriesPerRequest fails commands
@@ -22,15 +26,37 @@ const COMMAND_TIMEOUT_MS = 2_000;
  * coalesceWrites): under load that cuts the service's CPU per request by
  * about a third (docs/benchmarks.md).
  */
-export function connectRedis(url: string): Redis {
-  const redis = new Redis(url, {
+export function connectRedis(target: RedisTarget): Redis {
+  const options: RedisOptions = {
     maxRetriesPerRequest: 1,
     commandTimeout: COMMAND_TIMEOUT_MS,
     autoResendUnfulfilledCommands: false,
     connectTimeout: 2_000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
-  });
+  };
+  if (typeof target !== 'string') {
+    const cluster = connectCluster(target.clusterNodes, options);
+    // Each node's connection, as one Redis's below.
+    cluster.on('+node', (node: Redis) => {
+      coalesceWrites(node);
+    });
+    return cluster;
+  }
+  const redis = new Redis(target, options);
   redis.on('error', () => undefined);
   coalesceWrites(redis);
+  return redis;
+}
+
+/**
+ * A connection that waits as long as it takes (BullMQ's blocking worker
+ * connection must retry forever).
+ */
+export function connectPatiently(target: RedisTarget): Redis {
+  if (typeof target !== 'string') {
+    return connectCluster(target.clusterNodes, { maxRetriesPerRequest: null });
+  }
+  const redis = new Redis(target, { maxRetriesPerRequest: null });
+  redis.on('error', () => undefined);
   return redis;
 }

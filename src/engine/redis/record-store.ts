@@ -1,6 +1,8 @@
 import type { Redis, Result } from 'ioredis';
 import { StaleWriteError, StoredDataError, StoreLostError, toAppError } from '../../errors.ts';
+import { besideKey, clusterOf, everySlot, perSlot, slotCopyKey } from './cluster.ts';
 import type { RedisClock } from './redis-clock.ts';
+import type { ReplicaWait } from './replica-wait.ts';
 import { storeGuard, type StoreIdentity } from './store-identity.ts';
 
 /**
@@ -65,7 +67,10 @@ export type Expected = { readonly version: number; readonly lifeId: string } | n
 export interface MachineKeys {
   readonly record: (key: string) => string;
   readonly lock: (key: string) => string;
-  /** Sorted set of keys whose owed actions may not have run, scored by Redis's time. */
+  /**
+   * Sorted set of keys whose owed actions may not have run, scored by Redis's
+   * time. On a Cluster, one per slot: `${outbox}:{tag}` (see cluster.ts).
+   */
   readonly outbox: string;
 }
 
@@ -187,6 +192,10 @@ export class RecordStore {
     private readonly keys: MachineKeys,
     private readonly identity: StoreIdentity,
     private readonly clock: RedisClock,
+    private readonly replicas: Pick<ReplicaWait, 'confirm' | 'confirmStored'> = {
+      confirm: () => Promise.resolve(),
+      confirmStored: () => Promise.resolve(),
+    },
   ) {
     redis.defineCommand('engineSave', { numberOfKeys: 3, lua: SAVE_SCRIPT });
     redis.defineCommand('engineClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
@@ -219,7 +228,12 @@ export class RecordStore {
       throw toAppError(error);
     }
     this.clock.observe([fields[8] ?? '', fields[9] ?? '']);
-    return { record: parse(key, fields), lockValue: fields[7] ?? null };
+    const record = parse(key, fields);
+    // Owed effects are about to be run again: only once replicas hold their intent.
+    if (record !== null && fields[5] != null) {
+      await this.replicas.confirmStored(this.keys.record(key));
+    }
+    return { record, lockValue: fields[7] ?? null };
   }
 
   /** Writes if the stored record is still `expected`; returns the new version. */
@@ -229,8 +243,8 @@ export class RecordStore {
     try {
       reply = await this.redis.engineSave(
         this.keys.record(key),
-        this.keys.outbox,
-        this.identity.key,
+        this.outboxOf(key),
+        this.identity.keyFor(this.keys.record(key)),
         request.expected?.version ?? 0,
         request.expected?.lifeId ?? '',
         request.lifeId,
@@ -251,13 +265,21 @@ export class RecordStore {
     const [version, seconds, micros] = reply;
     if (Number(version) < 0) throw new StaleWriteError(key);
     this.clock.observe([seconds ?? '', micros ?? '']);
+    // Before the effects it owes run, and before anyone is answered from it.
+    await this.replicas.confirm(this.keys.record(key));
     return Number(version);
+  }
+
+  /** The outbox the key's record script uses: on a Cluster, the one in the record's slot. */
+  private outboxOf(key: string): string {
+    const { outbox } = this.keys;
+    return clusterOf(this.redis) === null ? outbox : besideKey(outbox, this.keys.record(key));
   }
 
   /** The owed actions of `version` ran: clear them unless another write came after. */
   async clearOwed(key: string, version: number): Promise<void> {
     try {
-      await this.redis.engineClearOwed(this.keys.record(key), this.keys.outbox, version, key);
+      await this.redis.engineClearOwed(this.keys.record(key), this.outboxOf(key), version, key);
     } catch (error) {
       throw toAppError(error);
     }
@@ -266,7 +288,7 @@ export class RecordStore {
   /** Takes `key` out of the outbox if its record owes nothing (or is gone). */
   async settleOutbox(key: string): Promise<void> {
     try {
-      await this.redis.engineSettleOutbox(this.keys.record(key), this.keys.outbox, key);
+      await this.redis.engineSettleOutbox(this.keys.record(key), this.outboxOf(key), key);
     } catch (error) {
       throw toAppError(error);
     }
@@ -275,6 +297,25 @@ export class RecordStore {
   /** How many keys are in the outbox, and the score (Redis's time) of the oldest: two cheap reads. */
   async outboxState(): Promise<{ depth: number; oldestAt: number | null }> {
     try {
+      const cluster = clusterOf(this.redis);
+      if (cluster !== null) {
+        // Every slot's outbox: two walks of pipelines per master.
+        const [depths, oldests] = await Promise.all([
+          everySlot<number>(cluster, (pipeline, slot) => {
+            pipeline.zcard(slotCopyKey(this.keys.outbox, slot));
+          }),
+          everySlot<string[]>(cluster, (pipeline, slot) => {
+            pipeline.zrange(slotCopyKey(this.keys.outbox, slot), 0, 0, 'WITHSCORES');
+          }),
+        ]);
+        const scores = [...oldests.values()].flatMap((r) =>
+          r[1] === undefined ? [] : [Number(r[1])],
+        );
+        return {
+          depth: [...depths.values()].reduce((a, b) => a + b, 0),
+          oldestAt: scores.length === 0 ? null : Math.min(...scores),
+        };
+      }
       const [depth, oldest] = await Promise.all([
         this.redis.zcard(this.keys.outbox),
         this.redis.zrange(this.keys.outbox, 0, 0, 'WITHSCORES'),
@@ -288,7 +329,24 @@ export class RecordStore {
   /** Keys put in the outbox before `before` (Redis's clock) whose owed actions may not have run. */
   async listOwed(before: number, limit: number): Promise<string[]> {
     try {
-      return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
+      const cluster = clusterOf(this.redis);
+      if (cluster === null) {
+        return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
+      }
+      // Every slot's outbox, in pipelines per master.
+      const { replies, errors } = await perSlot<string[]>(cluster, (pipeline, slot) => {
+        pipeline.zrangebyscore(
+          slotCopyKey(this.keys.outbox, slot),
+          '-inf',
+          before,
+          'LIMIT',
+          0,
+          limit,
+        );
+      });
+      // What the reachable masters owe is recovered now; the rest on a later pass.
+      if (replies.size === 0 && errors.length > 0) throw errors[0];
+      return [...replies.values()].flat().slice(0, limit);
     } catch (error) {
       throw toAppError(error);
     }

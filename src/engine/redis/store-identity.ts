@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
 import { StoreLostError, toAppError } from '../../errors.ts';
+import { besideKey, clusterOf, everySlot, slotCopyKey, slotsByMaster } from './cluster.ts';
 import type { RedisClock } from './redis-clock.ts';
 
 /**
@@ -15,6 +16,15 @@ import type { RedisClock } from './redis-clock.ts';
  *
  * The hash holds `id`, `createdAt` and, once an operator accepted it,
  * `acceptedAt` (epoch ms, Redis's clock).
+ *
+ * On a Redis Cluster a script sees one slot, so the id is also copied into
+ * every slot (`keyFor`: the copy in a key's own slot, see cluster.ts), all
+ * 16384 of them when the store is initialised or accepted (then the hash
+ * gets `slots`). A shard that comes back empty has lost its slots' copies:
+ * writes there are refused, and the periodic check, which reads one copy
+ * per master besides the hash, notices it. Copies are only ever filled in
+ * on a store whose copies are all missing or agree (a fresh cluster), never
+ * on one where some shard still holds another store's id.
  */
 
 /** Error reply of a write script that found another store (see toAppError). */
@@ -110,7 +120,30 @@ export class StoreIdentity {
     const [id, created, seconds, micros] = reply;
     this.clock.observe([seconds ?? '', micros ?? '']);
     this.knownId = String(id);
+    if (clusterOf(this.redis) !== null) await this.fillSlotCopies(this.knownId);
     if (Number(created) === 1) this.events.initialised?.(this.knownId);
+  }
+
+  /** The identity key a write script on `key` must check: on a Cluster, the copy in `key`'s slot. */
+  keyFor(key: string): string {
+    return clusterOf(this.redis) === null ? this.key : besideKey(this.key, key);
+  }
+
+  /** A fresh cluster store: writes the id into every slot, once. */
+  private async fillSlotCopies(id: string): Promise<void> {
+    const cluster = clusterOf(this.redis);
+    if (cluster === null) return;
+    try {
+      if ((await this.redis.hget(this.key, 'slots')) !== null) return;
+      const samples = await sampleCopies(this.redis, this.key);
+      if (samples.some((found) => found !== null && found !== id)) return;
+      await everySlot(cluster, (pipeline, slot) => {
+        pipeline.hsetnx(slotCopyKey(this.key, slot), 'id', id);
+      });
+      await this.redis.hset(this.key, 'slots', '1');
+    } catch (error) {
+      throw toAppError(error);
+    }
   }
 
   /** The id every write script must find; refuses while the store is lost. */
@@ -148,7 +181,18 @@ export class StoreIdentity {
     }
     const [id, acceptedAt, seconds, micros] = reply;
     this.clock.observe([seconds ?? '', micros ?? '']);
-    const found = id === null || id === undefined ? null : String(id);
+    let found = id === null || id === undefined ? null : String(id);
+    if (found !== null && clusterOf(this.redis) !== null) {
+      // A shard that came back empty shows as a missing copy.
+      let samples: (string | null)[];
+      try {
+        samples = await sampleCopies(this.redis, this.key);
+      } catch (error) {
+        throw toAppError(error);
+      }
+      const odd = samples.find((copy) => copy !== found);
+      if (odd !== undefined) found = odd;
+    }
     if (this.knownId === null) return;
     if (this.lostAt === null) {
       if (found !== this.knownId) this.noteLost(found);
@@ -191,6 +235,13 @@ export async function acceptStore(
   defineCommands(redis);
   try {
     const [id, created] = await redis.paystateStoreAccept(key, newStoreId());
+    const cluster = clusterOf(redis);
+    if (cluster !== null) {
+      await everySlot(cluster, (pipeline, slot) => {
+        pipeline.hset(slotCopyKey(key, slot), 'id', String(id));
+      });
+      await redis.hset(key, 'slots', '1');
+    }
     return { id: String(id), created: Number(created) === 1 };
   } catch (error) {
     throw toAppError(error);
@@ -212,4 +263,19 @@ export async function readStore(
   } catch (error) {
     throw toAppError(error);
   }
+}
+
+/** The id copy of the first slot of each master (`null` where missing). */
+async function sampleCopies(redis: Redis, key: string): Promise<(string | null)[]> {
+  const cluster = clusterOf(redis);
+  if (cluster === null) return [];
+  const firsts = slotsByMaster(cluster).flatMap((group) => group.slice(0, 1).map((s) => [s]));
+  const replies = await everySlot<string | null>(
+    cluster,
+    (pipeline, slot) => {
+      pipeline.hget(slotCopyKey(key, slot), 'id');
+    },
+    firsts,
+  );
+  return [...replies.values()];
 }

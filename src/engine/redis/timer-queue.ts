@@ -1,5 +1,6 @@
 import { DelayedError, Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { toAppError } from '../../errors.ts';
+import { keySlot } from './cluster.ts';
 
 /**
  * A machine's delayed events as BullMQ delayed jobs, one queue per machine.
@@ -16,6 +17,12 @@ import { toAppError } from '../../errors.ts';
  * early: the worker compares the job's due time with Redis's clock and puts
  * an early job back, due when Redis's clock says so (as the worker's own
  * clock counts).
+ *
+ * A machine's timers may spread over several queues (one BullMQ queue lives
+ * in one cluster slot: on a Cluster, one queue would put every timer on one
+ * shard). Each queue has its own prefix (braced on a Cluster); a key's
+ * timers always go to the same queue, by the hash of the key; a worker
+ * consumes every queue.
  */
 
 export interface TimerJobData {
@@ -47,27 +54,51 @@ const JOB_OPTIONS = {
 export interface TimerQueueOptions {
   readonly machine: string;
   readonly connection: ConnectionOptions;
+  /** BullMQ prefix of the machine's first queue. */
   readonly prefix: string;
+  /** Prefixes of all its queues, when more than one (`prefix` is then the first). */
+  readonly prefixes?: readonly string[];
   /** Redis's time (RedisClock.now). */
   readonly now: () => number;
 }
 
+/** The queue (index into the prefixes) that holds `key`'s timers. */
+export function timerQueueIndex(key: string, queues: number): number {
+  return queues <= 1 ? 0 : keySlot(key) % queues;
+}
+
 export class TimerQueue {
-  readonly queue: Queue<TimerJobData>;
+  readonly queues: readonly Queue<TimerJobData>[];
 
   constructor(private readonly options: TimerQueueOptions) {
-    this.queue = new Queue<TimerJobData>(timerQueueName(options.machine), {
-      connection: options.connection,
-      prefix: options.prefix,
+    this.queues = (options.prefixes ?? [options.prefix]).map((prefix) => {
+      const queue = new Queue<TimerJobData>(timerQueueName(options.machine), {
+        connection: options.connection,
+        prefix,
+      });
+      // Connection errors surface through the calls that fail; don't crash on the event.
+      queue.on('error', () => undefined);
+      return queue;
     });
-    // Connection errors surface through the calls that fail; don't crash on the event.
-    this.queue.on('error', () => undefined);
+  }
+
+  /** The first queue (the only one on one Redis). */
+  get queue(): Queue<TimerJobData> {
+    const [first] = this.queues;
+    if (first === undefined) throw new Error('no timer queue');
+    return first;
+  }
+
+  private queueFor(key: string): Queue<TimerJobData> {
+    const queue = this.queues[timerQueueIndex(key, this.queues.length)];
+    if (queue === undefined) throw new Error('no timer queue');
+    return queue;
   }
 
   async arm(data: TimerJobData): Promise<void> {
     const now = this.options.now();
     try {
-      await this.queue.add(data.event.type, data, {
+      await this.queueFor(data.key).add(data.event.type, data, {
         ...JOB_OPTIONS,
         jobId: timerJobId(data),
         // Created "now" on Redis's clock: due at dueAt on that clock.
@@ -81,11 +112,12 @@ export class TimerQueue {
 
   /** Best effort: a cancelled timer left in the queue changes nothing when delivered. */
   async remove(jobIds: readonly string[]): Promise<void> {
-    await Promise.allSettled(jobIds.map((id) => this.queue.remove(id)));
+    // Rare (an explicit cancel): each queue is asked rather than the id parsed.
+    await Promise.allSettled(this.queues.flatMap((q) => jobIds.map((id) => q.remove(id))));
   }
 
   async close(): Promise<void> {
-    await this.queue.close();
+    await Promise.allSettled(this.queues.map((q) => q.close()));
   }
 }
 

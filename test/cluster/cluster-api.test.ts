@@ -1,0 +1,146 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keySlot } from '../../src/engine/redis/cluster.ts';
+import { AppProcesses, type AppProcess } from '../support/app-process.ts';
+import { runCli } from '../support/processes.ts';
+import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.ts';
+import { waitFor } from '../support/service-harness.ts';
+
+/** Nothing listens there: the service must not need REDIS_URL on a cluster. */
+const NOWHERE = 'redis://127.0.0.1:1';
+
+/** Every master's keys matching `pattern`, by master port. */
+async function keysPerMaster(cluster: TestRedisCluster, pattern: string) {
+  const counts = new Map<number, number>();
+  for (const port of await cluster.masters()) {
+    counts.set(port, (await cluster.node(port).keys(pattern)).length);
+  }
+  return counts;
+}
+
+describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
+  let cluster: TestRedisCluster;
+  let apps: AppProcesses;
+  let app: AppProcess;
+  const env = () => ({ REDIS_CLUSTER_NODES: cluster.seeds, REDIS_URL: NOWHERE });
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+    apps = new AppProcesses({ ...env(), REDIS_KEY_PREFIX: 'cl' });
+    app = await apps.start('app');
+  }, 60_000);
+  afterAll(async () => {
+    await apps.killAll();
+    await cluster.destroy();
+  });
+
+  it('runs the seed session: charge, replay, refund on cancel', async () => {
+    const pay = () =>
+      app.request('POST', '/PaymentProcessor/seed-token/makePayment', {
+        body: { accountId: 'seed-acct', amountCents: 100 },
+      });
+    expect(await pay()).toMatchObject({
+      status: 200,
+      body: { success: true, reason: 'Payment successful' },
+    });
+    expect(await pay()).toMatchObject({
+      status: 200,
+      body: { success: true, reason: 'Payment already completed in prior call' },
+    });
+    const cancel = await app.request('POST', '/PaymentProcessor/seed-token/cancelPayment');
+    expect(cancel).toMatchObject({ status: 200, body: { success: true, status: 'refunded' } });
+    const account = await app.request('GET', '/accounts/seed-acct');
+    expect(account.body).toMatchObject({ balanceCents: 100_000 });
+    expect((account.body as { ledger: unknown[] }).ledger).toHaveLength(2);
+  });
+
+  it('answers the native API: 201, replay, 422, refund, 404, the account', async () => {
+    const pay = (body: unknown) =>
+      app.request('POST', '/payments', { body, headers: { 'Idempotency-Key': 'native-1' } });
+    const first = await pay({ accountId: 'native-acct', amountCents: 2_500 });
+    expect(first).toMatchObject({ status: 201, body: { status: 'processed' } });
+    const replay = await pay({ accountId: 'native-acct', amountCents: 2_500 });
+    expect(replay.status).toBe(200);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect((await pay({ accountId: 'native-acct', amountCents: 9 })).status).toBe(422);
+    const cancel = await app.request('POST', '/payments/native-1/cancel');
+    expect(cancel).toMatchObject({ status: 200, body: { status: 'refunded' } });
+    expect((await app.request('GET', '/payments/never-seen')).status).toBe(404);
+    const account = await app.request('GET', '/accounts/native-acct');
+    expect(account.body).toMatchObject({ balanceCents: 100_000 });
+  });
+
+  it('reads a token, an account and the store from the cluster in the CLI', async () => {
+    const cliEnv = { ...env(), REDIS_KEY_PREFIX: 'cl' };
+    const get = await runCli(['get', 'seed-token', '--json'], cliEnv);
+    expect(get.code, get.output).toBe(0);
+    expect(JSON.parse(get.stdout)).toMatchObject({ status: 'refunded' });
+    const account = await runCli(['account', 'seed-acct', '--json'], cliEnv);
+    expect(account.code, account.output).toBe(0);
+    expect(JSON.parse(account.stdout)).toMatchObject({ balanceCents: 100_000 });
+    const store = await runCli(['store', '--json'], cliEnv);
+    expect(store.code, store.output).toBe(0);
+    expect(JSON.parse(store.stdout)).toMatchObject({ id: expect.any(String) as string });
+  });
+
+  it('spreads records and timers over every master, and the timers fire', async () => {
+    const quick = await apps.start('quick', { REDIS_KEY_PREFIX: 'tm', PAYMENT_EXPIRY_MS: '3000' });
+    const tokens = Array.from({ length: 30 }, (_, i) => `timed-${i}`);
+    for (const token of tokens) {
+      const reply = await quick.request('POST', '/payments', {
+        body: { accountId: `acct-${token}`, amountCents: 100 },
+        headers: { 'Idempotency-Key': token },
+      });
+      expect(reply.status).toBe(201);
+    }
+    // Before they fire: delayed jobs and records on all three masters.
+    const delayed = await keysPerMaster(cluster, 'tm:bull:*:payment-timers:delayed');
+    const records = await keysPerMaster(cluster, 'tm:{timed-*}:state');
+    expect(
+      [...delayed.values()].filter((n) => n > 0),
+      'masters with timer queues',
+    ).toHaveLength(3);
+    expect(
+      [...records.values()].filter((n) => n > 0),
+      'masters with records',
+    ).toHaveLength(3);
+    // Tokens in different slots, and every one expires on its timer.
+    expect(new Set(tokens.map((t) => keySlot(`{${t}}`))).size).toBe(tokens.length);
+    await waitFor(
+      async () => {
+        for (const token of tokens) {
+          const view = await quick.request('GET', `/payments/${token}`);
+          if ((view.body as { status?: string }).status !== 'expired') return undefined;
+        }
+        return true;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: 'every token to expire' },
+    );
+  });
+
+  it('refuses with store_lost when a shard comes back empty, until an operator accepts', async () => {
+    const [victim = 0] = await cluster.masters();
+    // A master (and, through replication, its replica) that lost everything.
+    await cluster.node(victim).flushall();
+    const payNew = (token: string) =>
+      app.request('POST', '/payments', {
+        body: { accountId: 'after-flush', amountCents: 100 },
+        headers: { 'Idempotency-Key': token },
+      });
+    const refused = await waitFor(
+      async () => {
+        const reply = await payNew(`flushed-${Date.now()}`);
+        return reply.status === 503 ? reply : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: 'store_lost' },
+    );
+    expect(refused.body).toMatchObject({ error: { code: 'store_lost' } });
+    expect((await app.request('GET', '/readyz')).status).toBe(503);
+
+    const accept = await runCli(['store', 'accept'], { ...env(), REDIS_KEY_PREFIX: 'cl' });
+    expect(accept.code, accept.output).toBe(0);
+    await waitFor(
+      async () => ((await payNew(`accepted-${Date.now()}`)).status === 201 ? true : undefined),
+      { timeoutMs: 10_000, intervalMs: 200, what: 'payments after the accept' },
+    );
+  });
+});
