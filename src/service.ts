@@ -12,7 +12,7 @@ import type { RefusalListener } from './http/client-error.ts';
 import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
 import { Payments, type PaymentStepHook } from './payments/payments.ts';
-import { createKeys } from './runtime/keys.ts';
+import { createKeys, paymentRecordKeys } from './runtime/keys.ts';
 import { createLogger, fieldLogger, type PinoLogger } from './observability/log.ts';
 import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';
 
@@ -125,7 +125,7 @@ export async function startService(
   const ledger = new Ledger(engine.redis, keys, config.accountInitialBalanceCents, identity);
   const payments = new Payments(engine, {
     ledger,
-    keys: { record: keys.state, lock: keys.lock, outbox: keys.outbox },
+    keys: paymentRecordKeys(keys),
     paymentExpiryMs: config.paymentExpiryMs,
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),

@@ -17,5 +17,12 @@ export {
   type OwedAction,
   type Timers,
 } from './redis/record-store.ts';
+export {
+  indexState,
+  type IndexEntry,
+  type ListOptions,
+  type ListPage,
+  type OwedEntry,
+} from './redis/state-index.ts';
 export { timerJobId, timerQueueName, type TimerJobData } from './redis/timer-queue.ts';
 export type { WorkerOptions } from './engine.ts';
