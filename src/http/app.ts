@@ -6,6 +6,7 @@ import { AppError, NotFoundError, StoreLostError, ValidationError } from '../err
 import type { CommandResult, Payments } from '../payments/payments.ts';
 import type { PinoLogger } from '../observability/log.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
+import { adminRouter } from './admin.ts';
 import { serveDocsPage } from './docs-page.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
@@ -155,6 +156,8 @@ export function createApp(deps: AppDeps): Express {
   app.use((_req, _res, next) => {
     next(deps.storeLost?.() === true ? new StoreLostError() : undefined);
   });
+
+  app.use(adminRouter(deps.payments));
 
   // Seed-compatible routes: every business outcome is a 200 with `success`.
   app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {

@@ -12,6 +12,7 @@ export const STATUS_BY_CODE = {
   invalid_token: 400,
   invalid_account_id: 400,
   missing_idempotency_key: 400,
+  invalid_cursor: 400,
   payment_declined: 402,
   not_found: 404,
   payment_cancelled: 409,

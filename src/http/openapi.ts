@@ -16,6 +16,11 @@ import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
 import {
   accountIdSchema,
   accountViewSchema,
+  adminListQuerySchema,
+  adminPaymentListSchema,
+  adminPaymentStatsSchema,
+  adminStuckListSchema,
+  adminStuckQuerySchema,
   healthSchema,
   paymentBodySchema,
   paymentViewSchema,
@@ -187,6 +192,48 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
       responses: { 200: ok('The account view', json(ref('schemas', 'AccountView'))) },
     },
   },
+  '/admin/payments': {
+    post: undefined,
+    get: {
+      summary: 'Tokens in a state, newest write first (operators)',
+      description:
+        'Read from an index the engine keeps in the same write as each record, so it never scans the store. Page with `nextCursor`.',
+      tags: ['admin'],
+      parameters: queryParameters(adminListQuerySchema),
+      responses: { 200: ok('A page of tokens', json(ref('schemas', 'AdminPaymentList'))) },
+    },
+  },
+  '/admin/payments/stats': {
+    post: undefined,
+    get: {
+      summary: 'How many tokens are in each state (operators)',
+      tags: ['admin'],
+      responses: { 200: ok('Counts per state', json(ref('schemas', 'AdminPaymentStats'))) },
+    },
+  },
+  '/admin/payments/stuck': {
+    post: undefined,
+    get: {
+      summary: 'Tokens whose owed work is older than a threshold (operators)',
+      description:
+        'A charge, refund or timer written but not yet done: normally done within the request, else by the recovery sweep.',
+      tags: ['admin'],
+      parameters: queryParameters(adminStuckQuerySchema),
+      responses: { 200: ok('Stuck tokens, oldest first', json(ref('schemas', 'AdminStuckList'))) },
+    },
+  },
+  '/admin/payments/{token}/recover': {
+    get: undefined,
+    post: {
+      summary: "Finish a token's owed work now, under its lock (operators)",
+      tags: ['admin'],
+      parameters: [ref('parameters', 'Token')],
+      responses: {
+        200: ok('The payment view after recovery', json(ref('schemas', 'PaymentView'))),
+      },
+      errors: [404, 409],
+    },
+  },
   '/healthz': {
     post: undefined,
     get: {
@@ -256,6 +303,24 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
   },
 };
 
+/** The query parameters of a strict zod object of optional strings. */
+function queryParameters(schema: z.ZodObject): Json[] {
+  const { properties = {}, required = [] } = jsonSchema(schema, 'input') as {
+    properties?: Record<string, Json>;
+    required?: string[];
+  };
+  return Object.entries(properties).map(([name, property]) => {
+    const { description, ...rest } = property;
+    return {
+      name,
+      in: 'query',
+      required: required.includes(name),
+      ...(description === undefined ? {} : { description }),
+      schema: rest,
+    };
+  });
+}
+
 function operationObject(operation: Operation): Json {
   const responses: Record<string, Json> = {};
   for (const [status, response] of Object.entries(operation.responses))
@@ -299,6 +364,7 @@ function buildDocument(): Json {
       { name: 'seed', description: "Restate's payment example API, verbatim" },
       { name: 'payments', description: 'Native routes' },
       { name: 'accounts' },
+      { name: 'admin', description: 'Operators: tokens by state, stuck work, recovery' },
       { name: 'operations', description: 'Health, metrics, this document' },
     ],
     paths,
@@ -309,6 +375,9 @@ function buildDocument(): Json {
         AccountView: jsonSchema(accountViewSchema),
         SeedPaymentResult: jsonSchema(seedPaymentResultSchema),
         SeedCancelResult: jsonSchema(seedCancelResultSchema),
+        AdminPaymentList: jsonSchema(adminPaymentListSchema),
+        AdminPaymentStats: jsonSchema(adminPaymentStatsSchema),
+        AdminStuckList: jsonSchema(adminStuckListSchema),
         Health: jsonSchema(healthSchema),
         Ready: jsonSchema(readySchema),
         ErrorCode: { type: 'string', enum: ERROR_CODES },

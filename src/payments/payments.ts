@@ -5,6 +5,7 @@ import {
   type Engine,
   type HookInfo,
   type HookPoint,
+  type ListPage,
   type MachineKeys,
   type SendResult,
 } from '../engine/index.ts';
@@ -123,6 +124,48 @@ export class Payments {
   /** The stored state, as it is; reads take no lock. */
   get(token: string): Promise<PaymentSnapshot | null> {
     return this.actors.get(token);
+  }
+
+  /**
+   * Tokens in `status`, newest write first, a page at a time (the engine's
+   * state index; no SCAN). `keyPrefix` narrows it to tokens starting so.
+   */
+  list(options: {
+    status: PaymentStatus;
+    limit?: number;
+    cursor?: string | null;
+    keyPrefix?: string;
+  }): Promise<ListPage> {
+    return this.actors.list({
+      state: options.status,
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
+      ...(options.cursor == null ? {} : { cursor: options.cursor }),
+      ...(options.keyPrefix === undefined ? {} : { keyPrefix: options.keyPrefix }),
+    });
+  }
+
+  /** Tokens per state, every state of the machine. */
+  counts(): Promise<Record<PaymentStatus, number>> {
+    return this.actors.counts();
+  }
+
+  /**
+   * Tokens whose owed work (a charge, a refund, arming the expiry timer) was
+   * written more than `olderThanMs` ago and has not been done, oldest first,
+   * with the state each is in now (`null`: its record is gone).
+   */
+  async stuck(
+    olderThanMs: number,
+    limit = 100,
+  ): Promise<{ token: string; owedSince: number; status: PaymentStatus | null }[]> {
+    const owed = await this.actors.stuck(olderThanMs, limit);
+    return Promise.all(
+      owed.map(async ({ key, owedSince }) => ({
+        token: key,
+        owedSince,
+        status: (await this.actors.get(key))?.value ?? null,
+      })),
+    );
   }
 
   /** Completes whatever a crashed command left owed for `token`. */
