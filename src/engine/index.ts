@@ -19,6 +19,7 @@ export {
 } from './redis/record-store.ts';
 export {
   indexState,
+  StateIndex,
   type IndexEntry,
   type ListOptions,
   type ListPage,

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { Ledger } from '../accounts/ledger.ts';
 import {
   durableMachine,
@@ -8,6 +9,7 @@ import {
   type ListPage,
   type MachineKeys,
   type SendResult,
+  StateIndex,
 } from '../engine/index.ts';
 import { adoptLegacyPayment } from './legacy-records.ts';
 import { PAYMENT_MACHINE_VERSION, paymentMachine, type PaymentMachine } from './payment.machine.ts';
@@ -72,6 +74,14 @@ function stepOf(point: HookPoint, info: HookInfo): PaymentStep | null {
     case 'after-effect':
       return 'after-ledger';
   }
+}
+
+/** Every state of the payment machine, in the order of its definition. */
+export const PAYMENT_STATES = Object.keys(paymentMachine.root.states) as PaymentStatus[];
+
+/** The payments' state index on its own (a reader that runs no engine: the CLI). */
+export function paymentIndex(redis: Redis, keys: MachineKeys): StateIndex {
+  return new StateIndex(redis, keys, PAYMENT_STATES);
 }
 
 export class Payments {
