@@ -8,6 +8,7 @@ import type { PinoLogger } from '../observability/log.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import { adminRouter } from './admin.ts';
 import { serveDocsPage } from './docs-page.ts';
+import { paymentInspector } from './payment-inspector.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
 import { observeRequests, routeMatcher } from './request-observer.ts';
@@ -158,6 +159,7 @@ export function createApp(deps: AppDeps): Express {
   });
 
   app.use(adminRouter(deps.payments));
+  app.use(paymentInspector(deps.payments));
 
   // Seed-compatible routes: every business outcome is a 200 with `success`.
   app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {

@@ -234,6 +234,65 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
       errors: [404, 409],
     },
   },
+  '/inspect': {
+    post: undefined,
+    get: {
+      summary: 'The live statechart page (operators)',
+      description:
+        'The machine drawn from its definition, each state with its live count; search a token to see its state and history. Served with a Content-Security-Policy that allows nothing from another origin.',
+      tags: ['admin'],
+      responses: { 200: ok('HTML page', { 'text/html': { schema: { type: 'string' } } }) },
+    },
+  },
+  '/inspect/assets/{asset}': {
+    post: undefined,
+    get: {
+      summary: "The inspector page's script and stylesheet",
+      tags: ['admin'],
+      parameters: [
+        {
+          name: 'asset',
+          in: 'path',
+          required: true,
+          schema: { type: 'string', enum: ['inspector.js', 'inspector.css'] },
+        },
+      ],
+      responses: {
+        200: ok('The file', {
+          'text/css': { schema: { type: 'string' } },
+          'text/javascript': { schema: { type: 'string' } },
+        }),
+      },
+      errors: [404],
+    },
+  },
+  '/inspect/api/counts': {
+    post: undefined,
+    get: {
+      summary: "The inspector's live counts per state",
+      tags: ['admin'],
+      responses: { 200: ok('Counts', json(ref('schemas', 'InspectorCounts'))) },
+    },
+  },
+  '/inspect/api/keys/{key}': {
+    post: undefined,
+    get: {
+      summary: "A token's state, history and facts, for the inspector",
+      tags: ['admin'],
+      parameters: [{ name: 'key', in: 'path', required: true, schema: jsonSchema(tokenSchema) }],
+      responses: { 200: ok('The token', json(ref('schemas', 'InspectorKey'))) },
+      errors: [404],
+    },
+  },
+  '/inspect/api/states/{state}': {
+    post: undefined,
+    get: {
+      summary: 'The newest tokens in a state, for the inspector',
+      tags: ['admin'],
+      parameters: [{ name: 'state', in: 'path', required: true, schema: { type: 'string' } }],
+      responses: { 200: ok('Tokens', json(ref('schemas', 'InspectorState'))) },
+    },
+  },
   '/healthz': {
     post: undefined,
     get: {
@@ -378,6 +437,67 @@ function buildDocument(): Json {
         AdminPaymentList: jsonSchema(adminPaymentListSchema),
         AdminPaymentStats: jsonSchema(adminPaymentStatsSchema),
         AdminStuckList: jsonSchema(adminStuckListSchema),
+        InspectorCounts: {
+          type: 'object',
+          properties: {
+            counts: { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } },
+          },
+          required: ['counts'],
+          additionalProperties: false,
+        },
+        InspectorKey: {
+          type: 'object',
+          properties: {
+            key: { type: 'string' },
+            state: { type: 'string' },
+            history: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  at: { type: 'string', format: 'date-time' },
+                  event: { type: 'string' },
+                  state: { type: 'string' },
+                },
+                required: ['at', 'event', 'state'],
+                additionalProperties: false,
+              },
+            },
+            fields: {
+              type: 'object',
+              additionalProperties: {
+                anyOf: [
+                  { type: 'string' },
+                  { type: 'number' },
+                  { type: 'boolean' },
+                  { type: 'null' },
+                ],
+              },
+            },
+          },
+          required: ['key', 'state', 'history', 'fields'],
+          additionalProperties: false,
+        },
+        InspectorState: {
+          type: 'object',
+          properties: {
+            state: { type: 'string' },
+            keys: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  key: { type: 'string' },
+                  updatedAt: { type: 'string', format: 'date-time' },
+                },
+                required: ['key', 'updatedAt'],
+                additionalProperties: false,
+              },
+            },
+          },
+          required: ['state', 'keys'],
+          additionalProperties: false,
+        },
         Health: jsonSchema(healthSchema),
         Ready: jsonSchema(readySchema),
         ErrorCode: { type: 'string', enum: ERROR_CODES },

@@ -174,4 +174,27 @@ describe('admin routes', () => {
     expect(response.status).toBe(404);
     expect((await service.request('GET', '/payments/adm-nobody')).status).toBe(404);
   });
+
+  it("serves the inspector's page and the data it polls, as the document says", async () => {
+    expect((await pay(service, 'adm-inspect')).status).toBe(201);
+    const page = await service.request('GET', '/inspect');
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(page.body).toContain('data-state="processed"');
+    const counts = await service.request('GET', '/inspect/api/counts');
+    expect((counts.body as { counts: Record<string, number> }).counts.processed).toBeGreaterThan(0);
+    const key = await service.request('GET', '/inspect/api/keys/adm-inspect');
+    expect(key.body).toMatchObject({
+      key: 'adm-inspect',
+      state: 'processed',
+      history: [{ event: 'CREATED' }, { event: 'PAY' }, { event: 'CHARGE_SUCCEEDED' }],
+    });
+    expect((await service.request('GET', '/inspect/api/keys/adm-none')).status).toBe(404);
+    expect((await service.request('GET', '/inspect/api/keys/..')).status).toBe(404);
+    expect((await service.request('GET', '/inspect/api/keys/a%20b')).status).toBe(400);
+    const state = await service.request('GET', '/inspect/api/states/processed');
+    expect((state.body as { keys: { key: string }[] }).keys[0]?.key).toBe('adm-inspect');
+    expect((await service.request('GET', '/inspect/api/states/lost')).status).toBe(400);
+    expect((await service.request('GET', '/inspect/assets/other.js')).status).toBe(404);
+  });
 });
