@@ -54,9 +54,14 @@ export interface InspectorConfig<TSnapshot extends AnyMachineSnapshot = AnyMachi
 
 export const INSPECTOR_ASSETS = ['inspector.js', 'inspector.css'] as const;
 
+// Read from the source tree, from src/ and from a build in dist/ alike (both
+// sit one level under the package root, which ships src/): no build step copies them.
+const assetText = (name: string) =>
+  readFileSync(new URL(`../../src/inspector/assets/${name}`, import.meta.url), 'utf8');
+
 const ASSET_TEXT: Record<(typeof INSPECTOR_ASSETS)[number], string> = {
-  'inspector.js': readFileSync(new URL('./assets/inspector.js', import.meta.url), 'utf8'),
-  'inspector.css': readFileSync(new URL('./assets/inspector.css', import.meta.url), 'utf8'),
+  'inspector.js': assetText('inspector.js'),
+  'inspector.css': assetText('inspector.css'),
 };
 
 /** Nothing from another origin, no inline script or style. */
