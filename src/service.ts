@@ -18,7 +18,7 @@ import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { redisRateLimits } from './http/rate-limit.ts';
 import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
 import { Payments, type PaymentStepHook } from './payments/payments.ts';
-import { createKeys } from './runtime/keys.ts';
+import { createKeys, paymentRecordKeys } from './runtime/keys.ts';
 import { createLogger, fieldLogger, type PinoLogger } from './observability/log.ts';
 import { metricsObserver, observeMachine } from './observability/engine-metrics.ts';
 import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';
@@ -151,7 +151,7 @@ export async function startService(
   );
   const payments = new Payments(engine, {
     ledger,
-    keys: { record: keys.state, lock: keys.lock, outbox: keys.outbox },
+    keys: paymentRecordKeys(keys),
     paymentExpiryMs: config.paymentExpiryMs,
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),

@@ -93,6 +93,9 @@ export async function runRedisMemory(
 
     const kindOf = (key: string): string => {
       if (key === keys.outbox) return 'outbox';
+      if (key === keys.indexRemovals || key.startsWith(keys.stateIndex(''))) {
+        return 'state index (a sorted set per state, removal deadlines)';
+      }
       if (key.includes(':{account:')) return 'accounts (balance, operation ids, ledger entries)';
       if (key.endsWith('}:state')) return 'token state hash';
       if (key.endsWith('}:lock')) return 'token lock';

@@ -18,3 +18,16 @@ export function header(title: string, fields: readonly (readonly [string, string
     '',
   ].join('\n');
 }
+
+/** Renders rows under headings, columns aligned. */
+export function table(
+  headings: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): string {
+  const widths = headings.map((heading, i) =>
+    Math.max(heading.length, ...rows.map((row) => String(row[i] ?? '').length)),
+  );
+  const line = (cells: readonly (string | number)[]) =>
+    ` ${cells.map((cell, i) => String(cell).padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
+  return [line(headings), ...rows.map(line)].join('\n');
+}

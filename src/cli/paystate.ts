@@ -3,22 +3,29 @@
  *   paystate get <token>      a token's state, as `restate kv get PaymentProcessor <token>` shows it
  *   paystate account <id>     an account's balance and ledger
  *   paystate store [accept]   the store's identity; accept a store that was emptied or replaced
+ *   paystate list --status S  tokens in a state, newest first (the engine's state index)
+ *   paystate stats            how many tokens are in each state
+ *   paystate stuck            tokens whose owed work is older than --older-than
+ *   paystate recover <token>  do a token's owed work now, under its lock
  * Add --json for machine-readable output, --tenant <name> for a tenant's token
  * or account (with PAYSTATE_API_KEYS). Exit statuses are in USAGE.
  */
 import { parseArgs } from 'node:util';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { connectCluster } from '../engine/redis/cluster.ts';
 import { Ledger } from '../accounts/ledger.ts';
-import { ConfigError, loadConfig } from '../config.ts';
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { createEngine } from '../engine/index.ts';
 import { AppError, ValidationError, isRedisUnavailable } from '../errors.ts';
 import { accountView, paymentView } from '../http/views.ts';
-import { parseAccountId, parseToken } from '../http/schemas.ts';
-import { createKeys } from '../runtime/keys.ts';
+import { DURATION_PATTERN, durationMs, parseAccountId, parseToken } from '../http/schemas.ts';
+import { createKeys, paymentRecordKeys, type Keys } from '../runtime/keys.ts';
+import { PAYMENT_STATES, paymentIndex, Payments } from '../payments/payments.ts';
+import type { PaymentStatus } from '../payments/payment.types.ts';
 import { readPaymentRecord } from '../payments/payment.snapshot.ts';
 import { acceptStore, readStore } from '../runtime/store-identity.ts';
-import { TENANT_PATTERN, tenantKey, type Tenant } from '../tenants.ts';
-import { header, keyValueTable } from './format.ts';
+import { ownId, TENANT_PATTERN, tenantKey, type Tenant } from '../tenants.ts';
+import { header, keyValueTable, table } from './format.ts';
 
 /** Exit statuses, documented in USAGE and the README. */
 const EXIT = {
@@ -38,6 +45,16 @@ const USAGE = `usage:
   paystate store accept              accept the store as it is now: services that refuse
                                      requests with store_lost (Redis came back empty or is
                                      another store) adopt it and serve again
+  paystate list --status <state> [--limit n] [--cursor c] [--tenant <name>] [--json]
+                                     tokens in a state, most recently written first
+                                     (states: ${PAYMENT_STATES.join(', ')})
+  paystate stats [--json]            how many tokens are in each state
+  paystate stuck [--older-than 30s] [--json]
+                                     tokens whose owed work (charge, refund, timer) was
+                                     written longer ago than that and is not done
+  paystate recover <token> [--tenant <name>] [--json]
+                                     do a token's owed work now, under its lock, as the
+                                     recovery sweep would; shows the token after
   paystate --help                    show this help
 
 Reads REDIS_URL (default redis://127.0.0.1:6379), or REDIS_CLUSTER_NODES (host:port,... of a
@@ -71,7 +88,31 @@ type Invocation =
       readonly tenant: Tenant;
       readonly json: boolean;
     }
-  | { readonly kind: 'store'; readonly accept: boolean; readonly json: boolean };
+  | { readonly kind: 'store'; readonly accept: boolean; readonly json: boolean }
+  | {
+      readonly kind: 'list';
+      readonly status: PaymentStatus;
+      readonly limit: number;
+      readonly cursor: string | null;
+      readonly tenant: Tenant;
+      readonly json: boolean;
+    }
+  | { readonly kind: 'stats'; readonly json: boolean }
+  | { readonly kind: 'stuck'; readonly olderThanMs: number; readonly json: boolean }
+  | {
+      readonly kind: 'recover';
+      readonly token: string;
+      readonly tenant: Tenant;
+      readonly json: boolean;
+    };
+
+const OPTIONS_OF: Record<string, readonly string[]> = {
+  list: ['status', 'limit', 'cursor', 'tenant'],
+  stuck: ['older-than'],
+  get: ['tenant'],
+  account: ['tenant'],
+  recover: ['tenant'],
+};
 
 /** Reads the arguments; a bad one is a usage error before anything connects to Redis. */
 function parseInvocation(args: string[]): Invocation {
@@ -83,6 +124,10 @@ function parseInvocation(args: string[]): Invocation {
         json: { type: 'boolean' },
         tenant: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        status: { type: 'string' },
+        limit: { type: 'string' },
+        cursor: { type: 'string' },
+        'older-than': { type: 'string' },
       },
       allowPositionals: true,
       strict: true,
@@ -97,21 +142,54 @@ function parseInvocation(args: string[]): Invocation {
   if (tenant !== null && !TENANT_PATTERN.test(tenant)) {
     throw new UsageError('--tenant must be 1-64 characters of a-z 0-9 _ -');
   }
+  const json = values.json === true;
+  for (const option of ['status', 'limit', 'cursor', 'older-than', 'tenant'] as const) {
+    if (values[option] !== undefined && !(OPTIONS_OF[command ?? '']?.includes(option) ?? false)) {
+      throw new UsageError(`--${option} does not apply to ${command ?? 'no command'}`);
+    }
+  }
+  if (command === 'list' || command === 'stats' || command === 'stuck') {
+    if (id !== undefined) throw new UsageError(`unexpected argument ${[id, ...rest].join(' ')}`);
+    if (command === 'stats') return { kind: 'stats', json };
+    if (command === 'stuck') {
+      const olderThan = values['older-than'] ?? '30s';
+      if (!DURATION_PATTERN.test(olderThan)) {
+        throw new UsageError(`--older-than must be a duration such as 500ms, 30s, 5m or 1h`);
+      }
+      return { kind: 'stuck', olderThanMs: durationMs(olderThan), json };
+    }
+    const status = values.status;
+    if (status === undefined || !(PAYMENT_STATES as readonly string[]).includes(status)) {
+      throw new UsageError(`list needs --status, one of ${PAYMENT_STATES.join(', ')}`);
+    }
+    const limit = values.limit ?? '50';
+    if (!/^[1-9][0-9]{0,3}$/.test(limit) || Number(limit) > 1000) {
+      throw new UsageError('--limit must be a whole number from 1 to 1000');
+    }
+    return {
+      kind: 'list',
+      status: status as PaymentStatus,
+      limit: Number(limit),
+      cursor: values.cursor ?? null,
+      tenant,
+      json,
+    };
+  }
   if (command === 'store') {
     if (tenant !== null) throw new UsageError('store takes no --tenant');
     if (id !== undefined && id !== 'accept') throw new UsageError(`unknown store command ${id}`);
     if (rest.length > 0) throw new UsageError(`unexpected argument ${rest.join(' ')}`);
     return { kind: 'store', accept: id === 'accept', json: values.json === true };
   }
-  if (command !== 'get' && command !== 'account') {
+  if (command !== 'get' && command !== 'account' && command !== 'recover') {
     throw new UsageError(command === undefined ? 'no command given' : `unknown command ${command}`);
   }
   if (id === undefined) throw new UsageError(`${command} needs an argument`);
   if (rest.length > 0) throw new UsageError(`unexpected argument ${rest.join(' ')}`);
-  const json = values.json === true;
-  return command === 'get'
-    ? { kind: 'get', token: parseToken(id), tenant, json }
-    : { kind: 'account', accountId: parseAccountId(id), tenant, json };
+  if (command === 'account') {
+    return { kind: 'account', accountId: parseAccountId(id), tenant, json };
+  }
+  return { kind: command, token: parseToken(id), tenant, json };
 }
 
 async function run(args: string[]): Promise<number> {
@@ -138,6 +216,14 @@ async function run(args: string[]): Promise<number> {
   redis.on('error', () => undefined);
   const keys = createKeys(config.keyPrefix);
   try {
+    if (
+      invocation.kind === 'list' ||
+      invocation.kind === 'stats' ||
+      invocation.kind === 'stuck' ||
+      invocation.kind === 'recover'
+    ) {
+      return await runIndexCommand(invocation, redis, keys, config);
+    }
     if (invocation.kind === 'store') {
       if (invocation.accept) {
         const { id, created } = await acceptStore(redis, keys.store);
@@ -224,6 +310,117 @@ async function run(args: string[]): Promise<number> {
     return EXIT.ok;
   } finally {
     redis.disconnect();
+  }
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** list, stats, stuck (reads of the state index) and recover (a locked command). */
+async function runIndexCommand(
+  invocation: Extract<Invocation, { kind: 'list' | 'stats' | 'stuck' | 'recover' }>,
+  redis: Redis | Cluster,
+  keys: Keys,
+  config: Config,
+): Promise<number> {
+  const index = paymentIndex(redis as Redis, paymentRecordKeys(keys));
+  const print = (json: unknown, text: string) => {
+    console.log(invocation.json ? JSON.stringify(json, null, 2) : text);
+  };
+  switch (invocation.kind) {
+    case 'list': {
+      const { status, limit, cursor, tenant } = invocation;
+      const page = await index.list({
+        state: status,
+        limit,
+        cursor,
+        ...(tenant === null ? {} : { keyPrefix: tenantKey(tenant, '') }),
+      });
+      const payments = page.entries.map((e) => ({
+        token: tenant === null ? e.key : (ownId(tenant, e.key) ?? e.key),
+        status,
+        updatedAt: iso(e.updatedAt),
+      }));
+      print(
+        { status, payments, nextCursor: page.cursor },
+        [
+          table(
+            ['TOKEN', 'STATUS', 'UPDATED'],
+            payments.map((p) => [p.token, p.status, p.updatedAt]),
+          ),
+          ...(page.cursor === null ? [] : [`more: --cursor ${page.cursor}`]),
+        ].join('\n'),
+      );
+      return EXIT.ok;
+    }
+    case 'stats': {
+      const counts = await index.counts();
+      const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
+      print(
+        { counts, total },
+        table(['STATUS', 'COUNT'], [...Object.entries(counts), ['total', total]]),
+      );
+      return EXIT.ok;
+    }
+    case 'stuck': {
+      const [seconds, micros] = await redis.time();
+      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      const owed = await index.owedBefore(now - invocation.olderThanMs, 100);
+      const payments = await Promise.all(
+        owed.map(async ({ key, owedSince }) => ({
+          token: key,
+          status: (await readPaymentRecord(redis, keys.state(key)))?.snapshot.value ?? null,
+          owedSince: iso(owedSince),
+        })),
+      );
+      print(
+        { olderThanMs: invocation.olderThanMs, payments },
+        table(
+          ['TOKEN', 'STATUS', 'OWED SINCE'],
+          payments.map((p) => [p.token, p.status ?? '(gone)', p.owedSince]),
+        ),
+      );
+      return EXIT.ok;
+    }
+    case 'recover': {
+      const { token: id, tenant } = invocation;
+      const token = tenantKey(tenant, id);
+      if ((await redis.exists(keys.state(token))) === 0) {
+        console.error(`No state stored for token ${id}.`);
+        return EXIT.notFound;
+      }
+      const engine = await createEngine({
+        redisUrl: config.redisUrl,
+        clusterNodes: config.redisClusterNodes,
+        prefix: config.keyPrefix,
+        lockTtlMs: config.lockTtlMs,
+        lockWaitMs: config.lockWaitMs,
+        storeCheckIntervalMs: 0,
+      });
+      try {
+        const payments = new Payments(engine, {
+          ledger: new Ledger(
+            engine.redis,
+            keys,
+            config.accountInitialBalanceCents,
+            engine.identity,
+          ),
+          keys: paymentRecordKeys(keys),
+          paymentExpiryMs: config.paymentExpiryMs,
+          expiredRetentionMs: config.expiredRetentionMs,
+        });
+        await payments.recover(token);
+        const snapshot = await payments.get(token);
+        if (snapshot === null) {
+          console.error(`No state stored for token ${id}.`);
+          return EXIT.notFound;
+        }
+        const view = paymentView(snapshot, tenant);
+        print(view, keyValueTable(Object.entries(view)));
+        return EXIT.ok;
+      } finally {
+        await engine.close();
+      }
+    }
   }
 }
 

@@ -23,6 +23,13 @@ import {
   type StoredRecord,
   type Timers,
 } from './redis/record-store.ts';
+import {
+  indexState,
+  StateIndex,
+  type ListOptions,
+  type ListPage,
+  type OwedEntry,
+} from './redis/state-index.ts';
 import { TimerQueue, timerJobId, type TimerJobData } from './redis/timer-queue.ts';
 import { UnchangingEvents } from './unchanging-events.ts';
 
@@ -194,6 +201,7 @@ type LockedRead = Awaited<ReturnType<RecordStore['loadWithLockValue']>>;
 export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTarget {
   readonly name: string;
   private readonly store: RecordStore;
+  private readonly index: StateIndex;
   private readonly lock: RedlockKeyLock;
   private readonly timers: TimerQueue;
   private readonly steps: MachineSteps<TMachine>;
@@ -218,6 +226,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       engine.clock,
       engine.replicas,
     );
+    this.index = new StateIndex(engine.redis, keys, topLevelStates(config.machine));
     this.lock = new RedlockKeyLock(engine.redis, {
       ttlMs: engine.lockTtlMs,
       waitMs: engine.lockWaitMs,
@@ -311,6 +320,21 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     await this.locked(key, 'recover', (cursor) => Promise.resolve(cursor));
     // Whatever was owed ran (or the record is gone): the entry has done its job.
     await this.store.settleOutbox(key);
+  }
+
+  /** Keys in `state` (a top-level state), newest write first; takes no lock. */
+  list(options: ListOptions): Promise<ListPage> {
+    return this.index.list(options);
+  }
+
+  /** How many keys are in each top-level state; takes no lock. */
+  counts(): Promise<Record<string, number>> {
+    return this.index.counts();
+  }
+
+  /** Keys whose owed actions were written more than `olderThanMs` ago (Redis's clock), oldest first. */
+  stuck(olderThanMs: number, limit = 100): Promise<readonly OwedEntry[]> {
+    return this.index.owedBefore(this.engine.clock.now() - olderThanMs, limit);
   }
 
   /** A timer's job was delivered at or after its due time. */
@@ -646,6 +670,9 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       owed,
       timers: Object.fromEntries(timers),
       retentionMs: final ? this.retentionOf(next.snapshot) : null,
+      state: indexState(next.snapshot.value as StateValue),
+      previousState:
+        cursor.snapshot === null ? null : indexState(cursor.snapshot.value as StateValue),
     });
     // The write stored its own owed list in place of any earlier one (which
     // had run: owed actions always run before the next transition).
@@ -817,6 +844,11 @@ function sameValue(a: unknown, b: unknown): boolean {
   return ka.every((k) =>
     sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
   );
+}
+
+/** The names the state index reports counts for: the root's child states. */
+function topLevelStates(machine: AnyStateMachine): string[] {
+  return Object.keys(machine.root.states);
 }
 
 /** Makes `config.machine` durable on `engine`. */

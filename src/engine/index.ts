@@ -17,6 +17,14 @@ export {
   type OwedAction,
   type Timers,
 } from './redis/record-store.ts';
+export {
+  indexState,
+  StateIndex,
+  type IndexEntry,
+  type ListOptions,
+  type ListPage,
+  type OwedEntry,
+} from './redis/state-index.ts';
 export { timerJobId, timerQueueName, type TimerJobData } from './redis/timer-queue.ts';
 export type { WorkerOptions } from './engine.ts';
 export {

@@ -9,7 +9,9 @@ import type { PinoLogger } from '../observability/log.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import { authenticate, tenantOf, type AuthOptions } from './auth.ts';
 import type { Tracing } from '../observability/tracing.ts';
+import { adminRouter } from './admin.ts';
 import { serveDocsPage } from './docs-page.ts';
+import { paymentInspector } from './payment-inspector.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
 import { continueRequestTrace, observeRequests, routeMatcher } from './request-observer.ts';
@@ -168,6 +170,9 @@ export function createApp(deps: AppDeps): Express {
   app.use((_req, _res, next) => {
     next(deps.storeLost?.() === true ? new StoreLostError() : undefined);
   });
+
+  app.use(adminRouter(deps.payments));
+  app.use(paymentInspector(deps.payments));
 
   // Seed-compatible routes: every business outcome is a 200 with `success`.
   app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {

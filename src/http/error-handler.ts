@@ -13,6 +13,7 @@ export const STATUS_BY_CODE = {
   invalid_account_id: 400,
   missing_idempotency_key: 400,
   unauthenticated: 401,
+  invalid_cursor: 400,
   payment_declined: 402,
   not_found: 404,
   payment_cancelled: 409,
@@ -31,6 +32,7 @@ export const STATUS_BY_CODE = {
   storage_full: 503,
   stored_data_unreadable: 500,
   internal: 500,
+  not_implemented: 501,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof STATUS_BY_CODE;

@@ -18,6 +18,11 @@ import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
 import {
   accountIdSchema,
   accountViewSchema,
+  adminListQuerySchema,
+  adminPaymentListSchema,
+  adminPaymentStatsSchema,
+  adminStuckListSchema,
+  adminStuckQuerySchema,
   healthSchema,
   paymentBodySchema,
   paymentViewSchema,
@@ -212,6 +217,110 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
       responses: { 200: ok('The account view', json(ref('schemas', 'AccountView'))) },
     },
   },
+  '/admin/payments': {
+    post: undefined,
+    get: {
+      summary: 'Tokens in a state, newest write first (operators)',
+      description:
+        'Read from an index the engine keeps in the same write as each record, so it never scans the store. Page with `nextCursor`.',
+      tags: ['admin'],
+      parameters: queryParameters(adminListQuerySchema),
+      responses: { 200: ok('A page of tokens', json(ref('schemas', 'AdminPaymentList'))) },
+      errors: [501],
+    },
+  },
+  '/admin/payments/stats': {
+    post: undefined,
+    get: {
+      summary: 'How many tokens are in each state (operators)',
+      tags: ['admin'],
+      responses: { 200: ok('Counts per state', json(ref('schemas', 'AdminPaymentStats'))) },
+      errors: [501],
+    },
+  },
+  '/admin/payments/stuck': {
+    post: undefined,
+    get: {
+      summary: 'Tokens whose owed work is older than a threshold (operators)',
+      description:
+        'A charge, refund or timer written but not yet done: normally done within the request, else by the recovery sweep.',
+      tags: ['admin'],
+      parameters: queryParameters(adminStuckQuerySchema),
+      responses: { 200: ok('Stuck tokens, oldest first', json(ref('schemas', 'AdminStuckList'))) },
+      errors: [501],
+    },
+  },
+  '/admin/payments/{token}/recover': {
+    get: undefined,
+    post: {
+      summary: "Finish a token's owed work now, under its lock (operators)",
+      tags: ['admin'],
+      parameters: [ref('parameters', 'Token')],
+      responses: {
+        200: ok('The payment view after recovery', json(ref('schemas', 'PaymentView'))),
+      },
+      errors: [404, 409],
+    },
+  },
+  '/inspect': {
+    post: undefined,
+    get: {
+      summary: 'The live statechart page (operators)',
+      description:
+        'The machine drawn from its definition, each state with its live count; search a token to see its state and history. Served with a Content-Security-Policy that allows nothing from another origin.',
+      tags: ['admin'],
+      responses: { 200: ok('HTML page', { 'text/html': { schema: { type: 'string' } } }) },
+    },
+  },
+  '/inspect/assets/{asset}': {
+    post: undefined,
+    get: {
+      summary: "The inspector page's script and stylesheet",
+      tags: ['admin'],
+      parameters: [
+        {
+          name: 'asset',
+          in: 'path',
+          required: true,
+          schema: { type: 'string', enum: ['inspector.js', 'inspector.css'] },
+        },
+      ],
+      responses: {
+        200: ok('The file', {
+          'text/css': { schema: { type: 'string' } },
+          'text/javascript': { schema: { type: 'string' } },
+        }),
+      },
+      errors: [404],
+    },
+  },
+  '/inspect/api/counts': {
+    post: undefined,
+    get: {
+      summary: "The inspector's live counts per state",
+      tags: ['admin'],
+      responses: { 200: ok('Counts', json(ref('schemas', 'InspectorCounts'))) },
+    },
+  },
+  '/inspect/api/keys/{key}': {
+    post: undefined,
+    get: {
+      summary: "A token's state, history and facts, for the inspector",
+      tags: ['admin'],
+      parameters: [{ name: 'key', in: 'path', required: true, schema: jsonSchema(tokenSchema) }],
+      responses: { 200: ok('The token', json(ref('schemas', 'InspectorKey'))) },
+      errors: [404],
+    },
+  },
+  '/inspect/api/states/{state}': {
+    post: undefined,
+    get: {
+      summary: 'The newest tokens in a state, for the inspector',
+      tags: ['admin'],
+      parameters: [{ name: 'state', in: 'path', required: true, schema: { type: 'string' } }],
+      responses: { 200: ok('Tokens', json(ref('schemas', 'InspectorState'))) },
+    },
+  },
   '/healthz': {
     post: undefined,
     get: {
@@ -284,6 +393,24 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
   },
 };
 
+/** The query parameters of a strict zod object of optional strings. */
+function queryParameters(schema: z.ZodObject): Json[] {
+  const { properties = {}, required = [] } = jsonSchema(schema, 'input') as {
+    properties?: Record<string, Json>;
+    required?: string[];
+  };
+  return Object.entries(properties).map(([name, property]) => {
+    const { description, ...rest } = property;
+    return {
+      name,
+      in: 'query',
+      required: required.includes(name),
+      ...(description === undefined ? {} : { description }),
+      schema: rest,
+    };
+  });
+}
+
 function operationObject(operation: Operation): Json {
   const responses: Record<string, Json> = {};
   for (const [status, response] of Object.entries(operation.responses))
@@ -333,6 +460,7 @@ function buildDocument(): Json {
       { name: 'seed', description: "Restate's payment example API, verbatim" },
       { name: 'payments', description: 'Native routes' },
       { name: 'accounts' },
+      { name: 'admin', description: 'Operators: tokens by state, stuck work, recovery' },
       { name: 'operations', description: 'Health, metrics, this document' },
     ],
     paths,
@@ -343,6 +471,70 @@ function buildDocument(): Json {
         AccountView: jsonSchema(accountViewSchema),
         SeedPaymentResult: jsonSchema(seedPaymentResultSchema),
         SeedCancelResult: jsonSchema(seedCancelResultSchema),
+        AdminPaymentList: jsonSchema(adminPaymentListSchema),
+        AdminPaymentStats: jsonSchema(adminPaymentStatsSchema),
+        AdminStuckList: jsonSchema(adminStuckListSchema),
+        InspectorCounts: {
+          type: 'object',
+          properties: {
+            counts: { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } },
+          },
+          required: ['counts'],
+          additionalProperties: false,
+        },
+        InspectorKey: {
+          type: 'object',
+          properties: {
+            key: { type: 'string' },
+            state: { type: 'string' },
+            history: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  at: { type: 'string', format: 'date-time' },
+                  event: { type: 'string' },
+                  state: { type: 'string' },
+                },
+                required: ['at', 'event', 'state'],
+                additionalProperties: false,
+              },
+            },
+            fields: {
+              type: 'object',
+              additionalProperties: {
+                anyOf: [
+                  { type: 'string' },
+                  { type: 'number' },
+                  { type: 'boolean' },
+                  { type: 'null' },
+                ],
+              },
+            },
+          },
+          required: ['key', 'state', 'history', 'fields'],
+          additionalProperties: false,
+        },
+        InspectorState: {
+          type: 'object',
+          properties: {
+            state: { type: 'string' },
+            keys: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  key: { type: 'string' },
+                  updatedAt: { type: 'string', format: 'date-time' },
+                },
+                required: ['key', 'updatedAt'],
+                additionalProperties: false,
+              },
+            },
+          },
+          required: ['state', 'keys'],
+          additionalProperties: false,
+        },
         Health: jsonSchema(healthSchema),
         Ready: jsonSchema(readySchema),
         ErrorCode: { type: 'string', enum: ERROR_CODES },

@@ -170,5 +170,99 @@ export const seedCancelResultSchema = z.strictObject({
   status: paymentStatus.nullable(),
 });
 
+// Operators' routes (/admin).
+
+const ALL_STATES = [...PUBLIC_STATES, ...INTERNAL_STATES] as const;
+
+export const adminListQuerySchema = z.strictObject({
+  status: paymentStatus.meta({ description: 'The state to list (internal steps included)' }),
+  limit: z
+    .string()
+    .regex(/^[1-9][0-9]{0,3}$/)
+    .transform(Number)
+    .pipe(z.int().max(1000))
+    .optional()
+    .meta({ description: '1-1000, default 50' }),
+  cursor: z.string().max(1024).optional().meta({ description: "The previous page's nextCursor" }),
+});
+
+/** `30s`, `5m`, `500ms`, `1h`; a bare number is seconds. */
+export const DURATION_PATTERN = /^([0-9]{1,9})(ms|s|m|h)?$/;
+
+export const adminStuckQuerySchema = z.strictObject({
+  olderThan: z.string().regex(DURATION_PATTERN).optional().meta({
+    description:
+      'Owed for longer than this: 500ms, 30s, 5m, 1h (a bare number is seconds); default 30s',
+  }),
+  limit: adminListQuerySchema.shape.limit,
+});
+
+/** Milliseconds of a DURATION_PATTERN text. */
+export function durationMs(text: string): number {
+  const match = DURATION_PATTERN.exec(text);
+  if (match === null) throw new ValidationError(`${text} is not a duration such as 30s or 500ms`);
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[match[2] ?? 's'] ?? 1_000;
+  return Number(match[1]) * unit;
+}
+
+/** A query string as zod sees it; the message names what was wrong. */
+export function parseQuery<T extends z.ZodType>(schema: T, query: unknown): z.output<T> {
+  const parsed = schema.safeParse(query);
+  if (parsed.success) return parsed.data;
+  throw new ValidationError(
+    parsed.error.issues
+      .map((issue) => {
+        if (issue.code === 'unrecognized_keys')
+          return `unknown parameter(s): ${issue.keys.join(', ')}`;
+        const name = issue.path.join('.');
+        if (name === 'status') return `status must be one of ${ALL_STATES.join(', ')}`;
+        if (name === 'limit') return 'limit must be a whole number from 1 to 1000';
+        if (name === 'olderThan')
+          return 'olderThan must be a duration such as 500ms, 30s, 5m or 1h';
+        return `${name}: ${issue.message}`;
+      })
+      .join('; '),
+  );
+}
+
+export const adminPaymentListSchema = z.strictObject({
+  status: paymentStatus,
+  payments: z.array(
+    z.strictObject({
+      token: z.string(),
+      status: paymentStatus,
+      updatedAt: timestamp.meta({ description: "Redis's time of the token's last write" }),
+    }),
+  ),
+  nextCursor: z
+    .string()
+    .nullable()
+    .meta({ description: 'Pass as cursor for the next page; null: no more' }),
+});
+export type AdminPaymentList = z.output<typeof adminPaymentListSchema>;
+
+export const adminPaymentStatsSchema = z.strictObject({
+  counts: z.strictObject(
+    Object.fromEntries(ALL_STATES.map((state) => [state, z.int().min(0)])) as Record<
+      (typeof ALL_STATES)[number],
+      z.ZodInt
+    >,
+  ),
+  total: z.int().min(0),
+});
+export type AdminPaymentStats = z.output<typeof adminPaymentStatsSchema>;
+
+export const adminStuckListSchema = z.strictObject({
+  olderThanMs: z.int().min(0),
+  payments: z.array(
+    z.strictObject({
+      token: z.string(),
+      status: paymentStatus.nullable().meta({ description: 'null: the record is gone' }),
+      owedSince: timestamp.meta({ description: 'When the owed work was written (Redis time)' }),
+    }),
+  ),
+});
+export type AdminStuckList = z.output<typeof adminStuckListSchema>;
+
 export const healthSchema = z.strictObject({ status: z.literal('ok') });
 export const readySchema = z.strictObject({ status: z.literal('ready') });

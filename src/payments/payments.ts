@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { Ledger } from '../accounts/ledger.ts';
 import {
   durableMachine,
@@ -5,8 +6,10 @@ import {
   type Engine,
   type HookInfo,
   type HookPoint,
+  type ListPage,
   type MachineKeys,
   type SendResult,
+  StateIndex,
 } from '../engine/index.ts';
 import { adoptLegacyPayment } from './legacy-records.ts';
 import { PAYMENT_MACHINE_VERSION, paymentMachine, type PaymentMachine } from './payment.machine.ts';
@@ -73,6 +76,14 @@ function stepOf(point: HookPoint, info: HookInfo): PaymentStep | null {
   }
 }
 
+/** Every state of the payment machine, in the order of its definition. */
+export const PAYMENT_STATES = Object.keys(paymentMachine.root.states) as PaymentStatus[];
+
+/** The payments' state index on its own (a reader that runs no engine: the CLI). */
+export function paymentIndex(redis: Redis, keys: MachineKeys): StateIndex {
+  return new StateIndex(redis, keys, PAYMENT_STATES);
+}
+
 export class Payments {
   readonly actors: DurableActors<PaymentMachine>;
 
@@ -123,6 +134,48 @@ export class Payments {
   /** The stored state, as it is; reads take no lock. */
   get(token: string): Promise<PaymentSnapshot | null> {
     return this.actors.get(token);
+  }
+
+  /**
+   * Tokens in `status`, newest write first, a page at a time (the engine's
+   * state index; no SCAN). `keyPrefix` narrows it to tokens starting so.
+   */
+  list(options: {
+    status: PaymentStatus;
+    limit?: number;
+    cursor?: string | null;
+    keyPrefix?: string;
+  }): Promise<ListPage> {
+    return this.actors.list({
+      state: options.status,
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
+      ...(options.cursor == null ? {} : { cursor: options.cursor }),
+      ...(options.keyPrefix === undefined ? {} : { keyPrefix: options.keyPrefix }),
+    });
+  }
+
+  /** Tokens per state, every state of the machine. */
+  counts(): Promise<Record<PaymentStatus, number>> {
+    return this.actors.counts();
+  }
+
+  /**
+   * Tokens whose owed work (a charge, a refund, arming the expiry timer) was
+   * written more than `olderThanMs` ago and has not been done, oldest first,
+   * with the state each is in now (`null`: its record is gone).
+   */
+  async stuck(
+    olderThanMs: number,
+    limit = 100,
+  ): Promise<{ token: string; owedSince: number; status: PaymentStatus | null }[]> {
+    const owed = await this.actors.stuck(olderThanMs, limit);
+    return Promise.all(
+      owed.map(async ({ key, owedSince }) => ({
+        token: key,
+        owedSince,
+        status: (await this.actors.get(key))?.value ?? null,
+      })),
+    );
   }
 
   /** Completes whatever a crashed command left owed for `token`. */

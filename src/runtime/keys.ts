@@ -10,6 +10,9 @@ export interface Keys {
   readonly lock: (token: string) => string;
   /** Sorted set of tokens whose effects may not have completed, scored by when. */
   readonly outbox: string;
+  /** Sorted set per state of the tokens in it, by last write; and their removal deadlines. */
+  readonly stateIndex: (state: string) => string;
+  readonly indexRemovals: string;
   readonly account: (accountId: string) => string;
   readonly accountOperations: (accountId: string) => string;
   readonly accountLedger: (accountId: string) => string;
@@ -24,10 +27,23 @@ export function createKeys(prefix: string): Keys {
     state: (token) => `${prefix}:{${token}}:state`,
     lock: (token) => `${prefix}:{${token}}:lock`,
     outbox: `${prefix}:outbox`,
+    stateIndex: (state) => `${prefix}:index:${state}`,
+    indexRemovals: `${prefix}:index-removals`,
     account: (id) => `${prefix}:{account:${id}}:balance`,
     accountOperations: (id) => `${prefix}:{account:${id}}:ops`,
     accountLedger: (id) => `${prefix}:{account:${id}}:ledger`,
     store: `${prefix}:store`,
     queuePrefix: `${prefix}:bull`,
+  };
+}
+
+/** Where the engine keeps payment records and their index (the engine's MachineKeys). */
+export function paymentRecordKeys(keys: Keys) {
+  return {
+    record: keys.state,
+    lock: keys.lock,
+    outbox: keys.outbox,
+    index: keys.stateIndex,
+    removals: keys.indexRemovals,
   };
 }

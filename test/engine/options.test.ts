@@ -69,6 +69,8 @@ describe('machine options on the engine', () => {
         record: (key) => `${p}:{${key}}:state`,
         lock: (key) => `${p}:{${key}}:lock`,
         outbox: `${p}:outbox`,
+        index: (state) => `${p}:index:${state}`,
+        removals: `${p}:index-removals`,
       }),
     });
     await tickets.send('placed', { type: 'TICK' });

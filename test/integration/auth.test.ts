@@ -136,6 +136,58 @@ describe('API keys and tenants', () => {
     expect(seedPayByB.body).toEqual({ success: false, reason: 'Payment already refunded' });
   });
 
+  it("lists, counts, finds and recovers a tenant's own tokens only on the operator routes and the inspector", async () => {
+    const pay = (headers: Record<string, string>, token: string) =>
+      service.request('POST', '/payments', {
+        headers: { ...headers, 'Idempotency-Key': token },
+        body: { accountId: 'ops', amountCents: 100 },
+      });
+    expect((await pay(A, 'ops-a')).status).toBe(201);
+    expect((await pay(B, 'ops-b')).status).toBe(201);
+    const tokensListed = async (headers: Record<string, string>) => {
+      const reply = await service.request('GET', '/admin/payments?status=processed&limit=1000', {
+        headers,
+      });
+      expect(reply.status).toBe(200);
+      return (reply.body as { payments: { token: string }[] }).payments.map((p) => p.token);
+    };
+    const listedByA = await tokensListed(A);
+    expect(listedByA).toContain('ops-a');
+    expect(listedByA).not.toContain('ops-b');
+    expect(listedByA.every((token) => !token.includes('/'))).toBe(true);
+    expect(await tokensListed(B)).not.toContain('ops-a');
+
+    const stats = async (headers: Record<string, string>) =>
+      (
+        (await service.request('GET', '/admin/payments/stats', { headers })).body as {
+          counts: Record<string, number>;
+        }
+      ).counts;
+    const before = await stats(B);
+    expect((await pay(A, 'ops-a2')).status).toBe(201);
+    expect(await stats(B)).toEqual(before);
+
+    expect(
+      (await service.request('POST', '/admin/payments/ops-a/recover', { headers: B })).status,
+    ).toBe(404);
+    const recovered = await service.request('POST', '/admin/payments/ops-a/recover', {
+      headers: A,
+    });
+    expect(recovered.body).toMatchObject({ token: 'ops-a', status: 'processed' });
+
+    expect((await service.request('GET', '/inspect/api/keys/ops-a', { headers: B })).status).toBe(
+      404,
+    );
+    const found = await service.request('GET', '/inspect/api/keys/ops-a', { headers: A });
+    expect(found.body).toMatchObject({ key: 'ops-a', state: 'processed' });
+    const inspectList = await service.request('GET', '/inspect/api/states/processed', {
+      headers: B,
+    });
+    const keys = (inspectList.body as { keys: { key: string }[] }).keys.map((k) => k.key);
+    expect(keys).toContain('ops-b');
+    expect(keys).not.toContain('ops-a');
+  });
+
   it('accepts both keys of a tenant during a rotation, as the same tenant', async () => {
     const paid = await service.request('POST', '/payments', {
       headers: { ...A2, 'Idempotency-Key': 'rotated' },

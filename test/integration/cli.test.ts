@@ -104,6 +104,115 @@ describe('paystate CLI', () => {
     });
   });
 
+  describe('tokens by state', () => {
+    it('lists a token just paid under processed, newest first', async () => {
+      for (const token of ['cli-list-a', 'cli-list-b']) {
+        const paid = await service.request('POST', '/payments', {
+          body: { accountId: 'acct-cli', amountCents: 100 },
+          headers: { 'Idempotency-Key': token },
+        });
+        expect(paid.status).toBe(201);
+      }
+
+      const json = await runCli(['list', '--status', 'processed', '--json'], env);
+      expect(json.code).toBe(0);
+      const body = JSON.parse(json.stdout) as { payments: { token: string; status: string }[] };
+      expect(body.payments.slice(0, 2).map((p) => p.token)).toEqual(['cli-list-b', 'cli-list-a']);
+      expect(body.payments[0]?.status).toBe('processed');
+
+      const text = await runCli(['list', '--status', 'processed'], env);
+      expect(text.code).toBe(0);
+      expect(text.stdout).toMatch(/TOKEN\s+STATUS\s+UPDATED/);
+      expect(text.stdout).toMatch(/cli-list-b\s+processed\s+\d{4}-/);
+    });
+
+    it('pages with --limit and --cursor', async () => {
+      const first = await runCli(['list', '--status', 'processed', '--limit', '1', '--json'], env);
+      const page = JSON.parse(first.stdout) as { payments: unknown[]; nextCursor: string };
+      expect(page.payments).toHaveLength(1);
+      const next = await runCli(
+        ['list', '--status', 'processed', '--limit', '1', '--cursor', page.nextCursor, '--json'],
+        env,
+      );
+      expect(next.code).toBe(0);
+      expect(JSON.parse(next.stdout)).not.toEqual(page);
+    });
+
+    it('counts tokens per state', async () => {
+      await service.request('POST', '/payments/cli-stats/cancel');
+      const run = await runCli(['stats', '--json'], env);
+      expect(run.code).toBe(0);
+      const body = JSON.parse(run.stdout) as { counts: Record<string, number>; total: number };
+      expect(body.counts.cancelled).toBeGreaterThanOrEqual(1);
+      expect(body.counts).toHaveProperty('charging');
+      expect(body.total).toBe(Object.values(body.counts).reduce((a, b) => a + b, 0));
+      const text = await runCli(['stats'], env);
+      expect(text.stdout).toMatch(/cancelled\s+\d+/);
+    });
+
+    it('shows no stuck token when every request finished its work', async () => {
+      const run = await runCli(['stuck', '--older-than', '0s', '--json'], env);
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout)).toEqual({ olderThanMs: 0, payments: [] });
+    });
+
+    it('recovers a token left charging by a crash and shows it processed', async () => {
+      const token = 'cli-stuck';
+      // Shares the store and fails right after storing the charge intent, as a crash would.
+      const crashing = await startTestService(
+        testConfig(inject('redisUrl'), {
+          REDIS_KEY_PREFIX: service.config.keyPrefix,
+          PAYSTATE_ROLES: 'api',
+        }),
+        {
+          faultPoint: (step) => {
+            if (step === 'after-persist-intent') throw new Error('simulated crash');
+          },
+        },
+      );
+      try {
+        const paid = await crashing.request('POST', '/payments', {
+          body: { accountId: 'acct-cli', amountCents: 100 },
+          headers: { 'Idempotency-Key': token },
+        });
+        expect(paid.status).toBe(500);
+      } finally {
+        await crashing.stop();
+      }
+      const stuck = await runCli(['stuck', '--older-than', '0s', '--json'], env);
+      expect(JSON.parse(stuck.stdout)).toMatchObject({
+        payments: [{ token, status: 'charging' }],
+      });
+      const text = await runCli(['stuck', '--older-than', '0s'], env);
+      expect(text.stdout).toMatch(/cli-stuck\s+charging\s+\d{4}-/);
+
+      const run = await runCli(['recover', token, '--json'], env);
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({ token, status: 'processed' });
+      const after = await runCli(['stuck', '--older-than', '0s', '--json'], env);
+      expect(JSON.parse(after.stdout)).toEqual({ olderThanMs: 0, payments: [] });
+    });
+
+    it('exits 1 when recovering a token with no state', async () => {
+      const run = await runCli(['recover', 'cli-nobody'], env);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain('No state stored for token cli-nobody');
+    });
+
+    it.each([
+      ['list without --status', ['list']],
+      ['list with an unknown status', ['list', '--status', 'lost']],
+      ['list with a limit of 0', ['list', '--status', 'pending', '--limit', '0']],
+      ['stuck with an unreadable duration', ['stuck', '--older-than', 'soon']],
+      ['an option of another command', ['stats', '--status', 'pending']],
+      ['recover without a token', ['recover']],
+    ])('exits 2 for %s', async (_name, args) => {
+      const run = await runCli(args, env);
+      expect(run.code).toBe(2);
+      expect(run.stdout).toBe('');
+    });
+  });
+
   describe('Redis unavailable exits 3', () => {
     let silent: Server;
     const accepted: Socket[] = [];
@@ -131,12 +240,12 @@ describe('paystate CLI', () => {
       expect(run.stderr).toContain(UNREACHABLE);
     });
 
-    it.each([['get'], ['account']])(
+    it.each([['get'], ['account'], ['recover'], ['stats']])(
       '%s, when Redis accepts the connection and never answers',
       async (command) => {
         const port = (silent.address() as { port: number }).port;
 
-        const run = await runCli([command, 'x'], {
+        const run = await runCli(command === 'stats' ? [command] : [command, 'x'], {
           ...env,
           REDIS_URL: `redis://127.0.0.1:${port}`,
         });

@@ -9,7 +9,7 @@ import { RecordStore } from '../../src/engine/redis/record-store.ts';
 import { RedisClock } from '../../src/engine/redis/redis-clock.ts';
 import { StoreIdentity } from '../../src/engine/redis/store-identity.ts';
 import type { Payments } from '../../src/payments/payments.ts';
-import { createKeys } from '../../src/runtime/keys.ts';
+import { createKeys, paymentRecordKeys } from '../../src/runtime/keys.ts';
 import { RedlockTokenLock, type TokenLock } from '../../src/runtime/token-lock.ts';
 import { barePayments, randomPrefix } from '../support/service-harness.ts';
 
@@ -21,7 +21,7 @@ function recordStore(redis: Redis): RecordStore {
   const clock = new RedisClock();
   return new RecordStore(
     redis,
-    { record: keys.state, lock: keys.lock, outbox: keys.outbox },
+    paymentRecordKeys(keys),
     new StoreIdentity(redis, keys.store, clock),
     clock,
   );

@@ -9,7 +9,7 @@ import { Ledger } from '../../src/accounts/ledger.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createEngine, type Engine } from '../../src/engine/index.ts';
 import { Payments } from '../../src/payments/payments.ts';
-import { createKeys, type Keys } from '../../src/runtime/keys.ts';
+import { createKeys, paymentRecordKeys, type Keys } from '../../src/runtime/keys.ts';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.ts';
 import { paymentTimerQueue, type TimerJobData } from './timer-jobs.ts';
 import { assertMatchesContract } from './contract.ts';
@@ -37,7 +37,7 @@ export async function barePayments(
   });
   const payments = new Payments(engine, {
     ledger: new Ledger(engine.redis, keys, 100_000, engine.identity),
-    keys: { record: keys.state, lock: keys.lock, outbox: keys.outbox },
+    keys: paymentRecordKeys(keys),
     paymentExpiryMs: 60_000,
     expiredRetentionMs: 60_000,
   });

@@ -17,6 +17,7 @@ import { storeGuard, type StoreIdentity } from './store-identity.ts';
  * | `s` | the machine's persisted snapshot, JSON |
  * | `o` | owed actions (effects, timers) of the last write, JSON; absent once they ran |
  * | `t` | live timers: timer id → { seq, dueAt }, JSON; absent when none |
+ * | `i` | the state the key is indexed under (see state-index.ts) |
  *
  * The owed actions are written by the same script as the snapshot, and the
  * key enters the outbox in that script too: no crash can leave a snapshot
@@ -72,6 +73,10 @@ export interface MachineKeys {
    * time. On a Cluster, one per slot: `${outbox}:{tag}` (see cluster.ts).
    */
   readonly outbox: string;
+  /** Sorted set of the keys in `state`, scored by Redis's time of their last write. */
+  readonly index: (state: string) => string;
+  /** Sorted set of `state\nkey` scored by the record's removal deadline (see state-index.ts). */
+  readonly removals: string;
 }
 
 /**
@@ -83,6 +88,8 @@ export function machineKeys(prefix: string, name: string): MachineKeys {
     record: (key) => `${prefix}:${name}:{${key}}`,
     lock: (key) => `${prefix}:${name}:{${key}}:lock`,
     outbox: `${prefix}:${name}:outbox`,
+    index: (state) => `${prefix}:${name}:index:${state}`,
+    removals: `${prefix}:${name}:index-removals`,
   };
 }
 
@@ -91,13 +98,15 @@ const FIELDS = "'v', 'l', 'n', 'm', 's', 'o', 't'";
 // KEYS: record, outbox, store identity. ARGV: expected version, expected life
 // id, life id, machine name, machine version, snapshot JSON, owed JSON ('' for
 // none), timers JSON ('' for none), retention ms ('' unless the snapshot is
-// final), key, store id. Returns { new version, TIME s, TIME us }, or { -1 }
-// when the stored (version, life) differ; fails with STORE_LOST when the store
+// final), key, store id. State index (see state-index.ts): KEYS the new
+// state's set, the previous state's set, removals; ARGV the new state.
+// Returns { new version, TIME s, TIME us }, or { -1 } when the stored (version, life) differ; fails with STORE_LOST when the store
 // is not the one the process knows. A final snapshot gets a removal deadline
 // on Redis's clock, once (a later write keeps the first deadline).
 const SAVE_SCRIPT = `
 ${storeGuard(3, 11)}local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
 if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return { -1 } end
+local was = redis.call('HGET', KEYS[1], 'i') -- state index
 local nv = tonumber(cur[1] or '0') + 1
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -109,8 +118,14 @@ elseif redis.call('HDEL', KEYS[1], 'o') == 1 then
   redis.call('ZREM', KEYS[2], ARGV[10])
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[8]) else redis.call('HDEL', KEYS[1], 't') end
+-- state index: begin
+if was and was ~= ARGV[12] then redis.call('ZREM', KEYS[5], ARGV[10]) end
+redis.call('ZADD', KEYS[4], string.format('%d', now), ARGV[10])
+if was ~= ARGV[12] then redis.call('HSET', KEYS[1], 'i', ARGV[12]) end
+-- state index: end
 if ARGV[9] ~= '' and redis.call('PTTL', KEYS[1]) < 0 then
   redis.call('PEXPIREAT', KEYS[1], string.format('%d', now + tonumber(ARGV[9])))
+  redis.call('ZADD', KEYS[6], string.format('%d', now + tonumber(ARGV[9])), ARGV[12] .. '\\n' .. ARGV[10]) -- state index
 end
 return { nv, t[1], t[2] }
 `;
@@ -151,6 +166,10 @@ declare module 'ioredis' {
       recordKey: string,
       outboxKey: string,
       storeKey: string,
+      // state index
+      stateKey: string,
+      previousStateKey: string,
+      removalsKey: string,
       expectedVersion: number,
       expectedLifeId: string,
       lifeId: string,
@@ -162,6 +181,7 @@ declare module 'ioredis' {
       retentionMs: number | '',
       key: string,
       storeId: string,
+      state: string, // state index
     ): Result<(number | string)[], Context>;
     engineLoad(recordKey: string, lockKey: string): Result<(string | null)[], Context>;
     engineSettleOutbox(recordKey: string, outboxKey: string, key: string): Result<0 | 1, Context>;
@@ -184,6 +204,9 @@ export interface SaveRequest {
   readonly timers: Timers;
   /** Set for a final snapshot: the record is removed this long after (Redis's clock). */
   readonly retentionMs: number | null;
+  /** The state the key is indexed under, and the one the expected record was (`null`: none). */
+  readonly state: string;
+  readonly previousState: string | null;
 }
 
 export class RecordStore {
@@ -197,7 +220,7 @@ export class RecordStore {
       confirmStored: () => Promise.resolve(),
     },
   ) {
-    redis.defineCommand('engineSave', { numberOfKeys: 3, lua: SAVE_SCRIPT });
+    redis.defineCommand('engineSave', { numberOfKeys: 6, lua: SAVE_SCRIPT });
     redis.defineCommand('engineClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
     redis.defineCommand('engineLoad', { numberOfKeys: 2, lua: LOAD_SCRIPT });
     redis.defineCommand('engineSettleOutbox', { numberOfKeys: 2, lua: SETTLE_SCRIPT });
@@ -245,6 +268,10 @@ export class RecordStore {
         this.keys.record(key),
         this.outboxOf(key),
         this.identity.keyFor(this.keys.record(key)),
+        // state index
+        this.besideRecord(this.keys.index(request.state), key),
+        this.besideRecord(this.keys.index(request.previousState ?? request.state), key),
+        this.besideRecord(this.keys.removals, key),
         request.expected?.version ?? 0,
         request.expected?.lifeId ?? '',
         request.lifeId,
@@ -256,6 +283,7 @@ export class RecordStore {
         request.retentionMs ?? '',
         key,
         this.identity.id,
+        request.state, // state index
       );
     } catch (error) {
       const appError = toAppError(error);
@@ -272,8 +300,14 @@ export class RecordStore {
 
   /** The outbox the key's record script uses: on a Cluster, the one in the record's slot. */
   private outboxOf(key: string): string {
-    const { outbox } = this.keys;
-    return clusterOf(this.redis) === null ? outbox : besideKey(outbox, this.keys.record(key));
+    return this.besideRecord(this.keys.outbox, key);
+  }
+
+  /** A machine-wide key as is on one Redis; on a Cluster, its copy in the slot of `key`'s record. */
+  private besideRecord(machineKey: string, key: string): string {
+    return clusterOf(this.redis) === null
+      ? machineKey
+      : besideKey(machineKey, this.keys.record(key));
   }
 
   /** The owed actions of `version` ran: clear them unless another write came after. */

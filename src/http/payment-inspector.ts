@@ -1,0 +1,51 @@
+import type { Router } from 'express';
+import { inspectorRouter } from '../inspector/inspector-router.ts';
+import { paymentMachine } from '../payments/payment.machine.ts';
+import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
+import type { Payments } from '../payments/payments.ts';
+import { parseToken } from './schemas.ts';
+import { tenantOf } from './auth.ts';
+import { countsOf, scopeOf } from './admin.ts';
+import { ownId, tenantKey } from '../tenants.ts';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** GET /inspect: the payment machine's live statechart; a token's history is its `history`. */
+export function paymentInspector(payments: Payments): Router {
+  return inspectorRouter<PaymentSnapshot>({
+    title: 'paystate',
+    machine: paymentMachine,
+    actors: payments.actors,
+    parseKey: (raw) => parseToken(raw),
+    // With API keys, a tenant sees its own tokens only.
+    scope: {
+      key: (req, typed) => tenantKey(tenantOf(req), typed),
+      own: (req, stored) => {
+        const tenant = tenantOf(req);
+        return tenant === null ? stored : ownId(tenant, stored);
+      },
+      keyPrefix: (req) => scopeOf(tenantOf(req)).keyPrefix,
+      counts: (req) => {
+        const tenant = tenantOf(req);
+        return tenant === null ? payments.counts() : countsOf(payments, tenant);
+      },
+    },
+    describe: (snapshot) => {
+      const c = snapshot.context;
+      return {
+        state: snapshot.value,
+        history: c.history,
+        fields: {
+          accountId: c.payment?.accountId ?? null,
+          amountCents: c.payment?.amountCents ?? null,
+          attempts: c.attempt,
+          lastDecline: c.lastDecline?.reason ?? null,
+          createdAt: iso(c.createdAt),
+          updatedAt: iso(c.updatedAt),
+          expiresAt: iso(c.expiresAt),
+          removeAt: iso(c.removeAt),
+        },
+      };
+    },
+  });
+}
