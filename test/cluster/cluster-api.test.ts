@@ -69,6 +69,25 @@ describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
     expect(account.body).toMatchObject({ balanceCents: 100_000 });
   });
 
+  it('keeps the state index beside each record, and says listing by state is not offered on a cluster', async () => {
+    const paid = await app.request('POST', '/payments', {
+      body: { accountId: 'index-acct', amountCents: 100 },
+      headers: { 'Idempotency-Key': 'indexed-1' },
+    });
+    expect(paid.status).toBe(201);
+    for (const path of [
+      '/admin/payments?status=processed',
+      '/admin/payments/stats',
+      '/admin/payments/stuck',
+    ]) {
+      const reply = await app.request('GET', path);
+      expect(reply.status, path).toBe(501);
+      expect(reply.body).toMatchObject({ error: { code: 'not_implemented' } });
+    }
+    const recovered = await app.request('POST', '/admin/payments/indexed-1/recover');
+    expect(recovered.body).toMatchObject({ token: 'indexed-1', status: 'processed' });
+  });
+
   it('reads a token, an account and the store from the cluster in the CLI', async () => {
     const cliEnv = { ...env(), REDIS_KEY_PREFIX: 'cl' };
     const get = await runCli(['get', 'seed-token', '--json'], cliEnv);

@@ -93,7 +93,20 @@ export class StoreInspector {
 
   /** The job id of the token's live expiry timer (the record's), or null when it has none. */
   async expiryJobIdOf(token: string): Promise<string | null> {
+    await this.commandsDone(token);
     return expiryJobIdOf(this.redis, this.prefix, token);
+  }
+
+  /**
+   * Waits (up to 2 s) until no command holds the token's lock: a command
+   * answers before it arms the timers its last write owes and releases the
+   * lock, so its timer is in the queue once the lock is free.
+   */
+  async commandsDone(token: string): Promise<void> {
+    const until = Date.now() + 2_000;
+    while ((await this.isLocked(token)) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 
   /** State of the job of the token's live expiry timer, or null when it has none. */
