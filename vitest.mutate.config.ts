@@ -15,7 +15,6 @@ export default defineConfig({
       'test/unit/payment.machine.test.ts',
       'test/unit/transitions.test.ts',
       'test/unit/payment-record.test.ts',
-      'test/unit/machine-steps.test.ts',
       'test/unit/unchanging-events.test.ts',
     ],
     globalSetup: ['test/support/global-setup.ts'],

@@ -1,0 +1,100 @@
+/**
+ * Which events the engine may answer from one read without the lock: read
+ * off a machine's definition. A wrong "yes" would answer a request that
+ * changes the record without writing it; a wrong "no" only costs the lock.
+ */
+import { assign, emit, setup } from 'xstate';
+import { describe, expect, it } from 'vitest';
+import { UnchangingEvents } from '../../src/engine/unchanging-events.ts';
+
+const machine = setup({
+  types: { events: {} as { type: string } },
+  actions: {
+    answer: emit({ type: 'answer' }),
+    count: assign({}),
+  },
+}).createMachine({
+  id: 'toy',
+  initial: 'idle',
+  states: {
+    idle: {
+      on: {
+        ASK: { actions: 'answer' },
+        ASK_TWICE: { actions: ['answer', { type: 'answer' }] },
+        COUNT: { actions: 'count' },
+        INLINE: { actions: () => undefined },
+        GO: { target: 'busy' },
+        RESTART: { reenter: true, actions: 'answer' },
+        'admin.*': { actions: 'answer' },
+        'user.*': { target: 'busy' },
+      },
+    },
+    busy: {
+      initial: 'working',
+      on: { '*': { actions: 'answer' }, STOP: { target: 'idle' } },
+      states: {
+        working: { on: { PAUSE: { target: 'paused' } } },
+        paused: {},
+      },
+    },
+    passing: { always: { target: 'idle' }, on: { ASK: { actions: 'answer' } } },
+  },
+});
+
+describe('events that change nothing, read off the definition', () => {
+  const unchanging = new UnchangingEvents(machine);
+
+  it('are those whose transitions only emit and keep the state', () => {
+    expect(unchanging.has('idle', 'ASK')).toBe(true);
+    expect(unchanging.has('idle', 'ASK_TWICE')).toBe(true);
+    // A state that does not handle the event changes nothing either.
+    expect(unchanging.has('idle', 'UNKNOWN')).toBe(true);
+  });
+
+  it('exclude an event that assigns, runs an inline action, moves or re-enters the state', () => {
+    expect(unchanging.has('idle', 'COUNT')).toBe(false);
+    expect(unchanging.has('idle', 'INLINE')).toBe(false);
+    expect(unchanging.has('idle', 'GO')).toBe(false);
+    expect(unchanging.has('idle', 'RESTART')).toBe(false);
+  });
+
+  it('follow wildcard descriptors: a prefix wildcard matches its own events only', () => {
+    expect(unchanging.has('idle', 'admin.ping')).toBe(true);
+    expect(unchanging.has('idle', 'user.login')).toBe(false);
+    expect(unchanging.has('idle', 'users')).toBe(true);
+    expect(unchanging.has('idle', 'user')).toBe(true);
+  });
+
+  it('look at every active node of a nested state, the parent’s wildcard included', () => {
+    const working = UnchangingEvents.stateKey({ busy: 'working' });
+    expect(working).toBe('{"busy":"working"}');
+    expect(unchanging.has(working, 'PING')).toBe(true);
+    expect(unchanging.has(working, 'PAUSE')).toBe(false);
+    expect(unchanging.has(working, 'STOP')).toBe(false);
+    expect(unchanging.has(UnchangingEvents.stateKey({ busy: 'paused' }), 'PAUSE')).toBe(true);
+  });
+
+  it('are none in a state an eventless transition could leave', () => {
+    expect(unchanging.has('passing', 'ASK')).toBe(false);
+    expect(unchanging.has('passing', 'UNKNOWN')).toBe(false);
+  });
+
+  it('keep the first answer for a state and event', () => {
+    expect(UnchangingEvents.stateKey('idle')).toBe('idle');
+    const counting = new UnchangingEvents(machine);
+    const resolve = machine.resolveState.bind(machine);
+    let reads = 0;
+    machine.resolveState = (...args) => {
+      reads++;
+      return resolve(...args);
+    };
+    try {
+      expect(counting.has('idle', 'ASK')).toBe(true);
+      expect(counting.has('idle', 'ASK')).toBe(true);
+      expect(counting.has('idle', 'GO')).toBe(false);
+      expect(reads).toBe(2);
+    } finally {
+      machine.resolveState = resolve;
+    }
+  });
+});
