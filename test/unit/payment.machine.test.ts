@@ -373,6 +373,15 @@ describe('what a record shows an operator', () => {
     expect(gone.snapshot.context).toMatchObject({ expiredAt: 2_510, removeAt: 2_810 });
   });
 
+  it('records a cancel and the expiry in the history', () => {
+    const gone = stepPayment(cancelled(), expire(2_500)).snapshot.context.history;
+    expect(gone).toEqual([
+      { at: 1_000, event: 'CREATED', state: 'pending' },
+      { at: 2_000, event: 'CANCEL', state: 'cancelled' },
+      { at: 2_500, event: 'EXPIRE', state: 'expired' },
+    ]);
+  });
+
   it('cancels a declined token with a fresh window from the cancel', () => {
     const { snapshot, effects } = stepPayment(
       run(pay(2_000), decline(2_010)).snapshot,
@@ -393,6 +402,16 @@ describe('the expiry timer the engine arms', () => {
       .transition(snapshot, event)
       .actions.filter((a) => a.type === 'xstate.raise')
       .map((a) => a.params as { id?: string; delay?: number; event: PaymentEvent });
+
+  it('comes with the answer the engine returns to the client, an emitted reply', () => {
+    const { actions } = steps.transition(run(pay(2_000)).snapshot, {
+      type: 'CHARGE_SUCCEEDED',
+      at: 2_010,
+    });
+    expect(actions.filter((a) => a.type === 'xstate.emit').map((a) => a.params)).toEqual([
+      { event: { type: 'reply', outcome: 'charged' } },
+    ]);
+  });
 
   it('is due one window after a charge, under the one id that replaces an earlier deadline', () => {
     expect(timerOf(run(pay(2_000)).snapshot, { type: 'CHARGE_SUCCEEDED', at: 2_010 })).toEqual([

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { assign, createMachine, setup } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { paymentMachine } from '../../src/payments/payment.machine.ts';
@@ -22,6 +23,17 @@ describe('the payment machine read as data (docs/machine.md, the model tests)', 
       'refunded',
       'expired',
     ]);
+  });
+
+  it('describes each state in docs/machine.md as the machine does', () => {
+    const docs = readFileSync(new URL('../../docs/machine.md', import.meta.url), 'utf8');
+    const states = paymentMachine.config.states as Record<string, { description?: string }>;
+    for (const state of listStates(paymentMachine)) {
+      const description = states[state]?.description ?? '';
+      expect(description.length).toBeGreaterThan(20);
+      // Mermaid takes no ':' or ';' in a note; the generator writes ','.
+      expect(docs).toContain(`\n  ${state} : ${description.replaceAll(/[:;]/g, ',')}\n`);
+    }
   });
 
   it('lists every transition with its guard, target and the replies that tell them apart', () => {
