@@ -3,7 +3,7 @@
  * off a machine's definition. A wrong "yes" would answer a request that
  * changes the record without writing it; a wrong "no" only costs the lock.
  */
-import { assign, emit, setup, transition } from 'xstate';
+import { assign, createMachine, emit, setup, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { UnchangingEvents } from '../../src/engine/unchanging-events.ts';
 
@@ -23,6 +23,7 @@ const machine = setup({
         ASK_TWICE: { actions: ['answer', { type: 'answer' }] },
         COUNT: { actions: 'count' },
         INLINE: { actions: () => undefined },
+        INLINE_ANSWER: { actions: emit({ type: 'answer' }) },
         GO: { target: 'busy' },
         RESTART: { reenter: true, actions: 'answer' },
         'admin.*': { actions: 'answer' },
@@ -47,6 +48,7 @@ describe('events that change nothing, read off the definition', () => {
   it('are those whose transitions only emit and keep the state', () => {
     expect(unchanging.has('idle', 'ASK')).toBe(true);
     expect(unchanging.has('idle', 'ASK_TWICE')).toBe(true);
+    expect(unchanging.has('idle', 'INLINE_ANSWER')).toBe(true);
     // A state that does not handle the event changes nothing either.
     expect(unchanging.has('idle', 'UNKNOWN')).toBe(true);
   });
@@ -77,6 +79,14 @@ describe('events that change nothing, read off the definition', () => {
     expect(unchanging.has(working, 'PAUSE')).toBe(false);
     expect(unchanging.has(working, 'STOP')).toBe(false);
     expect(unchanging.has(UnchangingEvents.stateKey({ busy: 'paused' }), 'PAUSE')).toBe(true);
+  });
+
+  it('exclude an action named without an implementation', () => {
+    const bare = createMachine({
+      initial: 'a',
+      states: { a: { on: { X: { actions: 'nowhere' } } } },
+    });
+    expect(new UnchangingEvents(bare).has('a', 'X')).toBe(false);
   });
 
   it('are none in a state an eventless transition could leave', () => {
