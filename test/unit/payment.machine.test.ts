@@ -413,6 +413,12 @@ describe('the expiry timer the engine arms', () => {
     ]);
   });
 
+  it('is not armed again by a replayed payment: the step asks for the reply and nothing else', () => {
+    expect(steps.transition(processed(), pay(4_000)).actions).toEqual([
+      { type: 'xstate.emit', params: { event: { type: 'reply', outcome: 'replayed' } } },
+    ]);
+  });
+
   it('is due one window after a charge, under the one id that replaces an earlier deadline', () => {
     expect(timerOf(run(pay(2_000)).snapshot, { type: 'CHARGE_SUCCEEDED', at: 2_010 })).toEqual([
       { id: 'expire', delay: 500, event: { type: 'EXPIRE', at: 2_510 } },
