@@ -118,7 +118,7 @@ describe('any machine read as data', () => {
                   actions: [{ type: 'tag', params: { n: 1 } }],
                 },
                 { guard: () => false, target: 'other', actions: [logged, () => undefined] },
-                { target: 'other' },
+                { target: 'other', actions: [assign({}), { type: 'tag', params: 'loud' }] },
               ],
             },
           },
@@ -126,11 +126,31 @@ describe('any machine read as data', () => {
         },
       },
       done: { type: 'final' },
+      both: {
+        type: 'parallel',
+        on: { RESET: { target: ['.left.l2', '.right.r2'] } },
+        states: {
+          left: { initial: 'l1', states: { l1: {}, l2: {} } },
+          right: { initial: 'r1', states: { r1: {}, r2: {} } },
+        },
+      },
     },
   });
 
   it('lists nested states by their dotted path, parents before their children', () => {
-    expect(listStates(machine)).toEqual(['outer', 'outer.inner', 'outer.other', 'done']);
+    expect(listStates(machine)).toEqual([
+      'outer',
+      'outer.inner',
+      'outer.other',
+      'done',
+      'both',
+      'both.left',
+      'both.left.l1',
+      'both.left.l2',
+      'both.right',
+      'both.right.r1',
+      'both.right.r2',
+    ]);
   });
 
   it('names guards and actions however they are given, and marks only a guardless later alternative as else', () => {
@@ -138,7 +158,10 @@ describe('any machine read as data', () => {
       'outer.inner --GO[ready]--> done | external | tag',
       // An inline guard is named after the property it was written in.
       'outer.inner --GO[guard]--> outer.other | external | logged, inline',
-      'outer.inner --GO[else]--> outer.other | external | ',
+      // An inline xstate action is named after its creator, not its internal type.
+      'outer.inner --GO[else]--> outer.other | external | assign, tag',
+      // A transition into regions of a parallel state names every target.
+      'both --RESET--> both.left.l2,both.right.r2 | external | ',
     ]);
   });
 
