@@ -24,6 +24,7 @@ const machine = setup({
         COUNT: { actions: 'count' },
         INLINE: { actions: () => undefined },
         INLINE_ANSWER: { actions: emit({ type: 'answer' }) },
+        ANSWER_AND_COUNT: { actions: ['answer', 'count'] },
         GO: { target: 'busy' },
         RESTART: { reenter: true, actions: 'answer' },
         'admin.*': { actions: 'answer' },
@@ -39,6 +40,7 @@ const machine = setup({
       },
     },
     passing: { always: { target: 'idle' }, on: { ASK: { actions: 'answer' } } },
+    closing: { on: { '*': { target: 'idle' } } },
   },
 });
 
@@ -58,6 +60,7 @@ describe('events that change nothing, read off the definition', () => {
     expect(unchanging.has('idle', 'INLINE')).toBe(false);
     expect(unchanging.has('idle', 'GO')).toBe(false);
     expect(unchanging.has('idle', 'RESTART')).toBe(false);
+    expect(unchanging.has('idle', 'ANSWER_AND_COUNT')).toBe(false);
   });
 
   it('follow wildcard descriptors as xstate does: `user.*` matches `user` and `user.…` only', () => {
@@ -70,6 +73,10 @@ describe('events that change nothing, read off the definition', () => {
       ).toEqual({ busy: 'working' });
     }
     expect(unchanging.has('idle', 'users')).toBe(true);
+    // An exact descriptor is no prefix: COUNT assigns, COU is not handled.
+    expect(unchanging.has('idle', 'COU')).toBe(true);
+    // `*` takes every event, so every event leaves a state whose `*` moves.
+    expect(unchanging.has('closing', 'ANYTHING')).toBe(false);
   });
 
   it('look at every active node of a nested state, the parent’s wildcard included', () => {
