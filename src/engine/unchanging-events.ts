@@ -62,7 +62,10 @@ export class UnchangingEvents {
   }
 }
 
+/** xstate's own rule: `a.*` matches `a` itself and every `a.…`. */
 function matches(descriptor: string, eventType: string): boolean {
   if (descriptor === eventType || descriptor === '*') return true;
-  return descriptor.endsWith('.*') && eventType.startsWith(descriptor.slice(0, -1));
+  if (!descriptor.endsWith('.*')) return false;
+  const prefix = descriptor.slice(0, -2);
+  return eventType === prefix || eventType.startsWith(`${prefix}.`);
 }

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { Engine, EffectContext } from '../../src/engine/index.ts';
 import {
+  redisNow,
   shipmentsKey,
   startTickets,
   storedTicket,
@@ -42,6 +43,16 @@ describe('effects, final states and racing writers on the engine', () => {
     };
     return { ship, operations, on };
   }
+
+  it('builds an event from Redis time when it is sent as a function of the time', async () => {
+    const prefix = randomPrefix();
+    const { engine, tickets } = await start(prefix);
+    const before = await redisNow(engine.redis);
+    const { snapshot } = await tickets.send('stamped', (now) => ({ type: 'REMIND', at: now }));
+    expect(snapshot.context.reminders).toBe(1);
+    expect(snapshot.context.remindedAt).toBeGreaterThanOrEqual(before);
+    expect(snapshot.context.remindedAt).toBeLessThanOrEqual(await redisNow(engine.redis));
+  });
 
   it('runs an effect after the write, applies its feedback and returns what the machine emitted', async () => {
     const prefix = randomPrefix();

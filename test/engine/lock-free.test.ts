@@ -6,8 +6,8 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { Engine } from '../../src/engine/index.ts';
 import { TokenBusyError } from '../../src/errors.ts';
-import { startTickets } from '../support/engine-harness.ts';
-import { randomPrefix } from '../support/service-harness.ts';
+import { startTickets, storedTicket } from '../support/engine-harness.ts';
+import { randomPrefix, waitFor } from '../support/service-harness.ts';
 
 describe('answers without the lock on the engine', () => {
   const engines: Engine[] = [];
@@ -38,6 +38,27 @@ describe('answers without the lock on the engine', () => {
     expect(snapshot.context.ticks).toBe(1);
     // An event that changes something waits for the lock.
     await expect(tickets.send('quiet', { type: 'TICK' })).rejects.toBeInstanceOf(TokenBusyError);
+  });
+
+  it('takes the lock when another process moved the key on and the event changes it there', async () => {
+    const prefix = randomPrefix();
+    const a = await startTickets(inject('redisUrl'), prefix);
+    const b = await startTickets(inject('redisUrl'), prefix);
+    engines.push(a.engine, b.engine);
+    // This process last left the key open, where RELEASE changes nothing.
+    await a.tickets.send('moved', { type: 'TICK' });
+    await b.tickets.send('moved', { type: 'HOLD' });
+    // Its hold timer armed and cleared: the record owes nothing.
+    await b.tickets.idle();
+    await waitFor(
+      async () =>
+        (await storedTicket(b.engine.redis, prefix, 'moved')).o === undefined ? true : undefined,
+      { what: 'the owed timer to be cleared' },
+    );
+
+    const { snapshot } = await a.tickets.send('moved', { type: 'RELEASE' });
+    expect(snapshot.value).toBe('open');
+    expect((await a.tickets.get('moved'))?.value).toBe('open');
   });
 
   it('takes the lock for a key whose record owes actions, so they run first', async () => {

@@ -78,8 +78,9 @@ describe('delayed events on the engine', () => {
   });
 
   it('lets a timer re-armed with the same id supersede the earlier one', async () => {
-    await send('again', { type: 'REMIND_IN', ms: 100 });
-    await send('again', { type: 'REMIND_IN', ms: 1_500 });
+    // Far enough apart that a loaded machine still finds both jobs delayed.
+    await send('again', { type: 'REMIND_IN', ms: 1_000 });
+    await send('again', { type: 'REMIND_IN', ms: 2_500 });
     const { remind } = await storedTimers(engine.redis, prefix, 'again');
     const jobs = await delayedTimersOf(queue, 'again');
     expect(jobs.map((job) => job.seq).sort()).toEqual([1, 2]);

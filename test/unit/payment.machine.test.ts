@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UnchangingEvents } from '../../src/engine/unchanging-events.ts';
-import { paymentMachine } from '../../src/payments/payment.machine.ts';
+import { HISTORY_LIMIT, paymentMachine } from '../../src/payments/payment.machine.ts';
+import { MachineSteps } from '../../src/engine/machine-steps.ts';
 import {
   readPaymentSnapshot,
   startPayment,
@@ -318,5 +319,139 @@ describe('events that change nothing', () => {
       expect(step.snapshot.context).toBe(snapshot.context);
       expect(step.effects.map((e) => e.type)).toEqual(['reply']);
     }
+  });
+});
+
+describe('what a record shows an operator', () => {
+  const decline = (at: number): PaymentEvent => ({
+    type: 'CHARGE_DECLINED',
+    reason: 'insufficient_funds',
+    at,
+  });
+
+  it('keeps the last 50 history entries of a token retried many times, newest last', () => {
+    const events: PaymentEvent[] = [];
+    // 1 creation entry + 2 per declined attempt: 51 entries after 25 attempts.
+    for (let i = 0; i < 25; i++) events.push(pay(2_000 + 10 * i), decline(2_005 + 10 * i));
+    const before = run(...events.slice(0, -1)).snapshot.context.history;
+    expect(before).toHaveLength(HISTORY_LIMIT);
+    expect(before[0]).toEqual({ at: 1_000, event: 'CREATED', state: 'pending' });
+
+    const history = run(...events).snapshot.context.history;
+    expect(history).toHaveLength(HISTORY_LIMIT);
+    // The creation entry is the one dropped.
+    expect(history[0]).toEqual({ at: 2_000, event: 'PAY', state: 'charging' });
+    expect(history.at(-1)).toEqual({ at: 2_245, event: 'CHARGE_DECLINED', state: 'pending' });
+  });
+
+  it('stamps the record with the time of the last event that changed it', () => {
+    expect(startPayment(input).snapshot.context.updatedAt).toBe(1_000);
+    expect(run(pay(2_000)).snapshot.context.updatedAt).toBe(2_000);
+    expect(processed().context.updatedAt).toBe(2_010);
+    expect(expired().context.updatedAt).toBe(2_510);
+    expect(expired().context.history.at(-1)).toEqual({
+      at: 2_510,
+      event: 'EXPIRE',
+      state: 'expired',
+    });
+  });
+
+  it('clears the last decline once a later attempt is charged', () => {
+    const charged = run(pay(2_000), decline(2_010), pay(2_300), {
+      type: 'CHARGE_SUCCEEDED',
+      at: 2_310,
+    }).snapshot.context;
+    expect(charged.lastDecline).toBeNull();
+    expect(charged.chargedAt).toBe(2_310);
+    expect(charged.payment).toEqual(body);
+  });
+
+  it('expires a declined token one window after its first decline and removes it after retention', () => {
+    const declined = run(pay(2_000), decline(2_010)).snapshot;
+    const gone = stepPayment(declined, expire(2_510));
+    expect(gone.snapshot.value).toBe('expired');
+    expect(gone.snapshot.context).toMatchObject({ expiredAt: 2_510, removeAt: 2_810 });
+  });
+
+  it('records a cancel and the expiry in the history', () => {
+    const gone = stepPayment(cancelled(), expire(2_500)).snapshot.context.history;
+    expect(gone).toEqual([
+      { at: 1_000, event: 'CREATED', state: 'pending' },
+      { at: 2_000, event: 'CANCEL', state: 'cancelled' },
+      { at: 2_500, event: 'EXPIRE', state: 'expired' },
+    ]);
+  });
+
+  it('cancels a declined token with a fresh window from the cancel', () => {
+    const { snapshot, effects } = stepPayment(
+      run(pay(2_000), decline(2_010)).snapshot,
+      cancel(2_400),
+    );
+    expect(snapshot.value).toBe('cancelled');
+    expect(snapshot.context.cancelledAt).toBe(2_400);
+    expect(snapshot.context.expiresAt).toBe(2_900);
+    expect(effects).toContainEqual({ type: 'scheduleExpiry', params: { expiresAt: 2_900 } });
+  });
+});
+
+describe('the expiry timer the engine arms', () => {
+  const steps = new MachineSteps(paymentMachine);
+  /** The delayed EXPIRE a step raises: its id, due delay and event, as the engine stores them. */
+  const timerOf = (snapshot: PaymentSnapshot, event: PaymentEvent) =>
+    steps
+      .transition(snapshot, event)
+      .actions.filter((a) => a.type === 'xstate.raise')
+      .map((a) => a.params as { id?: string; delay?: number; event: PaymentEvent });
+
+  it('comes with the answer the engine returns to the client, an emitted reply', () => {
+    const { actions } = steps.transition(run(pay(2_000)).snapshot, {
+      type: 'CHARGE_SUCCEEDED',
+      at: 2_010,
+    });
+    expect(actions.filter((a) => a.type === 'xstate.emit').map((a) => a.params)).toEqual([
+      { event: { type: 'reply', outcome: 'charged' } },
+    ]);
+  });
+
+  it('is not armed again by a replayed payment: the step asks for the reply and nothing else', () => {
+    expect(steps.transition(processed(), pay(4_000)).actions).toEqual([
+      { type: 'xstate.emit', params: { event: { type: 'reply', outcome: 'replayed' } } },
+    ]);
+  });
+
+  it('is due one window after a charge, under the one id that replaces an earlier deadline', () => {
+    expect(timerOf(run(pay(2_000)).snapshot, { type: 'CHARGE_SUCCEEDED', at: 2_010 })).toEqual([
+      { id: 'expire', delay: 500, event: { type: 'EXPIRE', at: 2_510 } },
+    ]);
+  });
+
+  it('counts down from the first decline on a second one', () => {
+    const again = run(
+      pay(2_000),
+      {
+        type: 'CHARGE_DECLINED',
+        reason: 'insufficient_funds',
+        at: 2_010,
+      },
+      pay(2_100),
+    ).snapshot;
+    expect(
+      timerOf(again, { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_110 }),
+    ).toEqual([{ id: 'expire', delay: 400, event: { type: 'EXPIRE', at: 2_510 } }]);
+  });
+
+  it('is due at once, never in the past, when a decline comes after the deadline', () => {
+    const late = run(
+      pay(2_000),
+      {
+        type: 'CHARGE_DECLINED',
+        reason: 'insufficient_funds',
+        at: 2_010,
+      },
+      pay(2_600),
+    ).snapshot;
+    expect(
+      timerOf(late, { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_700 }),
+    ).toEqual([{ id: 'expire', delay: 0, event: { type: 'EXPIRE', at: 2_510 } }]);
   });
 });
