@@ -135,9 +135,6 @@ export interface ExpectedToken {
   readonly timer: boolean;
 }
 
-/** How long after an answer the timers of its last write may still be on their way. */
-const SETTLE_MS = 2_000;
-
 /**
  * The token ended as `expected`: status, money moved (each way at most once),
  * balance, expiry timer, and nothing left owed.
@@ -154,17 +151,10 @@ export async function checkToken(
     paymentOf(app, token),
     movementsOf(app, accountId, token),
   ]);
-  // A command's last write arms its timers right after the answer: allow
-  // that moment before calling the token owed or its timer missing.
-  const settledBy = Date.now() + SETTLE_MS;
-  let owed: boolean;
-  let timer: string | null;
-  for (;;) {
-    [owed, timer] = await Promise.all([store.isOwed(token), store.timerOf(token)]);
-    const settled = !owed && (!expected.timer || timer === 'delayed');
-    if (settled || Date.now() > settledBy) break;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  // A command's last write arms its timers right after the answer, before
+  // it releases the lock: read them once no command holds it.
+  await store.commandsDone(token);
+  const [owed, timer] = await Promise.all([store.isOwed(token), store.timerOf(token)]);
   const status = view?.status ?? null;
   if (status !== expected.status) {
     problems.push(`${token}: status ${String(status)}, expected ${String(expected.status)}`);
