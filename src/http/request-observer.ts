@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import type { PinoLogger } from '../observability/log.ts';
+import { unredacted, type PinoLogger } from '../observability/log.ts';
 import type { HttpMetrics } from '../observability/metrics.ts';
 import type { RequestTrace, Tracing } from '../observability/tracing.ts';
 import { sentErrorOf } from './error-handler.ts';
@@ -57,7 +57,8 @@ export function continueRequestTrace(): RequestHandler {
  * X-Request-Id), and when the response is done writes the request's one log
  * line and its metrics. The line names the route pattern, never the URL (a
  * token is a client's key), and no header; for a 5xx it carries the error
- * and its cause, so each failure is logged once, with its request.
+ * and its cause, so each failure is logged once, with its request. Only that
+ * line (an error's fields are not the code's own) goes through redaction.
  */
 export function observeRequests({
   logger,
@@ -65,6 +66,7 @@ export function observeRequests({
   routeOf,
   tracing,
 }: RequestObserverOptions): RequestHandler {
+  const lines = logger === undefined ? undefined : unredacted(logger);
   return (req, res, next) => {
     const requestId = assignRequestId(req, res);
     const started = process.hrtime.bigint();
@@ -84,7 +86,7 @@ export function observeRequests({
         requestId,
         code: sent?.code,
       });
-      if (logger === undefined) return;
+      if (logger === undefined || lines === undefined) return;
       const line = {
         requestId,
         method: req.method,
@@ -97,7 +99,7 @@ export function observeRequests({
       if (sent?.error !== undefined) {
         logger.error({ message: 'request failed', ...line, err: sent.error });
       } else {
-        logger.info({ message: 'request', ...line });
+        lines.info({ message: 'request', ...line });
       }
     });
     next();

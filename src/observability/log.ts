@@ -31,27 +31,46 @@ export const REDACTED_PATHS = [
   '*.headers["x-api-key"]',
 ];
 
+/** How every line is shaped (see the top of this file). */
+const LINE_OPTIONS = {
+  messageKey: 'message',
+  errorKey: 'err',
+  // No pid or hostname: the platform that collects the lines knows them.
+  base: null,
+  timestamp: pino.stdTimeFunctions.isoTime,
+  formatters: { level: (label: string) => ({ level: label }) },
+} as const;
+
 /**
- * A pino logger at `level`. Writes synchronously (by default to stdout), so
- * the lines logged just before `process.exit` are not lost.
+ * A pino logger at `level`, by default on stdout. Lines are written without
+ * blocking: those logged while a write is under way go out together in the
+ * next one, so a busy process makes one write per batch instead of one per
+ * line; pino writes what is left synchronously when the process exits
+ * (`process.exit` included), so the lines logged just before it are kept.
  */
 export function createLogger(
   level: LogLevel,
-  destination: DestinationStream = pino.destination({ dest: 1, sync: true }),
+  destination: DestinationStream = pino.destination({ dest: 1, sync: false }),
 ): PinoLogger {
   return pino(
-    {
-      level,
-      messageKey: 'message',
-      errorKey: 'err',
-      // No pid or hostname: the platform that collects the lines knows them.
-      base: null,
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    },
+    { level, ...LINE_OPTIONS, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
     destination,
   );
+}
+
+/**
+ * A logger on `logger`'s destination, at its level and in its format, that
+ * does not redact: for lines whose every field the code builds itself from
+ * values that cannot be secret (a request's id, method, route pattern,
+ * status, duration). Redacting a line costs several times as much as writing
+ * it, and such a line is written for every request; anything else (an error,
+ * fields a caller passes) goes through `logger`.
+ */
+export function unredacted(logger: PinoLogger): PinoLogger {
+  const destination = (logger as unknown as Record<symbol, DestinationStream>)[
+    pino.symbols.streamSym
+  ];
+  return pino({ level: logger.level, ...LINE_OPTIONS }, destination);
 }
 
 /** The service's small logging interface (src/service.ts's Logger), over pino. */

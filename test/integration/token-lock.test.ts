@@ -58,6 +58,25 @@ describe('a read sent behind the lock request', () => {
     expect(seen.read?.lockValue).toBe(seen.held);
   });
 
+  it('gives every holding a value of its own, stored in Redis while it is held', async () => {
+    const lock = new RedlockTokenLock(first, options);
+    const values = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      await lock.withLock('tok-values', async ({ lockValue }) => {
+        // What Redis holds is this holding's value: only its holder can release or extend it.
+        expect(await second.get(keys.lock('tok-values'))).toBe(lockValue);
+        values.add(lockValue);
+      });
+    }
+    expect(values.size).toBe(50);
+    // Drawn from the pooled generator (random UUIDs), not one system call per lock.
+    for (const value of values)
+      expect(value).toMatch(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      );
+    expect(await second.exists(keys.lock('tok-values'))).toBe(0);
+  });
+
   it('reaches the work with the value of the lock it was read under, after waiting for another holder', async () => {
     const holder = new RedlockTokenLock(second, options);
     const waiter = new RedlockTokenLock(first, options);
