@@ -28,6 +28,8 @@ export interface DeploymentOptions {
   readonly redisVia?: (redisUrl: string) => Promise<{ url: string; close(): Promise<void> }>;
   /** `discard`: the HTTP processes' logs go to /dev/null (see startServiceProcess). */
   readonly stdout?: 'pipe' | 'discard';
+  /** Runs the build of another checkout of the service (see bench/compare.ts). */
+  readonly root?: string;
 }
 
 export interface DeploymentDescription {
@@ -87,6 +89,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
     const worker = await startServiceProcess({
       name: `worker-${workers.length + 1}`,
       env: { ...baseEnv, PAYSTATE_ROLES: 'worker' },
+      ...(options.root === undefined ? {} : { root: options.root }),
     });
     workers.push(worker);
     return worker;
@@ -120,6 +123,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
           env: { ...baseEnv, PAYSTATE_ROLES: apiRoles },
           nodeArgs: options.nodeArgs ?? [],
           ...(options.stdout === undefined ? {} : { stdout: options.stdout }),
+          ...(options.root === undefined ? {} : { root: options.root }),
         }),
       ),
     );

@@ -21,9 +21,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cleanUpOnSignals } from './cleanup.ts';
-import { startDeployment } from './deployment.ts';
-import { countOf, warmUpThenMeasure } from './http-load.ts';
-import { accountIds, payment, tokenPrefix } from './requests.ts';
+import { measureRun, median, type Measured } from './paired-runs.ts';
 import { buildService } from './service-process.ts';
 
 type What = 'logs-metrics' | 'tracing';
@@ -54,14 +52,6 @@ function parseArgs(argv: readonly string[]): {
   return { what, rounds, seconds, discardLogs };
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** An OTLP/HTTP receiver that reads every export and drops it. */
 async function discardingReceiver(): Promise<{ url: string; bytes: () => number; close(): void }> {
   let bytes = 0;
@@ -76,66 +66,6 @@ async function discardingReceiver(): Promise<{ url: string; bytes: () => number;
     bytes: () => bytes,
     close: () => server.close(),
   };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] ?? NaN)
-    : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
-}
-
-interface Measured {
-  readonly perSecond: number;
-  /** CPU time the service process spent per answer. */
-  readonly cpuMsPerPayment: number;
-}
-
-async function measure(
-  env: Record<string, string>,
-  seconds: number,
-  discardLogs: boolean,
-): Promise<Measured> {
-  const deployment = await startDeployment({
-    appendfsync: 'everysec',
-    apiProcesses: 1,
-    env: { ...env, PORT: String(await freePort()) },
-    ...(discardLogs ? { stdout: 'discard' as const } : {}),
-  });
-  let rate: Measured | Error;
-  try {
-    const accounts = accountIds('account', 1_000);
-    const prefix = tokenPrefix('overhead');
-    let sent = 0;
-    const next = () => {
-      const i = sent++;
-      return payment(`${prefix}-${i}`, accounts[i % accounts.length] ?? 'account');
-    };
-    const { load } = await warmUpThenMeasure(
-      deployment,
-      { connections: 50, warmupS: 3, loadS: seconds },
-      next,
-    );
-    const created = countOf(load, 201);
-    const service = load.resources.find((r) => r.name === 'api-1');
-    const cpuMsPerPayment =
-      service?.cpuPercent == null || load.responses === 0
-        ? NaN
-        : ((service.cpuPercent / 100) * load.seconds * 1000) / load.responses;
-    rate =
-      created >= load.responses * 0.99
-        ? { perSecond: load.responsesPerSecond, cpuMsPerPayment }
-        : new Error(
-            `only ${created} of ${load.responses} answers were 201: ${JSON.stringify(load.statuses)}`,
-          );
-  } catch (error) {
-    rate = error instanceof Error ? error : new Error(String(error));
-  }
-  const problems = await deployment.stop();
-  if (rate instanceof Error) throw rate;
-  if (problems.length > 0) throw new Error(problems.join('\n'));
-  return rate;
 }
 
 async function main(): Promise<void> {
@@ -160,16 +90,21 @@ async function main(): Promise<void> {
       const order: ('on' | 'off')[] = round % 2 === 1 ? ['off', 'on'] : ['on', 'off'];
       const rate: Partial<Record<'on' | 'off', Measured>> = {};
       for (const variant of order) {
-        const measured = await measure(variants[variant], seconds, discardLogs);
+        const measured = await measureRun({
+          workload: 'new-payments',
+          env: variants[variant],
+          seconds,
+          discardLogs,
+        });
         rate[variant] = measured;
         console.log(
           `round ${round} ${what} ${variant}: ${measured.perSecond.toFixed(0)} payments/s, ` +
-            `${measured.cpuMsPerPayment.toFixed(3)} CPU ms per payment`,
+            `${measured.cpuMsPerAnswer.toFixed(3)} CPU ms per payment`,
         );
       }
       const ratio = (rate.on?.perSecond ?? NaN) / (rate.off?.perSecond ?? NaN);
       // Payments per CPU second, on / off: what the same CPU serves (less sensitive to other load).
-      const cpuRatio = (rate.off?.cpuMsPerPayment ?? NaN) / (rate.on?.cpuMsPerPayment ?? NaN);
+      const cpuRatio = (rate.off?.cpuMsPerAnswer ?? NaN) / (rate.on?.cpuMsPerAnswer ?? NaN);
       ratios.push(ratio);
       cpuRatios.push(cpuRatio);
       console.log(

@@ -18,8 +18,11 @@ export const PRODUCTION_SCRIPT = 'start:prod';
  * `npm run start:prod` as node arguments: its flags, then the entry point
  * (the script's leading `exec`, which hands npm's signals to node, aside).
  */
-export function productionCommand(): { readonly nodeFlags: string[]; readonly entry: string } {
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+export function productionCommand(root: string = ROOT): {
+  readonly nodeFlags: string[];
+  readonly entry: string;
+} {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
     scripts?: Record<string, string>;
   };
   const words = (pkg.scripts?.[PRODUCTION_SCRIPT] ?? '').trim().split(/\s+/);
@@ -33,13 +36,16 @@ export function productionCommand(): { readonly nodeFlags: string[]; readonly en
   return { nodeFlags: words.slice(1, -1), entry };
 }
 
-/** Compiles the service afresh, as `npm run build` does (into dist/, with source maps). */
-export function buildService(): void {
-  rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
+/**
+ * Compiles the service afresh, as `npm run build` does (into dist/, with
+ * source maps); `root`: another checkout of it (see bench/compare.ts).
+ */
+export function buildService(root: string = ROOT): void {
+  rmSync(join(root, 'dist'), { recursive: true, force: true });
   execFileSync(
     process.execPath,
-    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
-    { cwd: ROOT, stdio: 'inherit' },
+    [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    { cwd: root, stdio: 'inherit' },
   );
 }
 
@@ -80,11 +86,14 @@ export async function startServiceProcess(options: {
    * process reads its log); needs a fixed PORT, readiness is then /healthz.
    */
   stdout?: 'pipe' | 'discard';
+  /** The checkout whose build runs (default: this one). */
+  root?: string;
 }): Promise<ServiceProcess> {
   assertNotInterrupted();
-  const { nodeFlags, entry } = productionCommand();
+  const root = options.root ?? ROOT;
+  const { nodeFlags, entry } = productionCommand(root);
   const child = spawn(process.execPath, [...nodeFlags, ...(options.nodeArgs ?? []), entry], {
-    cwd: ROOT,
+    cwd: root,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', options.stdout === 'discard' ? 'ignore' : 'pipe', 'pipe'],
   });
