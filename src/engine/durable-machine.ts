@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type {
   AnyMachineSnapshot,
   AnyStateMachine,
@@ -569,7 +569,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     let current = cursor.snapshot;
     let lifeId = cursor.lifeId;
     if (current === null) {
-      lifeId = randomBytes(8).toString('hex');
+      lifeId = newLifeId();
       const input = this.config.input(run.key, this.engine.clock.now(), lifeId);
       const start = this.steps.initial(input);
       current = start.snapshot;
@@ -830,6 +830,16 @@ function isEventFactory<TEvent extends EventObject>(
   event: TEvent | ((now: number) => TEvent),
 ): event is (now: number) => TEvent {
   return typeof event === 'function';
+}
+
+/**
+ * 16 random hex digits: the last 48 bits and the first 16 of a random UUID
+ * (none of its fixed version or variant bits). Node draws UUIDs from a pool
+ * it refills in bulk, where randomBytes calls the system's generator each time.
+ */
+function newLifeId(): string {
+  const uuid = randomUUID();
+  return uuid.slice(24) + uuid.slice(0, 4);
 }
 
 function sameState(a: { status: string; value: unknown; context: unknown }, b: typeof a): boolean {

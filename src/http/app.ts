@@ -171,9 +171,6 @@ export function createApp(deps: AppDeps): Express {
     next(deps.storeLost?.() === true ? new StoreLostError() : undefined);
   });
 
-  app.use(adminRouter(deps.payments));
-  app.use(paymentInspector(deps.payments));
-
   // Seed-compatible routes: every business outcome is a 200 with `success`.
   app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {
     const token = parseToken(req.params.token);
@@ -264,6 +261,11 @@ export function createApp(deps: AppDeps): Express {
     const accountId = parseAccountId(req.params.accountId);
     res.json(accountView(await scope(req).account(accountId), tenantOf(req)));
   });
+
+  // Operators' routes after the payment routes: a payment request does not
+  // pass through their routers.
+  app.use(adminRouter(deps.payments));
+  app.use(paymentInspector(deps.payments));
 
   app.use(notFoundHandler);
   app.use(errorHandler());
