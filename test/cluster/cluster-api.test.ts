@@ -123,6 +123,10 @@ describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
     expect(after.total).toBe(before.total + tokens.length);
     const inspected = await app.request('GET', '/inspect/api/counts');
     expect(inspected).toMatchObject({ status: 200, body: { counts: after.counts } });
+    const newest = await app.request('GET', '/inspect/api/states/processed');
+    expect((newest.body as { keys: { key: string }[] }).keys.map((k) => k.key)).toEqual(
+      [...tokens].reverse(),
+    );
 
     const recovered = await app.request('POST', '/admin/payments/listed-0/recover');
     expect(recovered.body).toMatchObject({ token: 'listed-0', status: 'processed' });

@@ -178,9 +178,9 @@ export interface PerSlotReplies<T> {
 }
 
 /**
- * Runs `command` for every slot (or the groups given), in pipelines of up to SLOTS_PER_PIPELINE
- * slots of one master (masters in parallel, each one's pipelines in turn),
- * and returns the replies by slot and the failures. The caller's next walk
+ * Runs `command` for every slot (or the groups given), in pipelines of up
+ * to SLOTS_PER_PIPELINE slots of one master (masters in parallel, each one's
+ * pipelines in turn), and returns the replies by slot and the failures. The caller's next walk
  * reads the new topology.
  */
 export async function perSlot<T>(
@@ -278,7 +278,7 @@ export function slotSuffix(slot: number): string {
 const SLOTS_PER_SCRIPT = 1_024;
 
 /** A script's read of a copy whose slot its node does not serve (any more, or not yet). */
-const MOVED_PATTERN = /non local key|MOVED|ASK/;
+const MOVED_PATTERN = /non local key|\bMOVED\b|\bASK\b/;
 
 /**
  * Runs `script` on each master for the slots it serves (every slot, or
