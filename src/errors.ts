@@ -46,13 +46,6 @@ export class RateLimitedError extends AppError {
   }
 }
 
-/** A capability this deployment does not offer (e.g. listing by state on a Redis Cluster). */
-export class NotImplementedError extends AppError {
-  constructor(message: string) {
-    super('not_implemented', message, false);
-  }
-}
-
 /** Another request holds the token longer than LOCK_WAIT_MS. */
 export class TokenBusyError extends AppError {
   constructor(readonly token: string) {

@@ -32,7 +32,6 @@ export const STATUS_BY_CODE = {
   storage_full: 503,
   stored_data_unreadable: 500,
   internal: 500,
-  not_implemented: 501,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof STATUS_BY_CODE;

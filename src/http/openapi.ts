@@ -226,7 +226,6 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
       tags: ['admin'],
       parameters: queryParameters(adminListQuerySchema),
       responses: { 200: ok('A page of tokens', json(ref('schemas', 'AdminPaymentList'))) },
-      errors: [501],
     },
   },
   '/admin/payments/stats': {
@@ -235,7 +234,6 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
       summary: 'How many tokens are in each state (operators)',
       tags: ['admin'],
       responses: { 200: ok('Counts per state', json(ref('schemas', 'AdminPaymentStats'))) },
-      errors: [501],
     },
   },
   '/admin/payments/stuck': {
@@ -247,7 +245,6 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
       tags: ['admin'],
       parameters: queryParameters(adminStuckQuerySchema),
       responses: { 200: ok('Stuck tokens, oldest first', json(ref('schemas', 'AdminStuckList'))) },
-      errors: [501],
     },
   },
   '/admin/payments/{token}/recover': {

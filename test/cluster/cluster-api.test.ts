@@ -69,24 +69,132 @@ describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
     expect(account.body).toMatchObject({ balanceCents: 100_000 });
   });
 
-  it('keeps the state index beside each record, and says listing by state is not offered on a cluster', async () => {
-    const paid = await app.request('POST', '/payments', {
-      body: { accountId: 'index-acct', amountCents: 100 },
-      headers: { 'Idempotency-Key': 'indexed-1' },
-    });
-    expect(paid.status).toBe(201);
-    for (const path of [
-      '/admin/payments?status=processed',
-      '/admin/payments/stats',
-      '/admin/payments/stuck',
-    ]) {
-      const reply = await app.request('GET', path);
-      expect(reply.status, path).toBe(501);
-      expect(reply.body).toMatchObject({ error: { code: 'not_implemented' } });
+  it('lists tokens of many slots by state newest first, a page at a time, and counts them', async () => {
+    const stats = async () =>
+      (await app.request('GET', '/admin/payments/stats')).body as {
+        counts: Record<string, number>;
+        total: number;
+      };
+    const before = await stats();
+    const tokens = Array.from({ length: 8 }, (_, i) => `listed-${i}`);
+    expect(new Set(tokens.map((t) => keySlot(`{${t}}`))).size).toBe(tokens.length);
+    for (const token of tokens) {
+      const paid = await app.request('POST', '/payments', {
+        body: { accountId: 'index-acct', amountCents: 100 },
+        headers: { 'Idempotency-Key': token },
+      });
+      expect(paid.status).toBe(201);
     }
-    const recovered = await app.request('POST', '/admin/payments/indexed-1/recover');
-    expect(recovered.body).toMatchObject({ token: 'indexed-1', status: 'processed' });
-  });
+    const records = await keysPerMaster(cluster, 'cl:{listed-*}:state');
+    expect([...records.values()].filter((n) => n > 0).length).toBeGreaterThan(1);
+
+    // One at a time, by the cursor, until there is none: each token once, newest first.
+    const listed: { token: string; updatedAt: string }[] = [];
+    let cursor: string | null = null;
+    do {
+      const path: string =
+        '/admin/payments?status=processed&limit=1' +
+        (cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`);
+      const reply = await app.request('GET', path);
+      expect(reply.status, path).toBe(200);
+      const body = reply.body as {
+        payments: { token: string; updatedAt: string }[];
+        nextCursor: string | null;
+      };
+      expect(body.payments.length).toBeLessThanOrEqual(1);
+      listed.push(...body.payments);
+      cursor = body.nextCursor;
+    } while (cursor !== null && listed.length <= tokens.length);
+    expect(listed.map((p) => p.token)).toEqual([...tokens].reverse());
+    const times = listed.map((p) => Date.parse(p.updatedAt));
+    expect(times).toEqual([...times].sort((x, y) => y - x));
+    const whole = await app.request('GET', '/admin/payments?status=processed');
+    expect((whole.body as { payments: { token: string }[] }).payments.map((p) => p.token)).toEqual(
+      [...tokens].reverse(),
+    );
+    const bad = await app.request(
+      'GET',
+      '/admin/payments?status=processed&cursor=bm90IGEgY3Vyc29y',
+    );
+    expect(bad).toMatchObject({ status: 400, body: { error: { code: 'invalid_cursor' } } });
+
+    const after = await stats();
+    expect(after.counts.processed).toBe((before.counts.processed ?? 0) + tokens.length);
+    expect(after.total).toBe(before.total + tokens.length);
+    const inspected = await app.request('GET', '/inspect/api/counts');
+    expect(inspected).toMatchObject({ status: 200, body: { counts: after.counts } });
+    const newest = await app.request('GET', '/inspect/api/states/processed');
+    expect((newest.body as { keys: { key: string }[] }).keys.map((k) => k.key)).toEqual(
+      [...tokens].reverse(),
+    );
+
+    const recovered = await app.request('POST', '/admin/payments/listed-0/recover');
+    expect(recovered.body).toMatchObject({ token: 'listed-0', status: 'processed' });
+
+    const cliEnv = { ...env(), REDIS_KEY_PREFIX: 'cl' };
+    const cliList = await runCli(['list', '--status', 'processed', '--json'], cliEnv);
+    expect(cliList.code, cliList.output).toBe(0);
+    expect(
+      (JSON.parse(cliList.stdout) as { payments: { token: string }[] }).payments.map(
+        (p) => p.token,
+      ),
+    ).toEqual([...tokens].reverse());
+    const cliPage = await runCli(['list', '--status', 'processed', '--limit', '3'], cliEnv);
+    expect(cliPage.code, cliPage.output).toBe(0);
+    expect(cliPage.stdout).toContain('listed-7');
+    expect(cliPage.stdout).toContain('more: --cursor ');
+    const cliStats = await runCli(['stats', '--json'], cliEnv);
+    expect(cliStats.code, cliStats.output).toBe(0);
+    expect(JSON.parse(cliStats.stdout)).toEqual(after);
+  }, 120_000);
+
+  it('names tokens of many slots whose owed work is older than a threshold, and recovers them', async () => {
+    // Processes that only answer (no sweep) under a prefix of their own; the
+    // first dies right after storing each charge's intent.
+    const stuckEnv = { REDIS_KEY_PREFIX: 'st', PAYSTATE_ROLES: 'api', LOCK_TTL_MS: '1000' };
+    const tokens = ['stuck-a', 'stuck-b', 'stuck-c'];
+    expect(new Set(tokens.map((t) => keySlot(`{${t}}`))).size).toBe(tokens.length);
+    for (const token of tokens) {
+      const crashing = await apps.start(`crash-${token}`, {
+        ...stuckEnv,
+        PAYSTATE_TEST_CRASH_AT: 'after-persist-intent:PAY',
+      });
+      await crashing
+        .request('POST', '/payments', {
+          body: { accountId: 'stuck-acct', amountCents: 100 },
+          headers: { 'Idempotency-Key': token },
+        })
+        .catch(() => undefined);
+      await crashing.exited();
+    }
+    const reader = await apps.start('reader', stuckEnv);
+    const stuck = async (query: string) => {
+      const reply = await reader.request('GET', `/admin/payments/stuck${query}`);
+      expect(reply.status).toBe(200);
+      return (reply.body as { payments: { token: string; status: string; owedSince: string }[] })
+        .payments;
+    };
+    expect(await stuck('?olderThan=1h')).toEqual([]);
+    const found = await stuck('?olderThan=0ms');
+    expect(found.map((p) => p.token)).toEqual(tokens);
+    expect(found.every((p) => p.status === 'charging')).toBe(true);
+    const since = found.map((p) => Date.parse(p.owedSince));
+    expect(since).toEqual([...since].sort((x, y) => x - y));
+    expect((await stuck('?olderThan=0ms&limit=1')).map((p) => p.token)).toEqual(['stuck-a']);
+
+    const cli = await runCli(['stuck', '--older-than', '0ms', '--json'], {
+      ...env(),
+      REDIS_KEY_PREFIX: 'st',
+    });
+    expect(cli.code, cli.output).toBe(0);
+    expect(
+      (JSON.parse(cli.stdout) as { payments: { token: string }[] }).payments.map((p) => p.token),
+    ).toEqual(tokens);
+
+    const recovered = await reader.request('POST', '/admin/payments/stuck-b/recover');
+    expect(recovered.body).toMatchObject({ token: 'stuck-b', status: 'processed' });
+    expect((await stuck('?olderThan=0ms')).map((p) => p.token)).toEqual(['stuck-a', 'stuck-c']);
+  }, 120_000);
 
   it('reads a token, an account and the store from the cluster in the CLI', async () => {
     const cliEnv = { ...env(), REDIS_KEY_PREFIX: 'cl' };

@@ -26,6 +26,8 @@ export interface TicketsOptions {
   readonly hook?: DurableMachineConfig<typeof ticketMachine>['hook'];
   readonly timerEvent?: DurableMachineConfig<typeof ticketMachine>['timerEvent'];
   readonly keys?: DurableMachineConfig<typeof ticketMachine>['keys'];
+  /** Seed nodes of a Redis Cluster: the engine runs on it instead of `redisUrl`. */
+  readonly clusterNodes?: readonly { host: string; port: number }[];
 }
 
 /** Hash of shipments by operation id: one entry per operation, however often it is replayed. */
@@ -46,6 +48,7 @@ export async function startTickets(
 ): Promise<{ engine: Engine; tickets: Tickets }> {
   const engine = await createEngine({
     redisUrl,
+    ...(options.clusterNodes === undefined ? {} : { clusterNodes: options.clusterNodes }),
     prefix,
     lockTtlMs: options.lockTtlMs ?? 5_000,
     lockWaitMs: options.lockWaitMs ?? 10_000,

@@ -1,7 +1,7 @@
-import type { Redis, Result } from 'ioredis';
+import type { Cluster, Redis, Result } from 'ioredis';
 import type { StateValue } from 'xstate';
-import { NotImplementedError, toAppError, ValidationError } from '../../errors.ts';
-import { clusterOf } from './cluster.ts';
+import { toAppError, ValidationError } from '../../errors.ts';
+import { besideKey, clusterOf, perMaster, runScript, slotsScript } from './cluster.ts';
 import type { MachineKeys } from './record-store.ts';
 
 /**
@@ -14,14 +14,23 @@ import type { MachineKeys } from './record-store.ts';
  * - `MachineKeys.removals`: when a write gives a record its removal deadline
  *   (a final state, `PEXPIREAT`), the member `state\nkey` scored by that
  *   deadline. Redis drops the record at the deadline but cannot drop a member
- *   of a sorted set; before every count or listing, `prune` takes the entries
- *   whose deadline has passed (on Redis's clock) out of their state's set,
- *   unless the key has a record in that state again (a new life).
+ *   of a sorted set; every count takes the entries whose deadline has passed
+ *   (on Redis's clock) out of their state's set, unless the key has a record
+ *   in that state again (a new life), and counts again.
  *
- * A listing also checks each key it returns against its record's `i` and
- * unindexes the ones that do not match, so a record removed by other means
- * (an operator's `DEL`) leaves a listing at its first sight; counts include
- * such a key until a listing has passed it.
+ * A listing checks each key it returns against its record's `i` and
+ * unindexes the ones that do not match, so a record removed at its deadline
+ * or by other means (an operator's `DEL`) leaves a listing at its first
+ * sight; counts include a deleted key until a listing has passed it.
+ *
+ * On a Redis Cluster each of these keys (and the outbox) is kept once per
+ * hash slot, beside the records of that slot (cluster.ts), and a read walks
+ * them all with one script per master and batch of slots (perMaster):
+ * counts add up the slots, a listing merges them newest first, the owed
+ * keys oldest first. A listing's order is one
+ * total order, (write time, key) descending, and its cursor is a position
+ * in it, so one cursor serves every slot and the same cursor format serves
+ * one Redis and a Cluster.
  */
 
 /** The state a snapshot is indexed under: its top-level state. */
@@ -68,14 +77,6 @@ export interface OwedEntry {
 const PRUNE_BATCH = 500;
 const FETCH_FACTOR = 2;
 
-// KEYS: removals. ARGV: at most this many. The members whose deadline has
-// passed on Redis's clock.
-const DUE_SCRIPT = `
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now), 'LIMIT', 0, tonumber(ARGV[1]))
-`;
-
 // KEYS: record, the state's set, removals. ARGV: state, key, removal member
 // ('' for none). Takes the key out of the state's set unless its record is
 // in that state; drops the removal member if its deadline has passed.
@@ -91,9 +92,82 @@ end
 return 1
 `;
 
+// The reading scripts below walk the copies of the index named by suffixes
+// (ARGV after their own arguments): on one Redis the one suffix '', on a
+// Cluster `:{tag}` for each slot of the node the call runs on (cluster.ts).
+
+// ARGV: removals, at most this many due, the number n of states, each
+// state's set, then the suffixes. The number of members of each state's
+// sets, and up to that many removal members whose deadline has passed on
+// Redis's clock.
+const COUNT = `
+local n = tonumber(ARGV[3])
+local limit = tonumber(ARGV[2])
+local counts = {}
+for j = 1, n do counts[j] = 0 end
+local t = redis.call('TIME')
+local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+local due = {}
+for i = 4 + n, #ARGV do
+  for j = 1, n do counts[j] = counts[j] + redis.call('ZCARD', ARGV[3 + j] .. ARGV[i]) end
+  if #due < limit then
+    local found = redis.call('ZRANGEBYSCORE', ARGV[1] .. ARGV[i], '-inf', now, 'LIMIT', 0, limit - #due)
+    for _, member in ipairs(found) do due[#due + 1] = member end
+  end
+end
+return { counts, due }
+`;
+
+// ARGV: a state's set, the cursor's score ('' for none), floor, cap, then
+// the suffixes. For each copy with anything to say, { its suffix's index
+// (0-based), ties, window, next }, newest first from the cursor on: ties,
+// the members of the cursor's score (all: the caller keeps those after the
+// cursor's key); window, up to cap members below the cursor's score and at
+// least the floor, with scores; next, unless the cap was reached, the first
+// member below the floor with its score (where this copy goes on).
+const FETCH = `
+local cap = tonumber(ARGV[4])
+local out = {}
+for i = 5, #ARGV do
+  local key = ARGV[1] .. ARGV[i]
+  local ties = {}
+  local top = '+inf'
+  if ARGV[2] ~= '' then
+    ties = redis.call('ZREVRANGEBYSCORE', key, ARGV[2], ARGV[2])
+    top = '(' .. ARGV[2]
+  end
+  local window = redis.call('ZREVRANGEBYSCORE', key, top, ARGV[3], 'WITHSCORES', 'LIMIT', 0, cap)
+  local next = {}
+  if #window < 2 * cap then
+    local below = '(' .. ARGV[3]
+    if ARGV[3] == '-inf' then below = '-inf' end
+    next = redis.call('ZREVRANGEBYSCORE', key, below, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  if #ties > 0 or #window > 0 or #next > 0 then out[#out + 1] = { i - 5, ties, window, next } end
+end
+return out
+`;
+
+// ARGV: the outbox, a time, at most this many per copy, then the suffixes.
+// Each copy's members scored at or before that time, oldest first, with
+// scores, one flat list.
+const OWED = `
+local out = {}
+for i = 4, #ARGV do
+  local found = redis.call('ZRANGEBYSCORE', ARGV[1] .. ARGV[i], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+  for _, value in ipairs(found) do out[#out + 1] = value end
+end
+return out
+`;
+
+const SCRIPTS = {
+  count: { cluster: slotsScript(COUNT), one: slotsScript(COUNT, { cluster: false }) },
+  fetch: { cluster: slotsScript(FETCH), one: slotsScript(FETCH, { cluster: false }) },
+  owed: { cluster: slotsScript(OWED), one: slotsScript(OWED, { cluster: false }) },
+};
+
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    engineIndexDue(removalsKey: string, limit: number): Result<string[], Context>;
     engineUnindex(
       recordKey: string,
       setKey: string,
@@ -105,6 +179,30 @@ declare module 'ioredis' {
   }
 }
 
+/** A place in a listing's order: write time descending, then key descending (bytes). */
+interface Position {
+  readonly score: number;
+  readonly key: string;
+}
+
+/** Whether `a` comes before `b` in a listing (newer, or as new with a larger key). */
+function before(a: Position, b: Position): boolean {
+  return a.score !== b.score ? a.score > b.score : Buffer.compare(bytes(a.key), bytes(b.key)) > 0;
+}
+
+const newestFirst = (a: Position, b: Position) => (before(a, b) ? -1 : before(b, a) ? 1 : 0);
+
+const bytes = (key: string) => Buffer.from(key, 'utf8');
+
+/** One slot's answer to FETCH_SCRIPT, read. */
+interface SlotFetch {
+  readonly entries: Position[];
+  /** The window held `cap` members: the slot may have more above the floor. */
+  readonly capped: boolean;
+  /** The score of the slot's first member below the floor (`null`: none). */
+  readonly next: number | null;
+}
+
 export class StateIndex {
   constructor(
     private readonly redis: Redis,
@@ -112,67 +210,83 @@ export class StateIndex {
     /** The states `counts` reports, in order (the machine's top-level states). */
     private readonly states: readonly string[],
   ) {
-    redis.defineCommand('engineIndexDue', { numberOfKeys: 1, lua: DUE_SCRIPT });
     redis.defineCommand('engineUnindex', { numberOfKeys: 3, lua: UNINDEX_SCRIPT });
   }
 
-  /**
-   * On a Redis Cluster the index is kept per slot (beside each record, like
-   * the outbox), and reading it would walk every slot: not offered yet.
-   */
-  private refuseOnCluster(): void {
-    if (clusterOf(this.redis) !== null) {
-      throw new NotImplementedError(
-        'listing and counting by state are not available on a Redis Cluster in this release',
-      );
-    }
+  private get cluster(): Cluster | null {
+    return clusterOf(this.redis);
   }
 
-  /** Takes keys whose records were removed at their deadline out of their state's set. */
-  async prune(): Promise<number> {
-    this.refuseOnCluster();
-    let pruned = 0;
+  /** A machine-wide key of the index where `key`'s record script writes it. */
+  private besideRecord(base: string, key: string): string {
+    return this.cluster === null ? base : besideKey(base, this.keys.record(key));
+  }
+
+  /**
+   * Runs one of SCRIPTS over the copies of the index: on one Redis its one
+   * copy (slot `null`), on a Cluster every slot's (or `only` those slots'),
+   * a call per master and batch of slots. Returns each call's slots, in the
+   * order of its suffixes, and its reply (as the script's comment says).
+   */
+  private async walk(
+    script: (typeof SCRIPTS)[keyof typeof SCRIPTS],
+    args: readonly (string | number)[],
+    only?: readonly number[],
+  ): Promise<{ slots: readonly (number | null)[]; reply: unknown }[]> {
+    const cluster = this.cluster;
+    if (cluster === null) {
+      return [{ slots: [null], reply: await runScript(this.redis, script.one, [...args, '']) }];
+    }
+    return perMaster(cluster, script.cluster, args, only);
+  }
+
+  /** Unindexes removal members (`state\nkey`) whose deadline has passed. */
+  private async unindexDue(members: readonly string[]): Promise<void> {
+    await Promise.all(
+      members.map((member) => {
+        const cut = member.indexOf('\n');
+        const state = member.slice(0, cut);
+        const key = member.slice(cut + 1);
+        return this.redis.engineUnindex(
+          this.keys.record(key),
+          this.besideRecord(this.keys.index(state), key),
+          this.besideRecord(this.keys.removals, key),
+          state,
+          key,
+          member,
+        );
+      }),
+    );
+  }
+
+  /**
+   * Keys per state (every top-level state, 0 for none). The walk that counts
+   * also finds what is due for pruning; when it found some, that is pruned
+   * and the walk counts again.
+   */
+  async counts(): Promise<Record<string, number>> {
     try {
       for (;;) {
-        const due = await this.redis.engineIndexDue(this.keys.removals, PRUNE_BATCH);
-        if (due.length === 0) return pruned;
-        const pipeline = this.redis.pipeline();
-        for (const member of due) {
-          const cut = member.indexOf('\n');
-          const state = member.slice(0, cut);
-          const key = member.slice(cut + 1);
-          pipeline.engineUnindex(
-            this.keys.record(key),
-            this.keys.index(state),
+        const calls = (
+          await this.walk(SCRIPTS.count, [
             this.keys.removals,
-            state,
-            key,
-            member,
-          );
+            PRUNE_BATCH,
+            this.states.length,
+            ...this.states.map((state) => this.keys.index(state)),
+          ])
+        ).map(({ reply }) => reply as [number[], string[]]);
+        const due = calls.flatMap(([, members]) => members);
+        if (due.length > 0) {
+          // Rare (records removed since the last count): prune, then count again.
+          await this.unindexDue(due);
+          continue;
         }
-        await pipeline.exec();
-        pruned += due.length;
-        if (due.length < PRUNE_BATCH) return pruned;
+        const counts: Record<string, number> = {};
+        this.states.forEach((state, i) => {
+          counts[state] = calls.reduce((sum, [perState]) => sum + (perState[i] ?? 0), 0);
+        });
+        return counts;
       }
-    } catch (error) {
-      throw toAppError(error);
-    }
-  }
-
-  /** Keys per state (every top-level state, 0 for none). */
-  async counts(): Promise<Record<string, number>> {
-    await this.prune();
-    try {
-      const pipeline = this.redis.pipeline();
-      for (const state of this.states) pipeline.zcard(this.keys.index(state));
-      const replies = (await pipeline.exec()) ?? [];
-      const counts: Record<string, number> = {};
-      this.states.forEach((state, i) => {
-        const [error, count] = replies[i] ?? [null, 0];
-        if (error) throw error;
-        counts[state] = Number(count);
-      });
-      return counts;
     } catch (error) {
       throw toAppError(error);
     }
@@ -182,13 +296,11 @@ export class StateIndex {
   async list(options: ListOptions): Promise<ListPage> {
     const limit = options.limit ?? 50;
     let after = options.cursor == null ? null : decodeCursor(options.cursor);
-    await this.prune();
-    const setKey = this.keys.index(options.state);
     const entries: IndexEntry[] = [];
     try {
       for (;;) {
         const want = (limit - entries.length) * FETCH_FACTOR;
-        const fetched = await this.fetchAfter(setKey, after, want);
+        const { fetched, more: fetchedMore } = await this.fetchAfter(options.state, after, want);
         if (fetched.length === 0) return { entries, cursor: null };
         const states = await this.recordStates(fetched.map((f) => f.key));
         for (const [i, { key, score }] of fetched.entries()) {
@@ -196,8 +308,8 @@ export class StateIndex {
           if (states[i] !== options.state) {
             await this.redis.engineUnindex(
               this.keys.record(key),
-              setKey,
-              this.keys.removals,
+              this.besideRecord(this.keys.index(options.state), key),
+              this.besideRecord(this.keys.removals, key),
               options.state,
               key,
               '',
@@ -207,85 +319,131 @@ export class StateIndex {
           if (options.keyPrefix !== undefined && !key.startsWith(options.keyPrefix)) continue;
           entries.push({ key, state: options.state, updatedAt: score });
           if (entries.length === limit) {
-            const more = i < fetched.length - 1 || fetched.length === want;
+            const more = i < fetched.length - 1 || fetchedMore;
             return { entries, cursor: more ? encodeCursor(after) : null };
           }
         }
-        if (fetched.length < want) return { entries, cursor: null };
+        if (!fetchedMore) return { entries, cursor: null };
       }
     } catch (error) {
       throw toAppError(error);
     }
   }
 
-  /** Up to `count` members after `after` in newest-first order (ties: larger member first). */
+  /**
+   * Up to `count` members of `state`'s set after `after` in a listing's
+   * order, and whether there may be more.
+   *
+   * On a Cluster the slots are merged without reading `count` members of
+   * each: a first walk reads the score of each slot's first member after the
+   * cursor; the floor is then put at the `count`-th highest of those, so
+   * that the slots at or above it hold at least `count` members between the
+   * cursor and the floor, and only those slots are read, up to `count`
+   * members each. When a slot had that many, what comes up to its last
+   * member read is complete and fills the page; when none had, everything
+   * down to the floor is known, and a short page lowers the floor again. On
+   * one Redis the first round has no floor: one round trip, as before.
+   */
   private async fetchAfter(
-    setKey: string,
-    after: { score: number; key: string } | null,
+    state: string,
+    after: Position | null,
     count: number,
-  ): Promise<{ key: string; score: number }[]> {
-    if (after === null) {
-      const flat = await this.redis.zrevrangebyscore(
-        setKey,
-        '+inf',
-        '-inf',
-        'WITHSCORES',
-        'LIMIT',
-        0,
-        count,
+  ): Promise<{ fetched: Position[]; more: boolean }> {
+    const setKey = this.keys.index(state);
+    const fetched: Position[] = [];
+    let cursor = after;
+    // Each slot's next score below the floor, for the slots that may go on.
+    const next = new Map<number | null, number>();
+    let floor: number | '+inf' | '-inf' =
+      this.cluster === null ? '-inf' : (cursor?.score ?? '+inf');
+    let slots: number[] | undefined;
+    for (;;) {
+      const need = count - fetched.length;
+      const calls = await this.walk(
+        SCRIPTS.fetch,
+        [setKey, cursor?.score ?? '', floor, need],
+        slots,
       );
-      return pairs(flat);
+      const known: Position[] = [];
+      let bound: Position | null = null;
+      for (const { slots: called, reply } of calls) {
+        for (const slot of called) next.delete(slot);
+        for (const [index, ...answer] of reply as [number, string[], string[], string[]][]) {
+          const slot = called[index] ?? null;
+          const read = readFetch(answer, cursor, need);
+          known.push(...read.entries);
+          if (read.next !== null) next.set(slot, read.next);
+          const last = read.entries.at(-1);
+          if (read.capped && last !== undefined && (bound === null || before(last, bound))) {
+            bound = last;
+          }
+        }
+      }
+      known.sort(newestFirst);
+      // A capped slot alone gives `need` members up to the bound: this fills the page.
+      const complete = bound === null ? known : known.filter((p) => !before(bound, p));
+      fetched.push(...complete.slice(0, need));
+      if (fetched.length === count) {
+        return { fetched, more: bound !== null || known.length > need || next.size > 0 };
+      }
+      if (next.size === 0) return { fetched, more: false };
+      cursor = fetched.at(-1) ?? cursor;
+      // Lower the floor to the score of the (count - fetched)-th next member,
+      // and read the slots that go on at or above it.
+      const scores = [...next.values()].sort((a, b) => b - a);
+      const at = scores[Math.min(count - fetched.length, scores.length) - 1] ?? -Infinity;
+      floor = Number.isFinite(at) ? at : '-inf';
+      slots = onlySlots([...next].filter(([, score]) => score >= at).map(([slot]) => slot));
     }
-    // Members that share the cursor's score come in descending byte order.
-    const [ties, older] = await Promise.all([
-      this.redis.zrangebyscore(setKey, after.score, after.score),
-      this.redis.zrevrangebyscore(
-        setKey,
-        `(${after.score}`,
-        '-inf',
-        'WITHSCORES',
-        'LIMIT',
-        0,
-        count,
-      ),
-    ]);
-    const cursorKey = Buffer.from(after.key);
-    const sameScore = ties
-      .filter((key) => Buffer.compare(Buffer.from(key), cursorKey) < 0)
-      .sort((a, b) => Buffer.compare(Buffer.from(b), Buffer.from(a)))
-      .map((key) => ({ key, score: after.score }));
-    return [...sameScore, ...pairs(older)].slice(0, count);
   }
 
   private async recordStates(keys: readonly string[]): Promise<(string | null)[]> {
-    const pipeline = this.redis.pipeline();
-    for (const key of keys) pipeline.hget(this.keys.record(key), 'i');
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([error, value]) => {
-      if (error) throw error;
-      return (value as string | null) ?? null;
-    });
+    // One command each: on a Cluster the records are on every master.
+    return Promise.all(keys.map((key) => this.redis.hget(this.keys.record(key), 'i')));
   }
 
   /** Keys whose owed actions were written before `before` (Redis's clock), oldest first. */
   async owedBefore(before: number, limit: number): Promise<readonly OwedEntry[]> {
-    this.refuseOnCluster();
-    let flat: string[];
+    let calls: { reply: unknown }[];
     try {
-      flat = await this.redis.zrangebyscore(
-        this.keys.outbox,
-        '-inf',
-        before,
-        'WITHSCORES',
-        'LIMIT',
-        0,
-        limit,
-      );
+      calls = await this.walk(SCRIPTS.owed, [this.keys.outbox, before, limit]);
     } catch (error) {
       throw toAppError(error);
     }
-    return pairs(flat).map(({ key, score }) => ({ key, owedSince: score }));
+    return calls
+      .flatMap(({ reply }) => pairs(reply as string[]))
+      .sort((a, b) => a.score - b.score || Buffer.compare(bytes(a.key), bytes(b.key)))
+      .slice(0, limit)
+      .map(({ key, score }) => ({ key, owedSince: score }));
   }
+}
+
+/** The slots of a Cluster to read next (`undefined` on one Redis: its one copy). */
+function onlySlots(slots: readonly (number | null)[]): number[] | undefined {
+  return slots.includes(null) ? undefined : (slots as number[]);
+}
+
+/** One FETCH_SCRIPT reply: the members after `cursor`, newest first. */
+function readFetch(
+  [ties, window, next]: [string[], string[], string[]],
+  cursor: Position | null,
+  cap: number,
+): SlotFetch {
+  const entries: Position[] = [];
+  if (cursor !== null) {
+    const cursorKey = bytes(cursor.key);
+    for (const key of ties) {
+      if (Buffer.compare(bytes(key), cursorKey) < 0) entries.push({ key, score: cursor.score });
+    }
+    entries.sort(newestFirst);
+  }
+  entries.push(...pairs(window));
+  const [after] = pairs(next);
+  return {
+    entries,
+    capped: window.length >= 2 * cap,
+    next: after === undefined ? null : after.score,
+  };
 }
 
 function pairs(flat: readonly string[]): { key: string; score: number }[] {

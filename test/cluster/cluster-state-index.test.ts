@@ -1,0 +1,199 @@
+/**
+ * The engine's state index on a Redis Cluster (3 masters, 3 replicas), with
+ * the toy ticket machine: kept per slot in the write that moves a key, and
+ * read across every slot. Listing merges the slots newest first, a page at
+ * a time, every key once; counts add up the slots; keys whose owed work is
+ * older than a threshold come from every slot's outbox.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EffectContext, ListPage } from '../../src/engine/index.ts';
+import { besideKey, keySlot } from '../../src/engine/redis/cluster.ts';
+import { startTickets, type Tickets, type TicketsOptions } from '../support/engine-harness.ts';
+import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.ts';
+import { randomPrefix, waitFor } from '../support/service-harness.ts';
+
+/** Nothing listens there: the engine must not need it on a cluster. */
+const NOWHERE = 'redis://127.0.0.1:1';
+
+// Every read walks the 16384 slots (a few hundred ms on a loaded host).
+describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
+  let cluster: TestRedisCluster;
+  const stops: (() => Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+  }, 60_000);
+  afterAll(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+    await cluster.destroy();
+  });
+
+  async function setUp(options: TicketsOptions = {}) {
+    const prefix = randomPrefix();
+    const clusterNodes = cluster.seeds.split(',').map((seed) => {
+      const [host = '', port = ''] = seed.split(':');
+      return { host, port: Number(port) };
+    });
+    const started = await startTickets(NOWHERE, prefix, { ...options, clusterNodes });
+    stops.push(() => started.engine.close());
+    return { prefix, ...started };
+  }
+
+  /** Every page of a listing, `limit` at a time; `between` runs after each page. */
+  async function allPages(
+    tickets: Tickets,
+    state: string,
+    limit: number,
+    between: (page: number) => Promise<void> = () => Promise.resolve(),
+  ): Promise<{ keys: string[]; pages: ListPage[] }> {
+    const pages: ListPage[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await tickets.list({ state, limit, cursor });
+      expect(page.entries.length).toBeLessThanOrEqual(limit);
+      pages.push(page);
+      cursor = page.cursor;
+      await between(pages.length);
+    } while (cursor !== null && pages.length < 1_000);
+    return { keys: pages.flatMap((p) => p.entries.map((e) => e.key)), pages };
+  }
+
+  it('lists keys of many slots newest write first, one at a time, each once, and counts them', async () => {
+    const { tickets } = await setUp();
+    const keys = Array.from({ length: 12 }, (_, i) => `k${String(i).padStart(2, '0')}`);
+    expect(new Set(keys.map((k) => keySlot(k))).size).toBe(keys.length);
+    for (const key of keys) await tickets.send(key, { type: 'TICK' });
+    // A later write moves a key to the front.
+    await tickets.send('k03', { type: 'TICK' });
+    await tickets.send('k07', { type: 'HOLD' });
+
+    const { keys: listed, pages } = await allPages(tickets, 'open', 1);
+    expect(listed[0]).toBe('k03');
+    expect(listed).toHaveLength(11);
+    expect(new Set(listed).size).toBe(11);
+    expect([...listed].sort()).toEqual(keys.filter((k) => k !== 'k07'));
+    const times = pages.flatMap((p) => p.entries.map((e) => e.updatedAt));
+    expect(times).toEqual([...times].sort((x, y) => y - x));
+    expect(pages.at(-1)?.cursor).toBeNull();
+
+    const bigger = await allPages(tickets, 'open', 5);
+    expect(bigger.keys).toEqual(listed);
+    expect(bigger.pages).toHaveLength(3);
+    expect((await tickets.list({ state: 'held' })).entries.map((e) => e.key)).toEqual(['k07']);
+    expect(await tickets.counts()).toEqual({
+      open: 11,
+      held: 1,
+      shipping: 0,
+      shipped: 0,
+      closed: 0,
+    });
+  });
+
+  it('pages through keys of one write time in key order, across slots', async () => {
+    const { tickets, engine, prefix } = await setUp();
+    const keys = ['t-a', 't-b', 't-c', 't-d', 't-e', 't-f'];
+    for (const key of keys) await tickets.send(key, { type: 'TICK' });
+    // One time for all (a minute before): the order within it is the keys', descending.
+    const at = Date.now() - 60_000;
+    for (const key of keys) {
+      const setKey = besideKey(`${prefix}:ticket:index:open`, `${prefix}:ticket:{${key}}`);
+      expect(await engine.redis.zadd(setKey, 'XX', 'CH', at, key)).toBe(1);
+    }
+    const { keys: listed } = await allPages(tickets, 'open', 1);
+    expect(listed).toEqual([...keys].reverse());
+    const { keys: byTwo } = await allPages(tickets, 'open', 2);
+    expect(byTwo).toEqual([...keys].reverse());
+  });
+
+  it('never repeats a key and lists every key left alone while writes go on between pages', async () => {
+    const { tickets } = await setUp();
+    const keys = Array.from({ length: 30 }, (_, i) => `c${i}`);
+    for (const key of keys) await tickets.send(key, { type: 'TICK' });
+    const rewritten = new Set<string>();
+    const { keys: listed } = await allPages(tickets, 'open', 4, async (page) => {
+      // Rewrite one key listed already, one not listed yet, and add a new one.
+      const early = `c${29 - page}`;
+      const late = `c${page}`;
+      for (const key of [early, late, `new-${page}`]) {
+        await tickets.send(key, { type: 'TICK' });
+        rewritten.add(key);
+      }
+    });
+    expect(new Set(listed).size).toBe(listed.length);
+    for (const key of keys.filter((k) => !rewritten.has(k))) expect(listed).toContain(key);
+  });
+
+  it('refuses a cursor no listing returned', async () => {
+    const { tickets } = await setUp();
+    await expect(tickets.list({ state: 'open', cursor: 'bm90IGEgY3Vyc29y' })).rejects.toMatchObject(
+      { code: 'invalid_cursor' },
+    );
+  });
+
+  it('lists only the keys of one partition when asked', async () => {
+    const { tickets } = await setUp();
+    for (const key of ['x:1', 'y:1', 'x:2', 'y:2', 'x:3'])
+      await tickets.send(key, { type: 'TICK' });
+    const { keys } = await allPages(tickets, 'open', 1);
+    expect(keys).toEqual(['x:3', 'y:2', 'x:2', 'y:1', 'x:1']);
+    const page = await tickets.list({ state: 'open', keyPrefix: 'x:' });
+    expect(page.entries.map((e) => e.key)).toEqual(['x:3', 'x:2', 'x:1']);
+  });
+
+  it('neither lists nor counts a key whose final record Redis removed, nor one deleted by hand', async () => {
+    // Long enough for the reads before the removal on a loaded host.
+    const { tickets, engine, prefix } = await setUp({ retentionMs: 4_000 });
+    await tickets.send('gone', { type: 'CLOSE' });
+    await tickets.send('deleted', { type: 'TICK' });
+    await tickets.send('kept', { type: 'TICK' });
+    expect(await tickets.counts()).toMatchObject({ closed: 1, open: 2 });
+    const removals = besideKey(`${prefix}:ticket:index-removals`, `${prefix}:ticket:{gone}`);
+    expect(await engine.redis.zcard(removals)).toBe(1);
+
+    await waitFor(
+      async () => ((await engine.redis.exists(`${prefix}:ticket:{gone}`)) === 0 ? true : undefined),
+      { what: 'the closed record to be removed', intervalMs: 100 },
+    );
+    expect((await tickets.counts()).closed).toBe(0);
+    expect(await engine.redis.zcard(removals)).toBe(0);
+    expect((await tickets.list({ state: 'closed' })).entries).toEqual([]);
+
+    await engine.redis.del(`${prefix}:ticket:{deleted}`);
+    expect((await tickets.list({ state: 'open' })).entries.map((e) => e.key)).toEqual(['kept']);
+    expect((await tickets.counts()).open).toBe(1);
+  });
+
+  it('names the keys of every slot whose owed work is older than a threshold, oldest first', async () => {
+    let reachable = false;
+    const { tickets } = await setUp({
+      ship: (_params: never, _context: EffectContext) =>
+        reachable
+          ? Promise.resolve({ type: 'SHIPPED' as const })
+          : Promise.reject(new Error('carrier unreachable')),
+    });
+    const parcels = ['parcel-1', 'parcel-2', 'parcel-3', 'parcel-4'];
+    expect(new Set(parcels.map((k) => keySlot(k))).size).toBe(parcels.length);
+    for (const key of parcels) {
+      await expect(tickets.send(key, { type: 'SHIP' })).rejects.toThrow('carrier unreachable');
+    }
+    await tickets.send('fine', { type: 'TICK' });
+
+    const stuck = await waitFor(
+      async () => {
+        const found = await tickets.stuck(50);
+        return found.length === parcels.length ? found : undefined;
+      },
+      { what: 'the owed work to age' },
+    );
+    expect(stuck.map((e) => e.key)).toEqual(parcels);
+    const since = stuck.map((e) => e.owedSince);
+    expect(since).toEqual([...since].sort((x, y) => x - y));
+    expect((await tickets.stuck(50, 2)).map((e) => e.key)).toEqual(parcels.slice(0, 2));
+    expect(await tickets.stuck(600_000)).toEqual([]);
+
+    reachable = true;
+    for (const key of parcels) await tickets.recover(key);
+    expect(await tickets.stuck(0)).toEqual([]);
+    expect(await tickets.counts()).toMatchObject({ shipping: 0, shipped: 4, open: 1 });
+  });
+});
