@@ -11,6 +11,8 @@ import { AppProcesses, errorCode, type AppProcess } from '../support/app-process
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 import { waitFor } from '../support/service-harness.ts';
 import { Redis } from 'ioredis';
+import { ReplicaWait } from '../../src/engine/redis/replica-wait.ts';
+import { UnavailableError } from '../../src/errors.ts';
 
 const LOCK_TTL_MS = 1_000;
 const RECOVERY_INTERVAL_MS = 200;
@@ -93,5 +95,23 @@ describe('REDIS_WAIT_REPLICAS=1 with a master and one replica', () => {
     const after = await account('unconfirmed');
     expect(after.ledger.filter((e) => e.kind === 'withdrawal')).toHaveLength(1);
     expect(after.balanceCents).toBe(99_000);
+  });
+
+  it('says unavailable, not internal, when the node it waits on is no longer a master', async () => {
+    // What a connection meets during a failover: the node it holds for a
+    // slot's master has become a replica, and Redis refuses WAIT there.
+    const onReplica = new Redis(replica.url);
+    try {
+      const waiting = new ReplicaWait(onReplica, 1, 100);
+      const refused = await waiting.confirm('any-key').then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(UnavailableError);
+      expect((refused as UnavailableError).code).toBe('unavailable');
+      expect(String((refused as Error).cause)).toMatch(/WAIT cannot be used with replica/);
+    } finally {
+      onReplica.disconnect();
+    }
   });
 });

@@ -56,7 +56,14 @@ export class ReplicaWait {
       if (error !== null) throw error;
       acked = Number(value);
     } catch (error) {
-      throw toAppError(error);
+      // A store that is full or lost says so. Anything else (Redis refusing
+      // WAIT on a node that has just become a replica in a failover, no
+      // reply at all) leaves the write unconfirmed, as a timeout does.
+      const appError = toAppError(error);
+      if (appError.code !== 'internal') throw appError;
+      throw new UnavailableError('storage replicas could not confirm the write; retry shortly', {
+        cause: error,
+      });
     }
     if (acked < this.replicas) {
       throw new UnavailableError(
