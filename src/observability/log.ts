@@ -31,6 +31,13 @@ export const REDACTED_PATHS = [
   '*.headers["x-api-key"]',
 ];
 
+/**
+ * Lines waiting for a reader that does not keep up (a stalled log collector)
+ * are held up to this much; past it new lines are dropped, so a stalled
+ * reader costs log lines, never the process's memory or its event loop.
+ */
+export const LOG_BUFFER_LIMIT_BYTES = 16 * 1024 * 1024;
+
 /** How every line is shaped (see the top of this file). */
 const LINE_OPTIONS = {
   messageKey: 'message',
@@ -47,10 +54,15 @@ const LINE_OPTIONS = {
  * next one, so a busy process makes one write per batch instead of one per
  * line; pino writes what is left synchronously when the process exits
  * (`process.exit` included), so the lines logged just before it are kept.
+ * At most LOG_BUFFER_LIMIT_BYTES wait for a slow reader.
  */
 export function createLogger(
   level: LogLevel,
-  destination: DestinationStream = pino.destination({ dest: 1, sync: false }),
+  destination: DestinationStream = pino.destination({
+    dest: 1,
+    sync: false,
+    maxLength: LOG_BUFFER_LIMIT_BYTES,
+  }),
 ): PinoLogger {
   return pino(
     { level, ...LINE_OPTIONS, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
