@@ -150,6 +150,25 @@ describe('effects, final states and racing writers on the engine', () => {
     expect((await storedTicket(engine.redis, prefix, 'done')).l).not.toBe(firstLife);
   });
 
+  it('keeps a final state for the retention the machine reads off its final snapshot', async () => {
+    const prefix = randomPrefix();
+    const retentions: number[] = [];
+    const { engine, tickets } = await start(prefix, {
+      retentionMs: (snapshot) => {
+        retentions.push(snapshot.context.ticks);
+        return 10_000 + 10_000 * snapshot.context.ticks;
+      },
+    });
+    await tickets.send('kept', { type: 'TICK' });
+    await tickets.send('kept', { type: 'TICK' });
+    expect(await engine.redis.pttl(`${prefix}:ticket:{kept}`)).toBe(-1);
+    await tickets.send('kept', { type: 'CLOSE' });
+    const ttl = await engine.redis.pttl(`${prefix}:ticket:{kept}`);
+    expect(ttl).toBeGreaterThan(20_000);
+    expect(ttl).toBeLessThanOrEqual(30_000);
+    expect(retentions).toEqual([2]);
+  });
+
   it('applies every event once when two engines race on one key', async () => {
     const prefix = randomPrefix();
     const one = await start(prefix);

@@ -61,6 +61,30 @@ describe('answers without the lock on the engine', () => {
     expect((await a.tickets.get('moved'))?.value).toBe('open');
   });
 
+  it('takes the lock when another process moved the key to a state the event leaves, with no action', async () => {
+    const prefix = randomPrefix();
+    const a = await startTickets(inject('redisUrl'), prefix);
+    // Its shipment answers nothing: the ticket stays in shipping, owing nothing.
+    const b = await startTickets(inject('redisUrl'), prefix, {
+      ship: () => Promise.resolve(undefined),
+    });
+    engines.push(a.engine, b.engine);
+    // This process last left the key open, where SHIP_FAILED changes nothing.
+    await a.tickets.send('stalled', { type: 'TICK' });
+    await b.tickets.send('stalled', { type: 'SHIP' });
+    await b.tickets.idle();
+    await waitFor(
+      async () =>
+        (await storedTicket(b.engine.redis, prefix, 'stalled')).o === undefined ? true : undefined,
+      { what: 'the shipment to be cleared' },
+    );
+
+    // In shipping it moves the key back to open, keeping the context and running nothing.
+    const { snapshot } = await a.tickets.send('stalled', { type: 'SHIP_FAILED' });
+    expect(snapshot.value).toBe('open');
+    expect((await a.tickets.get('stalled'))?.value).toBe('open');
+  });
+
   it('takes the lock for a key whose record owes actions, so they run first', async () => {
     const { tickets, holdLock } = await setUp(() => Promise.reject(new Error('carrier down')));
     await tickets.send('owing', { type: 'PING' });

@@ -12,6 +12,7 @@ import {
   type DurableMachineConfig,
   type Engine,
   type EffectHandler,
+  type EngineObserver,
   type TimerJobData,
 } from '../../src/engine/index.ts';
 import { ticketMachine, type ShipParams, type TicketEvent } from '../engine/ticket.machine.ts';
@@ -20,12 +21,13 @@ export type Tickets = DurableActors<typeof ticketMachine>;
 
 export interface TicketsOptions {
   readonly ship?: EffectHandler<TicketEvent>;
-  readonly retentionMs?: number;
+  readonly retentionMs?: DurableMachineConfig<typeof ticketMachine>['finalStateRetentionMs'];
   readonly lockTtlMs?: number;
   readonly lockWaitMs?: number;
   readonly hook?: DurableMachineConfig<typeof ticketMachine>['hook'];
   readonly timerEvent?: DurableMachineConfig<typeof ticketMachine>['timerEvent'];
   readonly keys?: DurableMachineConfig<typeof ticketMachine>['keys'];
+  readonly observer?: EngineObserver;
 }
 
 /** Hash of shipments by operation id: one entry per operation, however often it is replayed. */
@@ -50,6 +52,7 @@ export async function startTickets(
     lockTtlMs: options.lockTtlMs ?? 5_000,
     lockWaitMs: options.lockWaitMs ?? 10_000,
     storeCheckIntervalMs: 0,
+    ...(options.observer === undefined ? {} : { observer: options.observer }),
   });
   const tickets = durableMachine(engine, {
     name: 'ticket',
