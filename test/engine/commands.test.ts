@@ -163,8 +163,9 @@ describe('a command on the engine', () => {
 
     const record = `${prefix}:ticket:{once}`;
     const monitor = await engine.redis.monitor();
-    stops.push(async () => {
+    stops.push(() => {
       monitor.disconnect();
+      return Promise.resolve();
     });
     const commands: string[][] = [];
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
@@ -175,9 +176,10 @@ describe('a command on the engine', () => {
     // The monitor has seen everything before this.
     const marker = `${prefix}:marker`;
     await engine.redis.get(marker);
-    await waitFor(async () => (commands.some((args) => args.includes(marker)) ? true : undefined), {
-      what: 'the monitor to catch up',
-    });
+    await waitFor(
+      () => Promise.resolve(commands.some((args) => args.includes(marker)) ? true : undefined),
+      { what: 'the monitor to catch up' },
+    );
 
     const onRecord = commands.filter((args) => args.includes(record));
     // The read behind the lock request (record and lock), then the write.

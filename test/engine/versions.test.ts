@@ -162,7 +162,7 @@ describe('machine versions on the engine', () => {
       key: 'legacy',
       lifeId,
       machineVersion: 1,
-      snapshot: JSON.parse(snapshot ?? ''),
+      snapshot: JSON.parse(snapshot ?? '') as unknown,
       owed: 'ship-pending',
     });
 
