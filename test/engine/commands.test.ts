@@ -185,6 +185,10 @@ describe('a command on the engine', () => {
     // The read behind the lock request (record and lock), then the write.
     expect(onRecord).toHaveLength(2);
     expect(onRecord[0]?.slice(2)).toEqual(['2', record, `${record}:lock`]);
+    // It arms and cancels no timer: nothing goes to the timer queue.
+    expect(commands.filter((args) => args.some((arg) => arg.startsWith(`${prefix}:bull`)))).toEqual(
+      [],
+    );
     expect((await storedTicket(engine.redis, prefix, 'once')).v).toBe('2');
   });
 
