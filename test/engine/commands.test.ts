@@ -10,7 +10,12 @@ import type {
   HookPoint,
   SpanAttributes,
 } from '../../src/engine/index.ts';
-import { StaleWriteError, TokenBusyError } from '../../src/errors.ts';
+import {
+  StaleWriteError,
+  StoredDataError,
+  StoreLostError,
+  TokenBusyError,
+} from '../../src/errors.ts';
 import { startTickets, storedTicket, type TicketsOptions } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 
@@ -94,9 +99,16 @@ describe('a command on the engine', () => {
 
   it("reports an effect's outcome as `none` without feedback and `error` when it throws", async () => {
     const outcomes: string[] = [];
+    const annotated: SpanAttributes[] = [];
     let fail = false;
     const { tickets } = await start(randomPrefix(), {
-      observer: { onEffect: ({ outcome }) => outcomes.push(outcome) },
+      observer: {
+        onEffect: ({ outcome }) => outcomes.push(outcome),
+        span: (name, _attributes, work) =>
+          work((more) => {
+            if (name === 'engine.effect') annotated.push(more);
+          }),
+      },
       ship: () => (fail ? Promise.reject(new Error('carrier down')) : Promise.resolve(undefined)),
     });
     await tickets.send('quiet', { type: 'SHIP' });
@@ -104,6 +116,7 @@ describe('a command on the engine', () => {
     await tickets.send('loud', { type: 'PING' });
     await expect(tickets.send('loud', { type: 'SHIP' })).rejects.toThrow('carrier down');
     expect(outcomes).toEqual(['none', 'error']);
+    expect(annotated).toEqual([{ outcome: 'none' }]);
   });
 
   it('wraps the lock, each transition and each effect in a span with what it is about', async () => {
@@ -133,6 +146,24 @@ describe('a command on the engine', () => {
         attributes: { machine: 'ticket', event: 'SHIPPED', from: 'shipping', to: 'shipped' },
       },
     ]);
+  });
+
+  it('tells the observer of a command that failed on Redis, and of no other failure', async () => {
+    const prefix = randomPrefix();
+    const kinds: string[] = [];
+    const { engine, tickets } = await start(prefix, {
+      observer: { onRedisError: (kind) => kinds.push(kind) },
+      ship: () => Promise.reject(new Error('carrier down')),
+    });
+    await expect(tickets.send('parcel', { type: 'SHIP' })).rejects.toThrow('carrier down');
+    await engine.redis.hset(`${prefix}:ticket:{parcel}`, 's', '{');
+    await expect(tickets.get('parcel')).rejects.toBeInstanceOf(StoredDataError);
+    expect(kinds).toEqual([]);
+
+    // The store's identity is gone: Redis lost its data (a restart without it, say).
+    await engine.redis.del(`${prefix}:store`);
+    await expect(tickets.send('other', { type: 'TICK' })).rejects.toBeInstanceOf(StoreLostError);
+    expect(kinds).toEqual(['lost']);
   });
 
   it('reports a command that gave up waiting for the lock, and how long it waited', async () => {

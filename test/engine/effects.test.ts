@@ -70,6 +70,22 @@ describe('effects, final states and racing writers on the engine', () => {
     expect((await storedTicket(engine.redis, prefix, 'box')).o).toBeUndefined();
   });
 
+  it("gives an effect Redis's time through its context", async () => {
+    const prefix = randomPrefix();
+    const times: number[] = [];
+    const { engine, tickets } = await start(prefix, {
+      ship: (_params, context) => {
+        times.push(context.now());
+        return Promise.resolve({ type: 'SHIPPED' });
+      },
+    });
+    const before = await redisNow(engine.redis);
+    await tickets.send('timed', { type: 'SHIP' });
+    expect(times).toHaveLength(1);
+    expect(times[0]).toBeGreaterThanOrEqual(before);
+    expect(times[0]).toBeLessThanOrEqual(await redisNow(engine.redis));
+  });
+
   it('runs an effect that failed again on the next access, with the same operation id', async () => {
     const prefix = randomPrefix();
     const { ship, operations, on } = failingOnce(prefix);
@@ -83,6 +99,9 @@ describe('effects, final states and racing writers on the engine', () => {
       { kind: 'effect', type: 'ship', params: { key: 'parcel' } },
     ]);
     expect(await engine.redis.zscore(`${prefix}:ticket:outbox`, 'parcel')).not.toBeNull();
+    const outbox = await tickets.outboxState();
+    expect(outbox.depth).toBe(1);
+    expect(outbox.oldestAt).toBeGreaterThan((await redisNow(engine.redis)) - 60_000);
 
     const { snapshot, emitted } = await tickets.send('parcel', { type: 'TICK' });
     expect(snapshot.value).toBe('shipped');
@@ -92,6 +111,26 @@ describe('effects, final states and racing writers on the engine', () => {
     expect(operations[1]).toBe(operations[0]);
     expect(await engine.redis.hlen(shipmentsKey(prefix))).toBe(1);
     expect(await engine.redis.zscore(`${prefix}:ticket:outbox`, 'parcel')).toBeNull();
+    expect(await tickets.outboxState()).toEqual({ depth: 0, oldestAt: null });
+  });
+
+  it('skips an owed effect this build has no handler for, and clears it', async () => {
+    const prefix = randomPrefix();
+    const { engine, tickets } = await start(prefix);
+    await tickets.send('retired', { type: 'TICK' });
+    // Owed by a build that had a `wrap` effect, which this one dropped.
+    const record = `${prefix}:ticket:{retired}`;
+    await engine.redis.hset(
+      record,
+      'o',
+      JSON.stringify([{ kind: 'effect', type: 'wrap', params: null }]),
+    );
+    await engine.redis.zadd(`${prefix}:ticket:outbox`, 0, 'retired');
+
+    const { snapshot } = await tickets.send('retired', { type: 'TICK' });
+    expect(snapshot.context.ticks).toBe(2);
+    expect((await storedTicket(engine.redis, prefix, 'retired')).o).toBeUndefined();
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
   });
 
   it('runs an effect that failed again from the recovery sweep when nobody touches the key', async () => {

@@ -4,10 +4,11 @@
  * that owes actions, waits for the lock.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import type { Engine } from '../../src/engine/index.ts';
+import { durableMachine, type Engine } from '../../src/engine/index.ts';
 import { TokenBusyError } from '../../src/errors.ts';
 import { startTickets, storedTicket } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
+import { panelMachine } from './panel.machine.ts';
 
 describe('answers without the lock on the engine', () => {
   const engines: Engine[] = [];
@@ -91,5 +92,48 @@ describe('answers without the lock on the engine', () => {
     await expect(tickets.send('owing', { type: 'SHIP' })).rejects.toThrow('carrier down');
     await holdLock('owing');
     await expect(tickets.send('owing', { type: 'PING' })).rejects.toBeInstanceOf(TokenBusyError);
+  });
+
+  describe('for a machine whose state is an object (parallel regions)', () => {
+    async function panels(prefix: string) {
+      const { engine } = await startTickets(inject('redisUrl'), prefix, { lockWaitMs: 200 });
+      engines.push(engine);
+      const panel = durableMachine(engine, {
+        name: 'panel',
+        machine: panelMachine,
+        version: 1,
+        input: () => undefined,
+        finalStateRetentionMs: 60_000,
+      });
+      return { engine, panel };
+    }
+
+    it('answers an event that changes nothing while another process holds the lock', async () => {
+      const prefix = randomPrefix();
+      const { engine, panel } = await panels(prefix);
+      await panel.send('desk', { type: 'LIGHT_UP' });
+      await engine.redis.set(`${prefix}:panel:{desk}:lock`, 'elsewhere', 'PX', 10_000);
+
+      const { snapshot, emitted } = await panel.send('desk', { type: 'STATUS' });
+      expect(emitted).toEqual([{ type: 'STATUS' }]);
+      expect(snapshot.value).toEqual({ power: 'off', light: 'lit' });
+      await expect(panel.send('desk', { type: 'SWITCH_ON' })).rejects.toBeInstanceOf(
+        TokenBusyError,
+      );
+    });
+
+    it('takes the lock when another process moved one region and the event moves it back', async () => {
+      const prefix = randomPrefix();
+      const { panel: a } = await panels(prefix);
+      const { panel: b } = await panels(prefix);
+      // This process last left the light dim, where DIM changes nothing.
+      await a.send('wall', { type: 'SWITCH_ON' });
+      await b.send('wall', { type: 'LIGHT_UP' });
+      expect((await a.get('wall'))?.value).toEqual({ power: 'on', light: 'lit' });
+
+      const { snapshot } = await a.send('wall', { type: 'DIM' });
+      expect(snapshot.value).toEqual({ power: 'on', light: 'dim' });
+      expect((await b.get('wall'))?.value).toEqual({ power: 'on', light: 'dim' });
+    });
   });
 });

@@ -120,6 +120,17 @@ describe('delayed events on the engine', () => {
     expect(await storedTicket(engine.redis, prefix, 'reborn')).toEqual(secondLife);
   });
 
+  it('counts the timer jobs by state', async () => {
+    await send('first', { type: 'REMIND_IN', ms: 60_000 });
+    await send('second', { type: 'REMIND_IN', ms: 60_000 });
+    expect(await tickets.timerJobCounts()).toEqual({
+      waiting: 0,
+      delayed: 2,
+      active: 0,
+      failed: 0,
+    });
+  });
+
   it('fires `after` delays, and drops them when the state was left first', async () => {
     await send('hold', { type: 'HOLD' });
     await waitFor(async () => ((await tickets.get('hold'))?.value === 'open' ? true : undefined), {
