@@ -152,7 +152,10 @@ describe('a command on the engine', () => {
     const prefix = randomPrefix();
     const kinds: string[] = [];
     const { engine, tickets } = await start(prefix, {
-      observer: { onRedisError: (kind) => kinds.push(kind) },
+      observer: {
+        onRedisError: (kind) => kinds.push(kind),
+        onTokenBusy: () => kinds.push('busy'),
+      },
       ship: () => Promise.reject(new Error('carrier down')),
     });
     await expect(tickets.send('parcel', { type: 'SHIP' })).rejects.toThrow('carrier down');

@@ -95,7 +95,7 @@ describe('answers without the lock on the engine', () => {
   });
 
   describe('for a machine whose state is an object (parallel regions)', () => {
-    async function panels(prefix: string) {
+    async function panels(prefix: string, beeps: string[] = []) {
       const { engine } = await startTickets(inject('redisUrl'), prefix, { lockWaitMs: 200 });
       engines.push(engine);
       const panel = durableMachine(engine, {
@@ -103,6 +103,12 @@ describe('answers without the lock on the engine', () => {
         machine: panelMachine,
         version: 1,
         input: () => undefined,
+        effects: {
+          beep: (_params: never, { key }) => {
+            beeps.push(key);
+            return Promise.resolve(undefined);
+          },
+        },
         finalStateRetentionMs: 60_000,
       });
       return { engine, panel };
@@ -134,6 +140,20 @@ describe('answers without the lock on the engine', () => {
       const { snapshot } = await a.send('wall', { type: 'DIM' });
       expect(snapshot.value).toEqual({ power: 'on', light: 'dim' });
       expect((await b.get('wall'))?.value).toEqual({ power: 'on', light: 'dim' });
+    });
+
+    it('takes the lock when, where another process moved the key, the event runs an effect', async () => {
+      const prefix = randomPrefix();
+      const beeps: string[] = [];
+      const { panel: a } = await panels(prefix, beeps);
+      const { panel: b } = await panels(prefix);
+      // This process last left the power off, where STATUS only replies.
+      await a.send('hall', { type: 'STATUS' });
+      await b.send('hall', { type: 'SWITCH_ON' });
+
+      const { emitted } = await a.send('hall', { type: 'STATUS' });
+      expect(emitted).toEqual([]);
+      expect(beeps).toEqual(['hall']);
     });
   });
 });

@@ -3,7 +3,7 @@ import { emit, setup } from 'xstate';
 /**
  * A toy machine of the engine's tests (no payment code) whose state is an
  * object: two parallel regions, power (off, on) and light (dim, lit). STATUS
- * only replies, in any state.
+ * replies; with the power on it beeps instead (an effect).
  */
 
 export type PanelEvent =
@@ -18,13 +18,18 @@ export const panelMachine = setup({
     events: {} as PanelEvent,
     emitted: {} as { type: 'STATUS' },
   },
+  actions: { beep: () => undefined },
 }).createMachine({
   id: 'panel',
   type: 'parallel',
   states: {
     power: {
       initial: 'off',
-      states: { off: { on: { SWITCH_ON: 'on' } }, on: { on: { SWITCH_OFF: 'off' } } },
+      states: {
+        off: { on: { SWITCH_ON: 'on' } },
+        // Switched on, STATUS also beeps (an effect), keeping the state.
+        on: { on: { SWITCH_OFF: 'off', STATUS: { actions: 'beep' } } },
+      },
     },
     light: {
       initial: 'dim',
