@@ -163,10 +163,16 @@ describe('a command on the engine', () => {
     await expect(tickets.get('parcel')).rejects.toBeInstanceOf(StoredDataError);
     expect(kinds).toEqual([]);
 
+    // Another process whose observer takes no report of Redis failures.
+    const quiet = await start(prefix, { observer: {} });
+
     // The store's identity is gone: Redis lost its data (a restart without it, say).
     await engine.redis.del(`${prefix}:store`);
     await expect(tickets.send('other', { type: 'TICK' })).rejects.toBeInstanceOf(StoreLostError);
     expect(kinds).toEqual(['lost']);
+    await expect(quiet.tickets.send('other', { type: 'TICK' })).rejects.toBeInstanceOf(
+      StoreLostError,
+    );
   });
 
   it('reports a command that gave up waiting for the lock, and how long it waited', async () => {
@@ -247,12 +253,12 @@ describe('a command on the engine', () => {
      * `times` commands of `one` lose their lease after the read: the lock is
      * gone and `other` ticks the key before `one` writes.
      */
-    async function racing(prefix: string, times: number) {
+    async function racing(prefix: string, times: number, observer?: EngineObserver) {
       const other = await start(prefix);
       let left = times;
       const stale: string[] = [];
       const one = await start(prefix, {
-        observer: { onStaleWrite: ({ machine }) => stale.push(machine) },
+        observer: observer ?? { onStaleWrite: ({ machine }) => stale.push(machine) },
         hook: async (point, { key }) => {
           if (point !== 'after-load' || left === 0) return;
           left--;
@@ -271,6 +277,13 @@ describe('a command on the engine', () => {
       expect(snapshot.context.ticks).toBe(2);
       expect(stale).toEqual(['ticket']);
       expect(await storedTicket(one.engine.redis, prefix, 'fenced')).toMatchObject({ v: '2' });
+    });
+
+    it('retries the same for an observer that takes no report of it', async () => {
+      const prefix = randomPrefix();
+      const { one } = await racing(prefix, 1, {});
+      const { snapshot } = await one.tickets.send('unobserved', { type: 'TICK' });
+      expect(snapshot.context.ticks).toBe(2);
     });
 
     it('gives up after three refused writes, leaving what the other process wrote', async () => {

@@ -83,6 +83,15 @@ describe('one step that owes several things on the engine', () => {
     expect(record.o).toBeUndefined();
   });
 
+  it('names a timer raised without an id after the write and its place in the step', async () => {
+    const { send, stored, jobs } = await setUp();
+    await send('unnamed', { type: 'SET' });
+    await send('unnamed', { type: 'SET_UNNAMED' });
+    // Version 2 wrote it, as the step's first action.
+    expect(Object.keys(timersOf(await stored('unnamed'))).sort()).toEqual(['2.0', 'ring']);
+    expect((await jobs('unnamed')).map((job) => job.id).sort()).toEqual(['2.0', 'ring']);
+  });
+
   it('keeps nothing of a timer set and taken back in the same step', async () => {
     const { send, stored, jobs } = await setUp();
     await send('undone', { type: 'SET_AND_CANCEL' });
@@ -91,6 +100,14 @@ describe('one step that owes several things on the engine', () => {
     expect(record.t).toBeUndefined();
     expect(record.o).toBeUndefined();
     expect(await jobs('undone')).toEqual([]);
+  });
+
+  it('keeps the effect and the timer a step still owes after it cancelled another', async () => {
+    const { send, notified, jobs, stored } = await setUp();
+    await send('kept', { type: 'SET_BOTH_KEEP_ONE' });
+    expect(notified).toEqual(['kept']);
+    expect(Object.keys(timersOf(await stored('kept')))).toEqual(['snooze']);
+    expect((await jobs('kept')).map((job) => job.id)).toEqual(['snooze']);
   });
 
   it('runs an effect owed beside a timer, and arms the timer', async () => {
@@ -128,10 +145,12 @@ describe('one step that owes several things on the engine', () => {
   });
 
   it('keeps no timer in a final state, not even one set by the step that reached it', async () => {
-    const { alarms, send, stored, jobs } = await setUp();
+    const { alarms, send, stored, jobs, notified } = await setUp();
     await send('stopped', { type: 'SET' });
     const { snapshot } = await send('stopped', { type: 'STOP' });
     expect(snapshot.status).toBe('done');
+    // The effect of that step still runs.
+    expect(notified).toEqual(['stopped']);
     const record = await stored('stopped');
     expect(record.t).toBeUndefined();
     expect(record.o).toBeUndefined();

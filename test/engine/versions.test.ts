@@ -121,9 +121,10 @@ describe('machine versions on the engine', () => {
       's',
       JSON.stringify({ ...stored, value: 'nowhere' }),
     );
-    await expect(tickets.get('lost')).rejects.toThrow(
-      new StoredDataError('stored state of key lost cannot be read'),
-    );
+    const error = await tickets.get('lost').catch((thrown: unknown) => thrown);
+    expect(error).toEqual(new StoredDataError('stored state of key lost cannot be read'));
+    // What the machine said about it is kept for the log.
+    expect((error as Error).cause).toBeInstanceOf(Error);
     await expect(tickets.send('lost', { type: 'TICK' })).rejects.toBeInstanceOf(StoredDataError);
   });
 
