@@ -70,6 +70,22 @@ describe('effects, final states and racing writers on the engine', () => {
     expect((await storedTicket(engine.redis, prefix, 'box')).o).toBeUndefined();
   });
 
+  it("gives an effect Redis's time through its context", async () => {
+    const prefix = randomPrefix();
+    const times: number[] = [];
+    const { engine, tickets } = await start(prefix, {
+      ship: (_params, context) => {
+        times.push(context.now());
+        return Promise.resolve({ type: 'SHIPPED' });
+      },
+    });
+    const before = await redisNow(engine.redis);
+    await tickets.send('timed', { type: 'SHIP' });
+    expect(times).toHaveLength(1);
+    expect(times[0]).toBeGreaterThanOrEqual(before);
+    expect(times[0]).toBeLessThanOrEqual(await redisNow(engine.redis));
+  });
+
   it('runs an effect that failed again on the next access, with the same operation id', async () => {
     const prefix = randomPrefix();
     const { ship, operations, on } = failingOnce(prefix);
@@ -79,8 +95,13 @@ describe('effects, final states and racing writers on the engine', () => {
     await expect(tickets.send('parcel', { type: 'SHIP' })).rejects.toThrow('carrier unreachable');
     // The intent and what it owes are on record.
     expect((await tickets.get('parcel'))?.value).toBe('shipping');
-    expect((await storedTicket(engine.redis, prefix, 'parcel')).o).toContain('"ship"');
+    expect(JSON.parse((await storedTicket(engine.redis, prefix, 'parcel')).o ?? '')).toEqual([
+      { kind: 'effect', type: 'ship', params: { key: 'parcel' } },
+    ]);
     expect(await engine.redis.zscore(`${prefix}:ticket:outbox`, 'parcel')).not.toBeNull();
+    const outbox = await tickets.outboxState();
+    expect(outbox.depth).toBe(1);
+    expect(outbox.oldestAt).toBeGreaterThan((await redisNow(engine.redis)) - 60_000);
 
     const { snapshot, emitted } = await tickets.send('parcel', { type: 'TICK' });
     expect(snapshot.value).toBe('shipped');
@@ -90,6 +111,26 @@ describe('effects, final states and racing writers on the engine', () => {
     expect(operations[1]).toBe(operations[0]);
     expect(await engine.redis.hlen(shipmentsKey(prefix))).toBe(1);
     expect(await engine.redis.zscore(`${prefix}:ticket:outbox`, 'parcel')).toBeNull();
+    expect(await tickets.outboxState()).toEqual({ depth: 0, oldestAt: null });
+  });
+
+  it('skips an owed effect this build has no handler for, and clears it', async () => {
+    const prefix = randomPrefix();
+    const { engine, tickets } = await start(prefix);
+    await tickets.send('retired', { type: 'TICK' });
+    // Owed by a build that had a `wrap` effect, which this one dropped.
+    const record = `${prefix}:ticket:{retired}`;
+    await engine.redis.hset(
+      record,
+      'o',
+      JSON.stringify([{ kind: 'effect', type: 'wrap', params: null }]),
+    );
+    await engine.redis.zadd(`${prefix}:ticket:outbox`, 0, 'retired');
+
+    const { snapshot } = await tickets.send('retired', { type: 'TICK' });
+    expect(snapshot.context.ticks).toBe(2);
+    expect((await storedTicket(engine.redis, prefix, 'retired')).o).toBeUndefined();
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
   });
 
   it('runs an effect that failed again from the recovery sweep when nobody touches the key', async () => {
@@ -148,6 +189,25 @@ describe('effects, final states and racing writers on the engine', () => {
     const reborn = await tickets.send('done', { type: 'TICK' });
     expect(reborn.snapshot.context.ticks).toBe(1);
     expect((await storedTicket(engine.redis, prefix, 'done')).l).not.toBe(firstLife);
+  });
+
+  it('keeps a final state for the retention the machine reads off its final snapshot', async () => {
+    const prefix = randomPrefix();
+    const retentions: number[] = [];
+    const { engine, tickets } = await start(prefix, {
+      retentionMs: (snapshot) => {
+        retentions.push(snapshot.context.ticks);
+        return 10_000 + 10_000 * snapshot.context.ticks;
+      },
+    });
+    await tickets.send('kept', { type: 'TICK' });
+    await tickets.send('kept', { type: 'TICK' });
+    expect(await engine.redis.pttl(`${prefix}:ticket:{kept}`)).toBe(-1);
+    await tickets.send('kept', { type: 'CLOSE' });
+    const ttl = await engine.redis.pttl(`${prefix}:ticket:{kept}`);
+    expect(ttl).toBeGreaterThan(20_000);
+    expect(ttl).toBeLessThanOrEqual(30_000);
+    expect(retentions).toEqual([2]);
   });
 
   it('applies every event once when two engines race on one key', async () => {

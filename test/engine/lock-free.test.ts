@@ -4,10 +4,11 @@
  * that owes actions, waits for the lock.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import type { Engine } from '../../src/engine/index.ts';
+import { durableMachine, type Engine } from '../../src/engine/index.ts';
 import { TokenBusyError } from '../../src/errors.ts';
 import { startTickets, storedTicket } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
+import { panelMachine } from './panel.machine.ts';
 
 describe('answers without the lock on the engine', () => {
   const engines: Engine[] = [];
@@ -61,11 +62,98 @@ describe('answers without the lock on the engine', () => {
     expect((await a.tickets.get('moved'))?.value).toBe('open');
   });
 
+  it('takes the lock when another process moved the key to a state the event leaves, with no action', async () => {
+    const prefix = randomPrefix();
+    const a = await startTickets(inject('redisUrl'), prefix);
+    // Its shipment answers nothing: the ticket stays in shipping, owing nothing.
+    const b = await startTickets(inject('redisUrl'), prefix, {
+      ship: () => Promise.resolve(undefined),
+    });
+    engines.push(a.engine, b.engine);
+    // This process last left the key open, where SHIP_FAILED changes nothing.
+    await a.tickets.send('stalled', { type: 'TICK' });
+    await b.tickets.send('stalled', { type: 'SHIP' });
+    await b.tickets.idle();
+    await waitFor(
+      async () =>
+        (await storedTicket(b.engine.redis, prefix, 'stalled')).o === undefined ? true : undefined,
+      { what: 'the shipment to be cleared' },
+    );
+
+    // In shipping it moves the key back to open, keeping the context and running nothing.
+    const { snapshot } = await a.tickets.send('stalled', { type: 'SHIP_FAILED' });
+    expect(snapshot.value).toBe('open');
+    expect((await a.tickets.get('stalled'))?.value).toBe('open');
+  });
+
   it('takes the lock for a key whose record owes actions, so they run first', async () => {
     const { tickets, holdLock } = await setUp(() => Promise.reject(new Error('carrier down')));
     await tickets.send('owing', { type: 'PING' });
     await expect(tickets.send('owing', { type: 'SHIP' })).rejects.toThrow('carrier down');
     await holdLock('owing');
     await expect(tickets.send('owing', { type: 'PING' })).rejects.toBeInstanceOf(TokenBusyError);
+  });
+
+  describe('for a machine whose state is an object (parallel regions)', () => {
+    async function panels(prefix: string, beeps: string[] = []) {
+      const { engine } = await startTickets(inject('redisUrl'), prefix, { lockWaitMs: 200 });
+      engines.push(engine);
+      const panel = durableMachine(engine, {
+        name: 'panel',
+        machine: panelMachine,
+        version: 1,
+        input: () => undefined,
+        effects: {
+          beep: (_params: never, { key }) => {
+            beeps.push(key);
+            return Promise.resolve(undefined);
+          },
+        },
+        finalStateRetentionMs: 60_000,
+      });
+      return { engine, panel };
+    }
+
+    it('answers an event that changes nothing while another process holds the lock', async () => {
+      const prefix = randomPrefix();
+      const { engine, panel } = await panels(prefix);
+      await panel.send('desk', { type: 'LIGHT_UP' });
+      await engine.redis.set(`${prefix}:panel:{desk}:lock`, 'elsewhere', 'PX', 10_000);
+
+      const { snapshot, emitted } = await panel.send('desk', { type: 'STATUS' });
+      expect(emitted).toEqual([{ type: 'STATUS' }]);
+      expect(snapshot.value).toEqual({ power: 'off', light: 'lit' });
+      await expect(panel.send('desk', { type: 'SWITCH_ON' })).rejects.toBeInstanceOf(
+        TokenBusyError,
+      );
+    });
+
+    it('takes the lock when another process moved one region and the event moves it back', async () => {
+      const prefix = randomPrefix();
+      const { panel: a } = await panels(prefix);
+      const { panel: b } = await panels(prefix);
+      // This process last left the light dim, where DIM changes nothing.
+      await a.send('wall', { type: 'SWITCH_ON' });
+      await b.send('wall', { type: 'LIGHT_UP' });
+      expect((await a.get('wall'))?.value).toEqual({ power: 'on', light: 'lit' });
+
+      const { snapshot } = await a.send('wall', { type: 'DIM' });
+      expect(snapshot.value).toEqual({ power: 'on', light: 'dim' });
+      expect((await b.get('wall'))?.value).toEqual({ power: 'on', light: 'dim' });
+    });
+
+    it('takes the lock when, where another process moved the key, the event runs an effect', async () => {
+      const prefix = randomPrefix();
+      const beeps: string[] = [];
+      const { panel: a } = await panels(prefix, beeps);
+      const { panel: b } = await panels(prefix);
+      // This process last left the power off, where STATUS only replies.
+      await a.send('hall', { type: 'STATUS' });
+      await b.send('hall', { type: 'SWITCH_ON' });
+
+      const { emitted } = await a.send('hall', { type: 'STATUS' });
+      expect(emitted).toEqual([]);
+      expect(beeps).toEqual(['hall']);
+    });
   });
 });

@@ -5,6 +5,7 @@
  * record, and a key layout of its own.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { durableMachine } from '../../src/engine/index.ts';
 import {
   redisNow,
   startTickets,
@@ -13,6 +14,7 @@ import {
   type TicketsOptions,
 } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
+import { ticketMachine } from './ticket.machine.ts';
 
 describe('machine options on the engine', () => {
   const stops: (() => Promise<void>)[] = [];
@@ -61,6 +63,23 @@ describe('machine options on the engine', () => {
     await tickets.send('somebody', { type: 'TICK' });
     const sent = await tickets.sendIfExists('somebody', { type: 'TICK' });
     expect(sent?.snapshot.context.ticks).toBe(2);
+    expect(sent?.emitted).toEqual([{ type: 'REPLY', status: 'open', ticks: 2 }]);
+  });
+
+  it('refuses a machine name that is not letters, digits and dashes', async () => {
+    const { engine } = await setUp();
+    const named = (name: string) => () =>
+      durableMachine(engine, {
+        name,
+        machine: ticketMachine,
+        version: 1,
+        input: (key, now, lifeId) => ({ key, now, lifeId }),
+        finalStateRetentionMs: 60_000,
+      });
+    for (const name of ['-ticket', 'ticket!', 'two words', '']) {
+      expect(named(name)).toThrow(`machine name "${name}" must be letters, digits and '-'`);
+    }
+    expect(named('Ticket-2')().name).toBe('Ticket-2');
   });
 
   it('keeps records under a key layout of its own', async () => {

@@ -120,6 +120,29 @@ describe('delayed events on the engine', () => {
     expect(await storedTicket(engine.redis, prefix, 'reborn')).toEqual(secondLife);
   });
 
+  it('forgets a timer whose event the state it finds ignores, once delivered', async () => {
+    await send('ignored', { type: 'REMIND_IN', ms: 60_000 });
+    const [armed] = await delayedTimersOf(queue, 'ignored');
+    // Held, the ticket ignores REMIND.
+    await send('ignored', { type: 'HOLD' });
+    await tickets.fire({ ...(armed as TimerJobData), dueAt: 0 });
+    expect(await reminders('ignored')).toBe(0);
+    expect(Object.keys(await storedTimers(engine.redis, prefix, 'ignored'))).not.toContain(
+      'remind',
+    );
+  });
+
+  it('counts the timer jobs by state', async () => {
+    await send('first', { type: 'REMIND_IN', ms: 60_000 });
+    await send('second', { type: 'REMIND_IN', ms: 60_000 });
+    expect(await tickets.timerJobCounts()).toEqual({
+      waiting: 0,
+      delayed: 2,
+      active: 0,
+      failed: 0,
+    });
+  });
+
   it('fires `after` delays, and drops them when the state was left first', async () => {
     await send('hold', { type: 'HOLD' });
     await waitFor(async () => ((await tickets.get('hold'))?.value === 'open' ? true : undefined), {

@@ -12,6 +12,7 @@ import {
   type DurableMachineConfig,
   type Engine,
   type EffectHandler,
+  type EngineObserver,
   type TimerJobData,
 } from '../../src/engine/index.ts';
 import { ticketMachine, type ShipParams, type TicketEvent } from '../engine/ticket.machine.ts';
@@ -20,7 +21,7 @@ export type Tickets = DurableActors<typeof ticketMachine>;
 
 export interface TicketsOptions {
   readonly ship?: EffectHandler<TicketEvent>;
-  readonly retentionMs?: number;
+  readonly retentionMs?: DurableMachineConfig<typeof ticketMachine>['finalStateRetentionMs'];
   readonly lockTtlMs?: number;
   readonly lockWaitMs?: number;
   readonly hook?: DurableMachineConfig<typeof ticketMachine>['hook'];
@@ -28,6 +29,7 @@ export interface TicketsOptions {
   readonly keys?: DurableMachineConfig<typeof ticketMachine>['keys'];
   /** Seed nodes of a Redis Cluster: the engine runs on it instead of `redisUrl`. */
   readonly clusterNodes?: readonly { host: string; port: number }[];
+  readonly observer?: EngineObserver;
 }
 
 /** Hash of shipments by operation id: one entry per operation, however often it is replayed. */
@@ -53,6 +55,7 @@ export async function startTickets(
     lockTtlMs: options.lockTtlMs ?? 5_000,
     lockWaitMs: options.lockWaitMs ?? 10_000,
     storeCheckIntervalMs: 0,
+    ...(options.observer === undefined ? {} : { observer: options.observer }),
   });
   const tickets = durableMachine(engine, {
     name: 'ticket',
