@@ -333,7 +333,7 @@ async function runIndexCommand(
         state: status,
         limit,
         cursor,
-        ...(tenant === null ? {} : { keyPrefix: tenantKey(tenant, '') }),
+        ...(tenant === null ? {} : { partition: tenant }),
       });
       const payments = page.entries.map((e) => ({
         token: tenant === null ? e.key : (ownId(tenant, e.key) ?? e.key),
