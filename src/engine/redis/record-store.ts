@@ -160,7 +160,7 @@ const CLEAR_SCRIPT = `
 if (redis.call('HGET', KEYS[1], 'v') or '') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'o')
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
+if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[2]) end
 return 1
 `;
 
@@ -170,7 +170,7 @@ return 1
 // cleared by another process.
 const SETTLE_SCRIPT = `
 if redis.call('HEXISTS', KEYS[1], 'o') == 1 then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[1])
+if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return redis.call('ZREM', KEYS[2], ARGV[1])
 `;
 

@@ -102,7 +102,7 @@ const FETCH_FACTOR = 2;
 const UNINDEX_SCRIPT = `
 if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then
   redis.call('ZREM', KEYS[2], ARGV[2])
-  redis.call('ZREM', KEYS[4], ARGV[2])
+  if KEYS[4] ~= KEYS[2] then redis.call('ZREM', KEYS[4], ARGV[2]) end
 end
 if ARGV[3] ~= '' then
   local due = redis.call('ZSCORE', KEYS[3], ARGV[3])
