@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { PaymentStep } from '../../src/payments/payments.ts';
 import { bearer, TEST_API_KEYS, TEST_KEYS } from '../support/api-keys.ts';
+import { runCli } from '../support/processes.ts';
 import {
   startTestService,
   testConfig,
@@ -188,4 +189,22 @@ describe("a tenant's counts, listings and stuck tokens", () => {
     const keys = (inspected.body as { keys: { key: string }[] }).keys.map((k) => k.key);
     expect(keys.slice(0, 7)).toEqual(mine.map((_, i) => `page-b${6 - i}`));
   });
+
+  it("gives a tenant's counts and stuck tokens in the CLI with --tenant", async () => {
+    const env = { REDIS_URL: service.config.redisUrl, REDIS_KEY_PREFIX: service.config.keyPrefix };
+    // One at a time: each CLI is a Node process compiling TypeScript as it loads.
+    const cli = (args: string[]) => runCli(args, env, { killAfterMs: 60_000 });
+    const stats = await cli(['stats', '--tenant', 'beta', '--json']);
+    expect(stats.code, stats.output).toBe(0);
+    expect(JSON.parse(stats.stdout)).toEqual(await counts(B));
+    const stuck = await cli(['stuck', '--older-than', '0s', '--tenant', 'alpha', '--json']);
+    expect(stuck.code, stuck.output).toBe(0);
+    const listed = JSON.parse(stuck.stdout) as { payments: { token: string; status: string }[] };
+    expect(listed.payments.map((p) => p.token)).toEqual([
+      'stuck-a0',
+      'stuck-a1',
+      'stuck-a2',
+      'stuck-a3',
+    ]);
+  }, 240_000);
 });
