@@ -184,10 +184,11 @@ return out
 
 // KEYS: record, the machine's set of a state, the machine's outbox, the
 // key's partition's outbox, then its partition's set of each state (n).
-// ARGV: that state, key, the state's place among the n. Puts a key the machine's index holds into its
-// partition's (see StateIndex.backfill): when its record is in that state,
-// into the partition's set of it with the machine's score, out of the
-// others; into the partition's outbox when it owes actions, else out.
+// ARGV: that state, key, the state's place among the n. Puts a key the
+// machine's index holds into its partition's (see StateIndex.backfill):
+// when its record is in that state, into the partition's set of it with the
+// machine's score, out of the others; into the partition's outbox when it
+// owes actions, else out.
 const BACKFILL_SCRIPT = `
 if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then return 0 end
 local score = redis.call('ZSCORE', KEYS[2], ARGV[2])
