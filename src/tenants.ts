@@ -33,6 +33,15 @@ export function fromTenantKey(key: string): { tenant: Tenant; id: string } {
   return { tenant: match[1] ?? null, id: match[2] ?? '' };
 }
 
+/**
+ * The tenant a stored key belongs to, `null` for a key of local mode: the
+ * partition of the payments' keys, so a tenant's counts, listings and stuck
+ * tokens are read from its own part of the state index.
+ */
+export function tenantOfStoredKey(key: string): Tenant {
+  return fromTenantKey(key).tenant;
+}
+
 /** The id the client of `tenant` knows a stored key by, or null when the key is not that tenant's. */
 export function ownId(tenant: Tenant, key: string): string | null {
   const owner = fromTenantKey(key);

@@ -96,6 +96,8 @@ export async function runRedisMemory(
       if (key === keys.indexRemovals || key.startsWith(keys.stateIndex(''))) {
         return 'state index (a sorted set per state, removal deadlines)';
       }
+      if (key.startsWith(`${keys.partitions}:`))
+        return "tenants' index (sets per tenant and state)";
       if (key.includes(':{account:')) return 'accounts (balance, operation ids, ledger entries)';
       if (key.endsWith('}:state')) return 'token state hash';
       if (key.endsWith('}:lock')) return 'token lock';

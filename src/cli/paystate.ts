@@ -48,8 +48,9 @@ const USAGE = `usage:
   paystate list --status <state> [--limit n] [--cursor c] [--tenant <name>] [--json]
                                      tokens in a state, most recently written first
                                      (states: ${PAYMENT_STATES.join(', ')})
-  paystate stats [--json]            how many tokens are in each state
-  paystate stuck [--older-than 30s] [--json]
+  paystate stats [--tenant <name>] [--json]
+                                     how many tokens are in each state
+  paystate stuck [--older-than 30s] [--tenant <name>] [--json]
                                      tokens whose owed work (charge, refund, timer) was
                                      written longer ago than that and is not done
   paystate recover <token> [--tenant <name>] [--json]
@@ -60,7 +61,8 @@ const USAGE = `usage:
 Reads REDIS_URL (default redis://127.0.0.1:6379), or REDIS_CLUSTER_NODES (host:port,... of a
 Redis Cluster; REDIS_URL is then ignored), and REDIS_KEY_PREFIX (default paystate).
 With API keys configured, tokens and accounts are per tenant: --tenant names whose
-(without it, the token or account of local mode, which no tenant sees).
+(without it, the token or account of local mode, which no tenant sees; list, stats and
+stuck without it read every token).
 
 exit status:
   0  found (an account is always found: it starts at the initial balance)
@@ -97,8 +99,13 @@ type Invocation =
       readonly tenant: Tenant;
       readonly json: boolean;
     }
-  | { readonly kind: 'stats'; readonly json: boolean }
-  | { readonly kind: 'stuck'; readonly olderThanMs: number; readonly json: boolean }
+  | { readonly kind: 'stats'; readonly tenant: Tenant; readonly json: boolean }
+  | {
+      readonly kind: 'stuck';
+      readonly olderThanMs: number;
+      readonly tenant: Tenant;
+      readonly json: boolean;
+    }
   | {
       readonly kind: 'recover';
       readonly token: string;
@@ -108,7 +115,8 @@ type Invocation =
 
 const OPTIONS_OF: Record<string, readonly string[]> = {
   list: ['status', 'limit', 'cursor', 'tenant'],
-  stuck: ['older-than'],
+  stats: ['tenant'],
+  stuck: ['older-than', 'tenant'],
   get: ['tenant'],
   account: ['tenant'],
   recover: ['tenant'],
@@ -150,13 +158,13 @@ function parseInvocation(args: string[]): Invocation {
   }
   if (command === 'list' || command === 'stats' || command === 'stuck') {
     if (id !== undefined) throw new UsageError(`unexpected argument ${[id, ...rest].join(' ')}`);
-    if (command === 'stats') return { kind: 'stats', json };
+    if (command === 'stats') return { kind: 'stats', tenant, json };
     if (command === 'stuck') {
       const olderThan = values['older-than'] ?? '30s';
       if (!DURATION_PATTERN.test(olderThan)) {
         throw new UsageError(`--older-than must be a duration such as 500ms, 30s, 5m or 1h`);
       }
-      return { kind: 'stuck', olderThanMs: durationMs(olderThan), json };
+      return { kind: 'stuck', olderThanMs: durationMs(olderThan), tenant, json };
     }
     const status = values.status;
     if (status === undefined || !(PAYMENT_STATES as readonly string[]).includes(status)) {
@@ -333,7 +341,7 @@ async function runIndexCommand(
         state: status,
         limit,
         cursor,
-        ...(tenant === null ? {} : { keyPrefix: tenantKey(tenant, '') }),
+        ...(tenant === null ? {} : { partition: tenant }),
       });
       const payments = page.entries.map((e) => ({
         token: tenant === null ? e.key : (ownId(tenant, e.key) ?? e.key),
@@ -353,7 +361,7 @@ async function runIndexCommand(
       return EXIT.ok;
     }
     case 'stats': {
-      const counts = await index.counts();
+      const counts = await index.counts(invocation.tenant ?? undefined);
       const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
       print(
         { counts, total },
@@ -364,10 +372,11 @@ async function runIndexCommand(
     case 'stuck': {
       const [seconds, micros] = await redis.time();
       const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-      const owed = await index.owedBefore(now - invocation.olderThanMs, 100);
+      const { tenant } = invocation;
+      const owed = await index.owedBefore(now - invocation.olderThanMs, 100, tenant ?? undefined);
       const payments = await Promise.all(
         owed.map(async ({ key, owedSince }) => ({
-          token: key,
+          token: tenant === null ? key : (ownId(tenant, key) ?? key),
           status: (await readPaymentRecord(redis, keys.state(key)))?.snapshot.value ?? null,
           owedSince: iso(owedSince),
         })),

@@ -15,6 +15,7 @@ import { inSpan, redisErrorKind } from './engine-observer.ts';
 import { MachineSteps, type CollectedAction } from './machine-steps.ts';
 import { persistedSnapshot } from './persisted-snapshot.ts';
 import { RedlockKeyLock, type Held } from './redis/key-lock.ts';
+import type { PartitionOf, Partitioning } from './redis/partitions.ts';
 import {
   machineKeys,
   RecordStore,
@@ -125,6 +126,15 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
   ) => EventFromLogic<NoInfer<TMachine>>;
   /** Where the records live; by default `machineKeys(prefix, name)`. */
   readonly keys?: (prefix: string) => MachineKeys;
+  /**
+   * A partition of the key space (e.g. by tenant): the partition of a key,
+   * `null` for none. The index then also keeps each partition's keys by
+   * state and its keys that owe actions, so `counts`, `list` and `stuck`
+   * of one partition cost what its own keys do (see redis/partitions.ts).
+   * It must give a key the same partition forever; names: 1-200
+   * characters, none of `{ } :`.
+   */
+  readonly partition?: PartitionOf;
   readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<NoInfer<TMachine>>>>>;
   /**
    * A record in a final state is removed this long after it got there; a
@@ -222,14 +232,22 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     }
     this.name = config.name;
     const keys = config.keys?.(engine.prefix) ?? machineKeys(engine.prefix, config.name);
+    let partitioning: Partitioning | null = null;
+    if (config.partition !== undefined) {
+      if (keys.partitions === undefined) {
+        throw new Error(`machine "${config.name}" has a partition but its keys name no partitions`);
+      }
+      partitioning = { of: config.partition, base: keys.partitions };
+    }
     this.store = new RecordStore(
       engine.redis,
       keys,
       engine.identity,
       engine.clock,
       engine.replicas,
+      partitioning,
     );
-    this.index = new StateIndex(engine.redis, keys, topLevelStates(config.machine));
+    this.index = new StateIndex(engine.redis, keys, topLevelStates(config.machine), partitioning);
     this.lock = new RedlockKeyLock(engine.redis, {
       ttlMs: engine.lockTtlMs,
       waitMs: engine.lockWaitMs,
@@ -325,19 +343,34 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     await this.store.settleOutbox(key);
   }
 
-  /** Keys in `state` (a top-level state), newest write first; takes no lock. */
+  /**
+   * Keys in `state` (a top-level state), of one partition if given, newest
+   * write first; takes no lock.
+   */
   list(options: ListOptions): Promise<ListPage> {
     return this.index.list(options);
   }
 
-  /** How many keys are in each top-level state; takes no lock. */
-  counts(): Promise<Record<string, number>> {
-    return this.index.counts();
+  /** How many keys (of one partition, if given) are in each top-level state; takes no lock. */
+  counts(partition?: string): Promise<Record<string, number>> {
+    return this.index.counts(partition);
   }
 
-  /** Keys whose owed actions were written more than `olderThanMs` ago (Redis's clock), oldest first. */
-  stuck(olderThanMs: number, limit = 100): Promise<readonly OwedEntry[]> {
-    return this.index.owedBefore(this.engine.clock.now() - olderThanMs, limit);
+  /**
+   * Keys (of one partition, if given) whose owed actions were written more
+   * than `olderThanMs` ago (Redis's clock), oldest first.
+   */
+  stuck(olderThanMs: number, limit = 100, partition?: string): Promise<readonly OwedEntry[]> {
+    return this.index.owedBefore(this.engine.clock.now() - olderThanMs, limit, partition);
+  }
+
+  /**
+   * Puts the keys the index held before the machine's keys were partitioned
+   * into their partitions (the first read by partition does it once per
+   * store, see StateIndex.backfill); returns how many it placed.
+   */
+  backfillPartitions(): Promise<number> {
+    return this.index.backfill();
   }
 
   /** A timer's job was delivered at or after its due time. */

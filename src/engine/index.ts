@@ -33,3 +33,4 @@ export {
   type RedisErrorKind,
   type SpanAttributes,
 } from './engine-observer.ts';
+export type { PartitionOf, Partitioning } from './redis/partitions.ts';

@@ -14,13 +14,6 @@ import {
 import { paymentView } from './views.ts';
 import { tenantOf } from './auth.ts';
 import { ownId, tenantKey, type Tenant } from '../tenants.ts';
-import type { PaymentStatus } from '../payments/payment.types.ts';
-import { PAYMENT_STATES } from '../payments/payments.ts';
-
-/** A tenant's keys share this prefix; `{}` in local mode (every key). */
-export function scopeOf(tenant: Tenant): { keyPrefix?: string } {
-  return tenant === null ? {} : { keyPrefix: tenantKey(tenant, '') };
-}
 
 /** The token as its client knows it, or null for another tenant's. */
 function clientToken(tenant: Tenant, key: string): string | null {
@@ -32,16 +25,12 @@ function clientToken(tenant: Tenant, key: string): string | null {
  * first), counts per state, tokens whose owed work is older than a threshold,
  * and recovering one now, under its lock.
  *
- * `keyPrefix` narrows every listing to the tokens starting so (the keys of
- * one partition of the store).
+ * With API keys, each tenant sees its own tokens only: every read is of its
+ * part of the index (a partition of the engine's), so it costs what the
+ * tenant's own tokens do, whatever the other tenants hold.
  */
-export function adminRouter(payments: Payments, options: { keyPrefix?: string } = {}): Router {
+export function adminRouter(payments: Payments): Router {
   const router = Router();
-  // With API keys, each tenant sees its own tokens only.
-  const scopeFor = (tenant: Tenant) =>
-    tenant === null && options.keyPrefix !== undefined
-      ? { keyPrefix: options.keyPrefix }
-      : scopeOf(tenant);
 
   router.get('/admin/payments', async (req, res) => {
     const query = parseQuery(adminListQuerySchema, req.query);
@@ -50,7 +39,7 @@ export function adminRouter(payments: Payments, options: { keyPrefix?: string } 
       status: query.status,
       ...(query.limit === undefined ? {} : { limit: query.limit }),
       cursor: query.cursor ?? null,
-      ...scopeFor(tenant),
+      tenant,
     });
     const body: AdminPaymentList = {
       status: query.status,
@@ -67,7 +56,7 @@ export function adminRouter(payments: Payments, options: { keyPrefix?: string } 
   router.get('/admin/payments/stats', async (req, res) => {
     parseQuery(adminListQuerySchema.pick({}), req.query);
     const tenant = tenantOf(req);
-    const counts = tenant === null ? await payments.counts() : await countsOf(payments, tenant);
+    const counts = await payments.counts(tenant);
     const body: AdminPaymentStats = {
       counts,
       total: Object.values(counts).reduce((sum, n) => sum + n, 0),
@@ -79,7 +68,8 @@ export function adminRouter(payments: Payments, options: { keyPrefix?: string } 
     const query = parseQuery(adminStuckQuerySchema, req.query);
     const olderThanMs = durationMs(query.olderThan ?? '30s');
     const tenant = tenantOf(req);
-    const stuck = (await payments.stuck(olderThanMs, query.limit ?? 50)).flatMap((entry) => {
+    const owed = await payments.stuck(olderThanMs, query.limit ?? 50, tenant);
+    const stuck = owed.flatMap((entry) => {
       const token = clientToken(tenant, entry.token);
       return token === null ? [] : [{ ...entry, token }];
     });
@@ -105,32 +95,4 @@ export function adminRouter(payments: Payments, options: { keyPrefix?: string } 
   });
 
   return router;
-}
-
-/**
- * A tenant's counts per state: its keys in each state's index, paged
- * through (the index is one per state, not per tenant: this reads every
- * member of each state once).
- */
-export async function countsOf(
-  payments: Payments,
-  tenant: Tenant,
-): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const status of PAYMENT_STATES as readonly PaymentStatus[]) {
-    let n = 0;
-    let cursor: string | null = null;
-    do {
-      const page: Awaited<ReturnType<Payments['list']>> = await payments.list({
-        status,
-        limit: 1000,
-        cursor,
-        ...scopeOf(tenant),
-      });
-      n += page.entries.length;
-      cursor = page.cursor;
-    } while (cursor !== null);
-    counts[status] = n;
-  }
-  return counts;
 }

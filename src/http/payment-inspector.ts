@@ -5,7 +5,6 @@ import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
 import type { Payments } from '../payments/payments.ts';
 import { parseToken } from './schemas.ts';
 import { tenantOf } from './auth.ts';
-import { countsOf, scopeOf } from './admin.ts';
 import { ownId, tenantKey } from '../tenants.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -24,11 +23,7 @@ export function paymentInspector(payments: Payments): Router {
         const tenant = tenantOf(req);
         return tenant === null ? stored : ownId(tenant, stored);
       },
-      keyPrefix: (req) => scopeOf(tenantOf(req)).keyPrefix,
-      counts: (req) => {
-        const tenant = tenantOf(req);
-        return tenant === null ? payments.counts() : countsOf(payments, tenant);
-      },
+      partition: (req) => tenantOf(req) ?? undefined,
     },
     describe: (snapshot) => {
       const c = snapshot.context;

@@ -18,8 +18,8 @@ import { chartOf, renderChart } from './statechart.ts';
 
 /** What the page reads of a durable machine (DurableActors has all of it). */
 export interface InspectedActors {
-  counts(): Promise<Record<string, number>>;
-  list(options: { state: string; limit?: number; keyPrefix?: string }): Promise<ListPage>;
+  counts(partition?: string): Promise<Record<string, number>>;
+  list(options: { state: string; limit?: number; partition?: string }): Promise<ListPage>;
   get(key: string): Promise<AnyMachineSnapshot | null>;
 }
 
@@ -53,13 +53,14 @@ export interface InspectorConfig<TSnapshot extends AnyMachineSnapshot = AnyMachi
   /**
    * Whose keys a request may see (e.g. a tenant's, by its API key): the
    * stored key of a typed one, the typed form of a stored one (`null`: not
-   * the caller's), and the caller's counts. By default every key, as stored.
+   * the caller's), and the partition of the machine's keys that holds the
+   * caller's (`undefined`: every key), read for its counts and listings. By
+   * default every key, as stored.
    */
   readonly scope?: {
     key(req: Request, typed: string): string;
     own(req: Request, stored: string): string | null;
-    keyPrefix(req: Request): string | undefined;
-    counts(req: Request): Promise<Record<string, number>>;
+    partition(req: Request): string | undefined;
   };
 }
 
@@ -165,7 +166,8 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
   const { scope } = config;
   router.get(`${base}/api/counts`, async (req, res) => {
     res.set('Cache-Control', 'no-store');
-    res.json({ counts: await (scope?.counts(req) ?? config.actors.counts()) });
+    const partition = scope?.partition(req);
+    res.json({ counts: await config.actors.counts(partition) });
   });
 
   router.get(`${base}/api/keys/:key`, async (req: Request, res: Response) => {
@@ -187,11 +189,11 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
     if (!states.has(state)) {
       throw new ValidationError(`state must be one of ${[...states].join(', ')}`);
     }
-    const keyPrefix = scope?.keyPrefix(req);
+    const partition = scope?.partition(req);
     const page = await config.actors.list({
       state,
       limit: config.listLimit ?? 20,
-      ...(keyPrefix === undefined ? {} : { keyPrefix }),
+      ...(partition === undefined ? {} : { partition }),
     });
     res.set('Cache-Control', 'no-store');
     res.json({

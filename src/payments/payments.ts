@@ -11,6 +11,7 @@ import {
   type SendResult,
   StateIndex,
 } from '../engine/index.ts';
+import { tenantOfStoredKey, type Tenant } from '../tenants.ts';
 import { adoptLegacyPayment } from './legacy-records.ts';
 import { PAYMENT_MACHINE_VERSION, paymentMachine, type PaymentMachine } from './payment.machine.ts';
 import { paymentEffects } from './payment-effects.ts';
@@ -81,7 +82,17 @@ export const PAYMENT_STATES = Object.keys(paymentMachine.root.states) as Payment
 
 /** The payments' state index on its own (a reader that runs no engine: the CLI). */
 export function paymentIndex(redis: Redis, keys: MachineKeys): StateIndex {
-  return new StateIndex(redis, keys, PAYMENT_STATES);
+  return new StateIndex(
+    redis,
+    keys,
+    PAYMENT_STATES,
+    keys.partitions === undefined ? null : { of: tenantOfStoredKey, base: keys.partitions },
+  );
+}
+
+/** A read of one tenant's part of the index; none for local mode (every token). */
+function partitionOf(tenant: Tenant | undefined): { partition?: string } {
+  return tenant == null ? {} : { partition: tenant };
 }
 
 export class Payments {
@@ -97,6 +108,8 @@ export class Payments {
       machine: paymentMachine,
       version: PAYMENT_MACHINE_VERSION,
       keys: () => options.keys,
+      // A tenant's tokens are a partition of the index (local mode's have none).
+      ...(options.keys.partitions === undefined ? {} : { partition: tenantOfStoredKey }),
       input: (token, now, lifeId) => ({
         token,
         lifeId,
@@ -138,25 +151,25 @@ export class Payments {
 
   /**
    * Tokens in `status`, newest write first, a page at a time (the engine's
-   * state index; no SCAN). `keyPrefix` narrows it to tokens starting so.
+   * state index; no SCAN); of one tenant when given (its part of the index).
    */
   list(options: {
     status: PaymentStatus;
     limit?: number;
     cursor?: string | null;
-    keyPrefix?: string;
+    tenant?: Tenant;
   }): Promise<ListPage> {
     return this.actors.list({
       state: options.status,
       ...(options.limit === undefined ? {} : { limit: options.limit }),
       ...(options.cursor == null ? {} : { cursor: options.cursor }),
-      ...(options.keyPrefix === undefined ? {} : { keyPrefix: options.keyPrefix }),
+      ...partitionOf(options.tenant),
     });
   }
 
-  /** Tokens per state, every state of the machine. */
-  counts(): Promise<Record<PaymentStatus, number>> {
-    return this.actors.counts();
+  /** Tokens per state, every state of the machine; of one tenant when given. */
+  counts(tenant: Tenant = null): Promise<Record<PaymentStatus, number>> {
+    return this.actors.counts(tenant ?? undefined);
   }
 
   /**
@@ -167,8 +180,9 @@ export class Payments {
   async stuck(
     olderThanMs: number,
     limit = 100,
+    tenant: Tenant = null,
   ): Promise<{ token: string; owedSince: number; status: PaymentStatus | null }[]> {
-    const owed = await this.actors.stuck(olderThanMs, limit);
+    const owed = await this.actors.stuck(olderThanMs, limit, tenant ?? undefined);
     return Promise.all(
       owed.map(async ({ key, owedSince }) => ({
         token: key,

@@ -13,6 +13,8 @@ export interface Keys {
   /** Sorted set per state of the tokens in it, by last write; and their removal deadlines. */
   readonly stateIndex: (state: string) => string;
   readonly indexRemovals: string;
+  /** Base of each tenant's part of the index: `PARTITIONS:TENANT:index:STATE`, `…:outbox`. */
+  readonly partitions: string;
   readonly account: (accountId: string) => string;
   readonly accountOperations: (accountId: string) => string;
   readonly accountLedger: (accountId: string) => string;
@@ -29,6 +31,7 @@ export function createKeys(prefix: string): Keys {
     outbox: `${prefix}:outbox`,
     stateIndex: (state) => `${prefix}:index:${state}`,
     indexRemovals: `${prefix}:index-removals`,
+    partitions: `${prefix}:tenant`,
     account: (id) => `${prefix}:{account:${id}}:balance`,
     accountOperations: (id) => `${prefix}:{account:${id}}:ops`,
     accountLedger: (id) => `${prefix}:{account:${id}}:ledger`,
@@ -45,5 +48,6 @@ export function paymentRecordKeys(keys: Keys) {
     outbox: keys.outbox,
     index: keys.stateIndex,
     removals: keys.indexRemovals,
+    partitions: keys.partitions,
   };
 }

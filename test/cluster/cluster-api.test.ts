@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keySlot } from '../../src/engine/redis/cluster.ts';
 import { AppProcesses, type AppProcess } from '../support/app-process.ts';
+import { bearer, TEST_API_KEYS, TEST_KEYS } from '../support/api-keys.ts';
 import { runCli } from '../support/processes.ts';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.ts';
 import { waitFor } from '../support/service-harness.ts';
@@ -146,6 +147,56 @@ describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
     const cliStats = await runCli(['stats', '--json'], cliEnv);
     expect(cliStats.code, cliStats.output).toBe(0);
     expect(JSON.parse(cliStats.stdout)).toEqual(after);
+  }, 120_000);
+
+  it("counts and lists a tenant's tokens of many slots, none of another tenant's", async () => {
+    const keyed = await apps.start('keyed', {
+      REDIS_KEY_PREFIX: 'clt',
+      PAYSTATE_API_KEYS: TEST_API_KEYS,
+      PAYSTATE_RATE_LIMIT_PER_SECOND: '0',
+    });
+    const A = bearer(TEST_KEYS.alpha);
+    const B = bearer(TEST_KEYS.beta);
+    const pay = async (headers: Record<string, string>, token: string) => {
+      const paid = await keyed.request('POST', '/payments', {
+        body: { accountId: 'tenant-acct', amountCents: 100 },
+        headers: { ...headers, 'Idempotency-Key': token },
+      });
+      expect(paid.status).toBe(201);
+    };
+    const tokens = Array.from({ length: 5 }, (_, i) => `mine-${i}`);
+    expect(new Set(tokens.map((t) => keySlot(`{t/alpha/${t}}`))).size).toBe(tokens.length);
+    for (const [i, token] of tokens.entries()) {
+      await pay(A, token);
+      await pay(B, `theirs-${i}`);
+    }
+    expect(
+      (await keyed.request('POST', '/payments/mine-0/cancel', { headers: A })).body,
+    ).toMatchObject({ status: 'refunded' });
+
+    const stats = await keyed.request('GET', '/admin/payments/stats', { headers: A });
+    expect(stats.body).toMatchObject({ counts: { processed: 4, refunded: 1 }, total: 5 });
+    expect(
+      (await keyed.request('GET', '/admin/payments/stats', { headers: B })).body,
+    ).toMatchObject({ counts: { processed: 5, refunded: 0 }, total: 5 });
+    const inspected = await keyed.request('GET', '/inspect/api/counts', { headers: A });
+    expect(inspected.body).toMatchObject({ counts: { processed: 4, refunded: 1 } });
+
+    const listed: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const path: string =
+        '/admin/payments?status=processed&limit=2' +
+        (cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`);
+      const reply = await keyed.request('GET', path, { headers: A });
+      expect(reply.status, path).toBe(200);
+      const body = reply.body as { payments: { token: string }[]; nextCursor: string | null };
+      listed.push(...body.payments.map((p) => p.token));
+      cursor = body.nextCursor;
+    } while (cursor !== null && listed.length <= tokens.length);
+    expect(listed).toEqual(tokens.slice(1).reverse());
+    const stuck = await keyed.request('GET', '/admin/payments/stuck?olderThan=0', { headers: B });
+    expect(stuck).toMatchObject({ status: 200, body: { payments: [] } });
   }, 120_000);
 
   it('names tokens of many slots whose owed work is older than a threshold, and recovers them', async () => {

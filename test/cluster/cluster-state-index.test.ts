@@ -28,8 +28,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
     await cluster.destroy();
   });
 
-  async function setUp(options: TicketsOptions = {}) {
-    const prefix = randomPrefix();
+  async function setUp(options: TicketsOptions = {}, prefix = randomPrefix()) {
     const clusterNodes = cluster.seeds.split(',').map((seed) => {
       const [host = '', port = ''] = seed.split(':');
       return { host, port: Number(port) };
@@ -195,5 +194,71 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
     for (const key of parcels) await tickets.recover(key);
     expect(await tickets.stuck(0)).toEqual([]);
     expect(await tickets.counts()).toMatchObject({ shipping: 0, shipped: 4, open: 1 });
+  });
+
+  it("keeps each partition's keys of every slot: counts, pages, stuck keys, removals and a backfill", async () => {
+    let reachable = false;
+    const byOwner = (key: string) => (key.includes('/') ? (key.split('/')[0] ?? null) : null);
+    const options: TicketsOptions = {
+      retentionMs: 4_000,
+      ship: (_params: never, _context: EffectContext) =>
+        reachable
+          ? Promise.resolve({ type: 'SHIPPED' as const })
+          : Promise.reject(new Error('carrier unreachable')),
+    };
+    // Written before the partition was kept: placed by the first read by partition.
+    const { tickets: before, prefix } = await setUp(options);
+    await before.send('x/early', { type: 'TICK' });
+    const { tickets } = await setUp({ ...options, partition: byOwner }, prefix);
+    const mine = Array.from({ length: 6 }, (_, i) => `x/k${i}`);
+    expect(new Set(mine.map((k) => keySlot(k))).size).toBe(mine.length);
+    for (const [i, key] of mine.entries()) {
+      await tickets.send(key, { type: 'TICK' });
+      await tickets.send(`y/k${i}`, { type: 'TICK' });
+    }
+    await tickets.send('x/gone', { type: 'CLOSE' });
+    for (const key of ['x/p0', 'x/p1', 'y/p0']) {
+      await expect(tickets.send(key, { type: 'SHIP' })).rejects.toThrow('carrier unreachable');
+    }
+
+    expect(await tickets.counts('x')).toEqual({
+      open: 7,
+      held: 0,
+      shipping: 2,
+      shipped: 0,
+      closed: 1,
+    });
+    const pages: string[][] = [];
+    let cursor: string | null = null;
+    do {
+      const page: ListPage = await tickets.list({
+        state: 'open',
+        limit: 3,
+        cursor,
+        partition: 'x',
+      });
+      pages.push(page.entries.map((e) => e.key));
+      cursor = page.cursor;
+    } while (cursor !== null && pages.length < 10);
+    expect(pages.flat()).toEqual([...mine].reverse().concat('x/early'));
+    expect(pages).toHaveLength(3);
+    expect((await tickets.stuck(0, 10, 'y')).map((e) => e.key)).toEqual(['y/p0']);
+    expect((await tickets.stuck(0, 10, 'x')).map((e) => e.key)).toEqual(['x/p0', 'x/p1']);
+
+    await waitFor(async () => ((await tickets.get('x/gone')) === null ? true : undefined), {
+      what: 'the closed record to be removed',
+      intervalMs: 100,
+    });
+    reachable = true;
+    await tickets.recover('x/p0');
+    expect(await tickets.counts('x')).toEqual({
+      open: 7,
+      held: 0,
+      shipping: 1,
+      shipped: 1,
+      closed: 0,
+    });
+    expect((await tickets.stuck(0, 10, 'x')).map((e) => e.key)).toEqual(['x/p1']);
+    expect(await tickets.counts('y')).toMatchObject({ open: 6, shipping: 1 });
   });
 });

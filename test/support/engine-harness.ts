@@ -27,6 +27,7 @@ export interface TicketsOptions {
   readonly hook?: DurableMachineConfig<typeof ticketMachine>['hook'];
   readonly timerEvent?: DurableMachineConfig<typeof ticketMachine>['timerEvent'];
   readonly keys?: DurableMachineConfig<typeof ticketMachine>['keys'];
+  readonly partition?: DurableMachineConfig<typeof ticketMachine>['partition'];
   /** Seed nodes of a Redis Cluster: the engine runs on it instead of `redisUrl`. */
   readonly clusterNodes?: readonly { host: string; port: number }[];
   readonly observer?: EngineObserver;
@@ -67,6 +68,7 @@ export async function startTickets(
     ...(options.hook === undefined ? {} : { hook: options.hook }),
     ...(options.timerEvent === undefined ? {} : { timerEvent: options.timerEvent }),
     ...(options.keys === undefined ? {} : { keys: options.keys }),
+    ...(options.partition === undefined ? {} : { partition: options.partition }),
   });
   return { engine, tickets };
 }

@@ -1,6 +1,12 @@
 import type { Redis, Result } from 'ioredis';
 import { StaleWriteError, StoredDataError, StoreLostError, toAppError } from '../../errors.ts';
 import { besideKey, clusterOf, everySlot, perSlot, slotCopyKey } from './cluster.ts';
+import {
+  partitionIndexKey,
+  partitionOf,
+  partitionOutboxKey,
+  type Partitioning,
+} from './partitions.ts';
 import type { RedisClock } from './redis-clock.ts';
 import type { ReplicaWait } from './replica-wait.ts';
 import { storeGuard, type StoreIdentity } from './store-identity.ts';
@@ -77,6 +83,11 @@ export interface MachineKeys {
   readonly index: (state: string) => string;
   /** Sorted set of `state\nkey` scored by the record's removal deadline (see state-index.ts). */
   readonly removals: string;
+  /**
+   * Base of the keys of a machine whose keys are partitioned (partitions.ts):
+   * `${partitions}:PARTITION:index:STATE`, `${partitions}:PARTITION:outbox`.
+   */
+  readonly partitions?: string;
 }
 
 /**
@@ -90,6 +101,7 @@ export function machineKeys(prefix: string, name: string): MachineKeys {
     outbox: `${prefix}:${name}:outbox`,
     index: (state) => `${prefix}:${name}:index:${state}`,
     removals: `${prefix}:${name}:index-removals`,
+    partitions: `${prefix}:${name}:partition`,
   };
 }
 
@@ -100,6 +112,9 @@ const FIELDS = "'v', 'l', 'n', 'm', 's', 'o', 't'";
 // none), timers JSON ('' for none), retention ms ('' unless the snapshot is
 // final), key, store id. State index (see state-index.ts): KEYS the new
 // state's set, the previous state's set, removals; ARGV the new state.
+// Partition (partitions.ts): KEYS the partition's set of the new state, of
+// the previous state, the partition's outbox; ARGV '1' when the key has a
+// partition (else those KEYS repeat the machine's and are not touched).
 // Returns { new version, TIME s, TIME us }, or { -1 } when the stored (version, life) differ; fails with STORE_LOST when the store
 // is not the one the process knows. A final snapshot gets a removal deadline
 // on Redis's clock, once (a later write keeps the first deadline).
@@ -108,19 +123,26 @@ ${storeGuard(3, 11)}local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
 if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return { -1 } end
 local was = redis.call('HGET', KEYS[1], 'i') -- state index
 local nv = tonumber(cur[1] or '0') + 1
+local part = ARGV[13] == '1'
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('HSET', KEYS[1], 'v', nv, 'l', ARGV[3], 'n', ARGV[4], 'm', ARGV[5], 's', ARGV[6])
 if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[1], 'o', ARGV[7])
   redis.call('ZADD', KEYS[2], 'NX', string.format('%d', now), ARGV[10])
+  if part then redis.call('ZADD', KEYS[9], 'NX', string.format('%d', now), ARGV[10]) end
 elseif redis.call('HDEL', KEYS[1], 'o') == 1 then
   redis.call('ZREM', KEYS[2], ARGV[10])
+  if part then redis.call('ZREM', KEYS[9], ARGV[10]) end
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[8]) else redis.call('HDEL', KEYS[1], 't') end
 -- state index: begin
-if was and was ~= ARGV[12] then redis.call('ZREM', KEYS[5], ARGV[10]) end
+if was and was ~= ARGV[12] then
+  redis.call('ZREM', KEYS[5], ARGV[10])
+  if part then redis.call('ZREM', KEYS[8], ARGV[10]) end
+end
 redis.call('ZADD', KEYS[4], string.format('%d', now), ARGV[10])
+if part then redis.call('ZADD', KEYS[7], string.format('%d', now), ARGV[10]) end
 if was ~= ARGV[12] then redis.call('HSET', KEYS[1], 'i', ARGV[12]) end
 -- state index: end
 if ARGV[9] ~= '' and redis.call('PTTL', KEYS[1]) < 0 then
@@ -130,21 +152,25 @@ end
 return { nv, t[1], t[2] }
 `;
 
-// KEYS: record, outbox. ARGV: the version whose owed actions ran, key. Clears
-// them only if nobody wrote since: a writer whose lease ran out must not
-// clear what the new lock holder owes.
+// KEYS: record, outbox, the key's partition's outbox (the outbox again for
+// none). ARGV: the version whose owed actions ran, key. Clears them only if
+// nobody wrote since: a writer whose lease ran out must not clear what the
+// new lock holder owes.
 const CLEAR_SCRIPT = `
 if (redis.call('HGET', KEYS[1], 'v') or '') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'o')
 redis.call('ZREM', KEYS[2], ARGV[2])
+if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[2]) end
 return 1
 `;
 
-// KEYS: record, outbox. ARGV: key. Takes the key out of the outbox when its
-// record owes nothing (or is gone): an entry left by a record that expired or
-// was cleared by another process.
+// KEYS: record, outbox, the key's partition's outbox (the outbox again for
+// none). ARGV: key. Takes the key out of the outboxes when its record owes
+// nothing (or is gone): an entry left by a record that expired or was
+// cleared by another process.
 const SETTLE_SCRIPT = `
 if redis.call('HEXISTS', KEYS[1], 'o') == 1 then return 0 end
+if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return redis.call('ZREM', KEYS[2], ARGV[1])
 `;
 
@@ -170,6 +196,10 @@ declare module 'ioredis' {
       stateKey: string,
       previousStateKey: string,
       removalsKey: string,
+      // partition
+      partitionStateKey: string,
+      partitionPreviousStateKey: string,
+      partitionOutboxKey: string,
       expectedVersion: number,
       expectedLifeId: string,
       lifeId: string,
@@ -182,12 +212,19 @@ declare module 'ioredis' {
       key: string,
       storeId: string,
       state: string, // state index
+      partitioned: '1' | '', // partition
     ): Result<(number | string)[], Context>;
     engineLoad(recordKey: string, lockKey: string): Result<(string | null)[], Context>;
-    engineSettleOutbox(recordKey: string, outboxKey: string, key: string): Result<0 | 1, Context>;
+    engineSettleOutbox(
+      recordKey: string,
+      outboxKey: string,
+      partitionOutboxKey: string,
+      key: string,
+    ): Result<0 | 1, Context>;
     engineClearOwed(
       recordKey: string,
       outboxKey: string,
+      partitionOutboxKey: string,
       version: number,
       key: string,
     ): Result<0 | 1, Context>;
@@ -219,11 +256,13 @@ export class RecordStore {
       confirm: () => Promise.resolve(),
       confirmStored: () => Promise.resolve(),
     },
+    /** The partition of the machine's keys (partitions.ts); `null`: none. */
+    private readonly partitioning: Partitioning | null = null,
   ) {
-    redis.defineCommand('engineSave', { numberOfKeys: 6, lua: SAVE_SCRIPT });
-    redis.defineCommand('engineClearOwed', { numberOfKeys: 2, lua: CLEAR_SCRIPT });
+    redis.defineCommand('engineSave', { numberOfKeys: 9, lua: SAVE_SCRIPT });
+    redis.defineCommand('engineClearOwed', { numberOfKeys: 3, lua: CLEAR_SCRIPT });
     redis.defineCommand('engineLoad', { numberOfKeys: 2, lua: LOAD_SCRIPT });
-    redis.defineCommand('engineSettleOutbox', { numberOfKeys: 2, lua: SETTLE_SCRIPT });
+    redis.defineCommand('engineSettleOutbox', { numberOfKeys: 3, lua: SETTLE_SCRIPT });
   }
 
   /** The stored record, read without the lock. */
@@ -262,6 +301,12 @@ export class RecordStore {
   /** Writes if the stored record is still `expected`; returns the new version. */
   async save(key: string, request: SaveRequest): Promise<number> {
     const hasTimers = Object.keys(request.timers).length > 0;
+    const partition = partitionOf(this.partitioning, key);
+    const base = this.partitioning?.base ?? '';
+    const partitionSet = (state: string) =>
+      partition === null
+        ? this.besideRecord(this.keys.index(state), key)
+        : this.besideRecord(partitionIndexKey(base, partition, state), key);
     let reply: (number | string)[];
     try {
       reply = await this.redis.engineSave(
@@ -272,6 +317,10 @@ export class RecordStore {
         this.besideRecord(this.keys.index(request.state), key),
         this.besideRecord(this.keys.index(request.previousState ?? request.state), key),
         this.besideRecord(this.keys.removals, key),
+        // partition
+        partitionSet(request.state),
+        partitionSet(request.previousState ?? request.state),
+        this.partitionOutboxOf(key),
         request.expected?.version ?? 0,
         request.expected?.lifeId ?? '',
         request.lifeId,
@@ -284,6 +333,7 @@ export class RecordStore {
         key,
         this.identity.id,
         request.state, // state index
+        partition === null ? '' : '1', // partition
       );
     } catch (error) {
       const appError = toAppError(error);
@@ -303,6 +353,14 @@ export class RecordStore {
     return this.besideRecord(this.keys.outbox, key);
   }
 
+  /** The outbox of `key`'s partition in its record's slot; the machine's outbox for none. */
+  private partitionOutboxOf(key: string): string {
+    const partition = partitionOf(this.partitioning, key);
+    return partition === null || this.partitioning === null
+      ? this.outboxOf(key)
+      : this.besideRecord(partitionOutboxKey(this.partitioning.base, partition), key);
+  }
+
   /** A machine-wide key as is on one Redis; on a Cluster, its copy in the slot of `key`'s record. */
   private besideRecord(machineKey: string, key: string): string {
     return clusterOf(this.redis) === null
@@ -313,7 +371,13 @@ export class RecordStore {
   /** The owed actions of `version` ran: clear them unless another write came after. */
   async clearOwed(key: string, version: number): Promise<void> {
     try {
-      await this.redis.engineClearOwed(this.keys.record(key), this.outboxOf(key), version, key);
+      await this.redis.engineClearOwed(
+        this.keys.record(key),
+        this.outboxOf(key),
+        this.partitionOutboxOf(key),
+        version,
+        key,
+      );
     } catch (error) {
       throw toAppError(error);
     }
@@ -322,7 +386,12 @@ export class RecordStore {
   /** Takes `key` out of the outbox if its record owes nothing (or is gone). */
   async settleOutbox(key: string): Promise<void> {
     try {
-      await this.redis.engineSettleOutbox(this.keys.record(key), this.outboxOf(key), key);
+      await this.redis.engineSettleOutbox(
+        this.keys.record(key),
+        this.outboxOf(key),
+        this.partitionOutboxOf(key),
+        key,
+      );
     } catch (error) {
       throw toAppError(error);
     }

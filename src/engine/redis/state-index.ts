@@ -1,7 +1,15 @@
 import type { Cluster, Redis, Result } from 'ioredis';
 import type { StateValue } from 'xstate';
 import { toAppError, ValidationError } from '../../errors.ts';
-import { besideKey, clusterOf, perMaster, runScript, slotsScript } from './cluster.ts';
+import { besideKey, clusterOf, perMaster, runScript, slotsScript, slotSuffix } from './cluster.ts';
+import {
+  checkPartition,
+  partitionIndexKey,
+  partitionOf,
+  partitionOutboxKey,
+  partitionsBuiltKey,
+  type Partitioning,
+} from './partitions.ts';
 import type { MachineKeys } from './record-store.ts';
 
 /**
@@ -31,6 +39,12 @@ import type { MachineKeys } from './record-store.ts';
  * total order, (write time, key) descending, and its cursor is a position
  * in it, so one cursor serves every slot and the same cursor format serves
  * one Redis and a Cluster.
+ *
+ * A machine whose keys are partitioned (partitions.ts) also has, per
+ * partition, a set per state and an outbox, kept in the same writes: a read
+ * for one partition walks those instead of the machine's, and whatever
+ * takes a key out of its state's set (a removal, a listing's check) takes
+ * it out of its partition's set too.
  */
 
 /** The state a snapshot is indexed under: its top-level state. */
@@ -55,10 +69,12 @@ export interface ListOptions {
   /** From a previous page's `cursor`: continues after its last entry. */
   readonly cursor?: string | null;
   /**
-   * Only keys starting with this (a partition of keys, e.g. one owner's);
-   * such a page may hold fewer than `limit` entries before its end.
+   * Only keys starting with this; such a listing reads every key of the
+   * state up to its page (a partition is the cheap way).
    */
   readonly keyPrefix?: string;
+  /** Only the keys of this partition (the machine must be partitioned). */
+  readonly partition?: string;
 }
 
 export interface ListPage {
@@ -75,13 +91,19 @@ export interface OwedEntry {
 }
 
 const PRUNE_BATCH = 500;
+/** Keys per round of a backfill (see backfill). */
+const BACKFILL_BATCH = 200;
 const FETCH_FACTOR = 2;
 
-// KEYS: record, the state's set, removals. ARGV: state, key, removal member
-// ('' for none). Takes the key out of the state's set unless its record is
+// KEYS: record, the state's set, removals, the key's partition's set of the
+// state (the state's set again for none). ARGV: state, key, removal member
+// ('' for none). Takes the key out of the state's sets unless its record is
 // in that state; drops the removal member if its deadline has passed.
 const UNINDEX_SCRIPT = `
-if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then redis.call('ZREM', KEYS[2], ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  if KEYS[4] ~= KEYS[2] then redis.call('ZREM', KEYS[4], ARGV[2]) end
+end
 if ARGV[3] ~= '' then
   local due = redis.call('ZSCORE', KEYS[3], ARGV[3])
   local t = redis.call('TIME')
@@ -160,10 +182,52 @@ end
 return out
 `;
 
+// KEYS: record, the machine's set of a state, the machine's outbox, the
+// key's partition's outbox, then its partition's set of each state (n).
+// ARGV: that state, key, the state's place among the n. Puts a key the
+// machine's index holds into its partition's (see StateIndex.backfill):
+// when its record is in that state, into the partition's set of it with the
+// machine's score, out of the others; into the partition's outbox when it
+// owes actions, else out.
+const BACKFILL_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then return 0 end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[2])
+if not score then return 0 end
+for j = 5, #KEYS do
+  if j - 4 == tonumber(ARGV[3]) then
+    redis.call('ZADD', KEYS[j], score, ARGV[2])
+  else
+    redis.call('ZREM', KEYS[j], ARGV[2])
+  end
+end
+local owed = redis.call('ZSCORE', KEYS[3], ARGV[2])
+if owed and redis.call('HEXISTS', KEYS[1], 'o') == 1 then
+  redis.call('ZADD', KEYS[4], 'NX', owed, ARGV[2])
+else
+  redis.call('ZREM', KEYS[4], ARGV[2])
+end
+return 1
+`;
+
+// ARGV: the number n of states, each state's set, then the suffixes. For
+// each copy of a state's set that holds anything, { the state's index,
+// the suffix's } (1-based).
+const NONEMPTY = `
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 2 + n, #ARGV do
+  for j = 1, n do
+    if redis.call('EXISTS', ARGV[1 + j] .. ARGV[i]) == 1 then out[#out + 1] = { j, i - 1 - n } end
+  end
+end
+return out
+`;
+
 const SCRIPTS = {
   count: { cluster: slotsScript(COUNT), one: slotsScript(COUNT, { cluster: false }) },
   fetch: { cluster: slotsScript(FETCH), one: slotsScript(FETCH, { cluster: false }) },
   owed: { cluster: slotsScript(OWED), one: slotsScript(OWED, { cluster: false }) },
+  nonempty: { cluster: slotsScript(NONEMPTY), one: slotsScript(NONEMPTY, { cluster: false }) },
 };
 
 declare module 'ioredis' {
@@ -172,10 +236,12 @@ declare module 'ioredis' {
       recordKey: string,
       setKey: string,
       removalsKey: string,
+      partitionSetKey: string,
       state: string,
       key: string,
       removal: string,
     ): Result<1, Context>;
+    engineBackfillPartition(numberOfKeys: number, ...keysAndArgs: string[]): Result<0 | 1, Context>;
   }
 }
 
@@ -209,8 +275,142 @@ export class StateIndex {
     private readonly keys: MachineKeys,
     /** The states `counts` reports, in order (the machine's top-level states). */
     private readonly states: readonly string[],
+    /** The partition of the machine's keys (partitions.ts); `null`: none. */
+    private readonly partitioning: Partitioning | null = null,
   ) {
-    redis.defineCommand('engineUnindex', { numberOfKeys: 3, lua: UNINDEX_SCRIPT });
+    redis.defineCommand('engineUnindex', { numberOfKeys: 4, lua: UNINDEX_SCRIPT });
+    redis.defineCommand('engineBackfillPartition', { lua: BACKFILL_SCRIPT });
+  }
+
+  /** When this process last found the partitions built (epoch ms), or the build it runs. */
+  private built: { at: number } | Promise<void> | null = null;
+
+  /**
+   * Resolves once the partitions hold the keys the machine's index held
+   * before they were kept: the store's marker says so, or this process
+   * backfills them (and sets it). The marker is looked at again every
+   * BUILT_CHECK_MS: an operator deletes it to have the backfill run again.
+   */
+  private async partitionsBuilt(): Promise<void> {
+    if (this.partitioning === null) return;
+    const built = this.built;
+    if (built instanceof Promise) return built;
+    if (built !== null && Date.now() - built.at < BUILT_CHECK_MS) return;
+    const marker = partitionsBuiltKey(this.partitioning.base);
+    const run = (async () => {
+      if ((await this.redis.exists(marker)) === 0) {
+        const placed = await this.backfill();
+        await this.redis.set(marker, JSON.stringify({ at: Date.now(), placed }));
+      }
+    })();
+    this.built = run;
+    try {
+      await run;
+      this.built = { at: Date.now() };
+    } catch (error) {
+      this.built = null;
+      throw error;
+    }
+  }
+
+  /**
+   * Puts every key the machine's index holds into its partition's sets and
+   * outbox (keys written before the machine's keys were partitioned, or by
+   * a process that did not partition them), taking it out of its
+   * partition's sets of other states. Walks each state's set (every slot's
+   * copy on a Cluster) BACKFILL_BATCH keys at a time; each key is placed by
+   * one script that reads its record, so a key written meanwhile stays as
+   * that write left it. Idempotent; returns how many keys it placed.
+   */
+  async backfill(): Promise<number> {
+    const partitioning = this.partitioning;
+    if (partitioning === null) return 0;
+    let placed = 0;
+    try {
+      const calls = await this.walk(SCRIPTS.nonempty, [
+        this.states.length,
+        ...this.states.map((state) => this.keys.index(state)),
+      ]);
+      for (const { slots, reply } of calls) {
+        for (const [j, i] of reply as [number, number][]) {
+          const state = this.states[j - 1];
+          const slot = slots[i - 1];
+          if (state === undefined || slot === undefined) continue;
+          const setKey = this.keys.index(state) + (slot === null ? '' : slotSuffix(slot));
+          let cursor = '0';
+          do {
+            const [next, flat] = await this.redis.zscan(setKey, cursor, 'COUNT', BACKFILL_BATCH);
+            cursor = next;
+            const members = pairs(flat).map((p) => p.key);
+            const done = await Promise.all(
+              members.map((key) => this.backfillKey(partitioning, state, j, key)),
+            );
+            placed += done.filter((n) => n === 1).length;
+          } while (cursor !== '0');
+        }
+      }
+    } catch (error) {
+      throw toAppError(error);
+    }
+    return placed;
+  }
+
+  /** Places one key (BACKFILL_SCRIPT); 0 when it has no partition or is not in `state`. */
+  private async backfillKey(
+    partitioning: Partitioning,
+    state: string,
+    place: number,
+    key: string,
+  ): Promise<0 | 1> {
+    const partition = partitionOf(partitioning, key);
+    if (partition === null) return 0;
+    const keys = [
+      this.keys.record(key),
+      this.besideRecord(this.keys.index(state), key),
+      this.besideRecord(this.keys.outbox, key),
+      this.besideRecord(partitionOutboxKey(partitioning.base, partition), key),
+      ...this.states.map((s) =>
+        this.besideRecord(partitionIndexKey(partitioning.base, partition, s), key),
+      ),
+    ];
+    return this.redis.engineBackfillPartition(keys.length, ...keys, state, key, String(place));
+  }
+
+  /** The base of `partition`'s keys; throws when the machine is not partitioned. */
+  private partitionBase(partition: string): string {
+    if (this.partitioning === null) {
+      throw new Error('a read by partition needs a machine with a partition of its keys');
+    }
+    checkPartition(partition);
+    return this.partitioning.base;
+  }
+
+  /** The set a read of `state` walks: the partition's, or the machine's. */
+  private stateSet(state: string, partition?: string): string {
+    return partition === undefined
+      ? this.keys.index(state)
+      : partitionIndexKey(this.partitionBase(partition), partition, state);
+  }
+
+  /** `key`'s partition's set of `state` in its record's slot; the machine's for none. */
+  private partitionSetOf(state: string, key: string): string {
+    const partition = partitionOf(this.partitioning, key);
+    return partition === null
+      ? this.besideRecord(this.keys.index(state), key)
+      : this.besideRecord(partitionIndexKey(this.partitioning?.base ?? '', partition, state), key);
+  }
+
+  /** Takes `key` out of `state`'s sets unless its record is in it (see UNINDEX_SCRIPT). */
+  private unindex(state: string, key: string, removal: string): Promise<1> {
+    return this.redis.engineUnindex(
+      this.keys.record(key),
+      this.besideRecord(this.keys.index(state), key),
+      this.besideRecord(this.keys.removals, key),
+      this.partitionSetOf(state, key),
+      state,
+      key,
+      removal,
+    );
   }
 
   private get cluster(): Cluster | null {
@@ -246,33 +446,29 @@ export class StateIndex {
       members.map((member) => {
         const cut = member.indexOf('\n');
         const state = member.slice(0, cut);
-        const key = member.slice(cut + 1);
-        return this.redis.engineUnindex(
-          this.keys.record(key),
-          this.besideRecord(this.keys.index(state), key),
-          this.besideRecord(this.keys.removals, key),
-          state,
-          key,
-          member,
-        );
+        return this.unindex(state, member.slice(cut + 1), member);
       }),
     );
   }
 
   /**
-   * Keys per state (every top-level state, 0 for none). The walk that counts
-   * also finds what is due for pruning; when it found some, that is pruned
-   * and the walk counts again.
+   * Keys per state (every top-level state, 0 for none), of the machine or of
+   * one partition. The walk that counts also finds what is due for pruning
+   * (in any partition); when it found some, that is pruned and the walk
+   * counts again.
    */
-  async counts(): Promise<Record<string, number>> {
+  async counts(partition?: string): Promise<Record<string, number>> {
+    // A programming error (no partitions, a bad name) is thrown as it is.
+    const sets = this.states.map((state) => this.stateSet(state, partition));
     try {
+      if (partition !== undefined) await this.partitionsBuilt();
       for (;;) {
         const calls = (
           await this.walk(SCRIPTS.count, [
             this.keys.removals,
             PRUNE_BATCH,
             this.states.length,
-            ...this.states.map((state) => this.keys.index(state)),
+            ...sets,
           ])
         ).map(({ reply }) => reply as [number[], string[]]);
         const due = calls.flatMap(([, members]) => members);
@@ -292,28 +488,23 @@ export class StateIndex {
     }
   }
 
-  /** Keys in `state`, newest write first, a page at a time. */
+  /** Keys in `state` (of a partition, if given), newest write first, a page at a time. */
   async list(options: ListOptions): Promise<ListPage> {
     const limit = options.limit ?? 50;
     let after = options.cursor == null ? null : decodeCursor(options.cursor);
     const entries: IndexEntry[] = [];
+    const setKey = this.stateSet(options.state, options.partition);
     try {
+      if (options.partition !== undefined) await this.partitionsBuilt();
       for (;;) {
         const want = (limit - entries.length) * FETCH_FACTOR;
-        const { fetched, more: fetchedMore } = await this.fetchAfter(options.state, after, want);
+        const { fetched, more: fetchedMore } = await this.fetchAfter(setKey, after, want);
         if (fetched.length === 0) return { entries, cursor: null };
         const states = await this.recordStates(fetched.map((f) => f.key));
         for (const [i, { key, score }] of fetched.entries()) {
           after = { score, key };
           if (states[i] !== options.state) {
-            await this.redis.engineUnindex(
-              this.keys.record(key),
-              this.besideRecord(this.keys.index(options.state), key),
-              this.besideRecord(this.keys.removals, key),
-              options.state,
-              key,
-              '',
-            );
+            await this.unindex(options.state, key, '');
             continue;
           }
           if (options.keyPrefix !== undefined && !key.startsWith(options.keyPrefix)) continue;
@@ -331,8 +522,9 @@ export class StateIndex {
   }
 
   /**
-   * Up to `count` members of `state`'s set after `after` in a listing's
-   * order, and whether there may be more.
+   * Up to `count` members of a state's set (`setKey`: the machine's or a
+   * partition's) after `after` in a listing's order, and whether there may
+   * be more.
    *
    * On a Cluster the slots are merged without reading `count` members of
    * each: a first walk reads the score of each slot's first member after the
@@ -345,11 +537,10 @@ export class StateIndex {
    * one Redis the first round has no floor: one round trip, as before.
    */
   private async fetchAfter(
-    state: string,
+    setKey: string,
     after: Position | null,
     count: number,
   ): Promise<{ fetched: Position[]; more: boolean }> {
-    const setKey = this.keys.index(state);
     const fetched: Position[] = [];
     let cursor = after;
     // Each slot's next score below the floor, for the slots that may go on.
@@ -402,11 +593,23 @@ export class StateIndex {
     return Promise.all(keys.map((key) => this.redis.hget(this.keys.record(key), 'i')));
   }
 
-  /** Keys whose owed actions were written before `before` (Redis's clock), oldest first. */
-  async owedBefore(before: number, limit: number): Promise<readonly OwedEntry[]> {
+  /**
+   * Keys (of a partition, if given) whose owed actions were written before
+   * `before` (Redis's clock), oldest first.
+   */
+  async owedBefore(
+    before: number,
+    limit: number,
+    partition?: string,
+  ): Promise<readonly OwedEntry[]> {
     let calls: { reply: unknown }[];
+    const outbox =
+      partition === undefined
+        ? this.keys.outbox
+        : partitionOutboxKey(this.partitionBase(partition), partition);
     try {
-      calls = await this.walk(SCRIPTS.owed, [this.keys.outbox, before, limit]);
+      if (partition !== undefined) await this.partitionsBuilt();
+      calls = await this.walk(SCRIPTS.owed, [outbox, before, limit]);
     } catch (error) {
       throw toAppError(error);
     }
@@ -417,6 +620,9 @@ export class StateIndex {
       .map(({ key, score }) => ({ key, owedSince: score }));
   }
 }
+
+/** How long a process trusts the store's marker that the partitions were built. */
+const BUILT_CHECK_MS = 30_000;
 
 /** The slots of a Cluster to read next (`undefined` on one Redis: its one copy). */
 function onlySlots(slots: readonly (number | null)[]): number[] | undefined {
