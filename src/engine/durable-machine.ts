@@ -14,7 +14,7 @@ import type { Engine } from './engine.ts';
 import { inSpan, redisErrorKind } from './engine-observer.ts';
 import { MachineSteps, type CollectedAction } from './machine-steps.ts';
 import { persistedSnapshot } from './persisted-snapshot.ts';
-import { RedlockKeyLock, type Held } from './redis/key-lock.ts';
+import { RedlockKeyLock, type LockRequest } from './redis/key-lock.ts';
 import type { PartitionOf, Partitioning } from './redis/partitions.ts';
 import {
   machineKeys,
@@ -38,8 +38,8 @@ import { UnchangingEvents } from './unchanging-events.ts';
 /**
  * Any XState v5 machine, one durable actor per string key.
  *
- * `send(key, event)`: lock the key (Redlock; the record is read behind the
- * lock request, one round trip for both) → run what the last write owed and
+ * `send(key, event)`: lock the key (Redlock's lock; one script takes it and,
+ * only then, reads the record: one round trip for both) → run what the last write owed and
  * a crash left undone → `transition` → persist (compare-and-set on the
  * version, the owed actions and the key's outbox entry in the same script) →
  * run the owed actions → clear them (fenced by the version) → unlock. The
@@ -208,8 +208,6 @@ interface Run {
 }
 
 type OwedTimer = Extract<OwedAction, { kind: 'timer' }>;
-
-type LockedRead = Awaited<ReturnType<RecordStore['loadWithLockValue']>>;
 
 export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTarget {
   readonly name: string;
@@ -474,7 +472,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
               machine: this.name,
               ms: performance.now() - asked,
             });
-            const record = await this.loadHeld(key, held);
+            const record = this.adopt(key, await this.store.loaded(key, held.read));
             await this.config.hook?.('after-load', { key, command });
             let cursor = this.cursorOf(key, record);
             const run: Run = { key, command, emitted: [], clear: null, deferred: null };
@@ -498,7 +496,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
             }
             return result;
           },
-          () => this.store.loadWithLockValue(key),
+          (request: LockRequest) => this.store.lockAndLoad(key, request),
         );
       } catch (error) {
         // A refused write: our lease ran out and another process moved the key
@@ -527,15 +525,6 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       dueAt: action.dueAt,
       event: action.event,
     });
-  }
-
-  /** The record read behind the lock request, if that read ran while the lock was ours. */
-  private async loadHeld(key: string, held: Held<LockedRead>): Promise<StoredRecord | null> {
-    const ahead = await held.readAhead;
-    if (ahead !== undefined && ahead.lockValue === held.lockValue) {
-      return this.adopt(key, ahead.record);
-    }
-    return this.adopt(key, (await this.store.loadWithLockValue(key)).record);
   }
 
   private retentionOf(snapshot: AnyMachineSnapshot): number {

@@ -195,7 +195,7 @@ describe('a command on the engine', () => {
     expect(seen[1]).toEqual({ what: 'busy', machine: 'ticket' });
   });
 
-  it('reads the record in the round trip that takes the lock, and writes it once', async () => {
+  it('takes the lock and reads the record in one script, and writes it once', async () => {
     const prefix = randomPrefix();
     const { engine, tickets } = await start(prefix);
     await tickets.send('once', { type: 'TICK' });
@@ -222,9 +222,13 @@ describe('a command on the engine', () => {
     );
 
     const onRecord = commands.filter((args) => args.includes(record));
-    // The read behind the lock request (record and lock), then the write.
+    // One script takes the lock and reads the record, then the write.
     expect(onRecord).toHaveLength(2);
-    expect(onRecord[0]?.slice(2)).toEqual(['2', record, `${record}:lock`]);
+    expect(onRecord[0]?.slice(2, 5)).toEqual(['2', record, `${record}:lock`]);
+    // The lock is otherwise only released: no request of its own.
+    const onLock = commands.filter((args) => args.includes(`${record}:lock`));
+    expect(onLock).toHaveLength(2);
+    expect(onLock[1]).not.toContain(record);
     // It arms and cancels no timer: nothing goes to the timer queue.
     expect(commands.filter((args) => args.some((arg) => arg.startsWith(`${prefix}:bull`)))).toEqual(
       [],

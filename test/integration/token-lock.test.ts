@@ -1,34 +1,30 @@
 /**
- * The token lock with a read sent behind the lock request: the read must run
- * while the lock is held by the caller, or be told apart and not used.
+ * The token lock taking the lock and reading the record in one script: the
+ * read happens only while the lock is the caller's; the lease lasts as long
+ * as the work; every holding has a value of its own.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Engine } from '../../src/engine/index.ts';
+import type { LockRequest } from '../../src/engine/redis/key-lock.ts';
 import { RecordStore } from '../../src/engine/redis/record-store.ts';
 import { RedisClock } from '../../src/engine/redis/redis-clock.ts';
 import { StoreIdentity } from '../../src/engine/redis/store-identity.ts';
-import type { Payments } from '../../src/payments/payments.ts';
 import { createKeys, paymentRecordKeys } from '../../src/runtime/keys.ts';
 import { RedlockTokenLock, type TokenLock } from '../../src/runtime/token-lock.ts';
-import { barePayments, randomPrefix } from '../support/service-harness.ts';
+import { randomPrefix } from '../support/service-harness.ts';
 
 const prefix = randomPrefix();
 const keys = createKeys(prefix);
+const recordKeys = paymentRecordKeys(keys);
 
 /** The payment records' store, read as the engine reads it. */
 function recordStore(redis: Redis): RecordStore {
   const clock = new RedisClock();
-  return new RecordStore(
-    redis,
-    paymentRecordKeys(keys),
-    new StoreIdentity(redis, keys.store, clock),
-    clock,
-  );
+  return new RecordStore(redis, recordKeys, new StoreIdentity(redis, keys.store, clock), clock);
 }
 const options = { ttlMs: 2_000, waitMs: 3_000, resource: keys.lock };
 
-describe('a read sent behind the lock request', () => {
+describe('the lock taken with the record read in one script', () => {
   let first: Redis;
   let second: Redis;
 
@@ -37,25 +33,26 @@ describe('a read sent behind the lock request', () => {
     second = new Redis(inject('redisUrl'));
   });
 
-  const engines: Engine[] = [];
-
   afterAll(async () => {
-    await Promise.all([first.quit(), second.quit(), ...engines.map((e) => e.close())]);
+    await Promise.all([first.quit(), second.quit()]);
   });
 
-  it('runs while the caller holds the lock', async () => {
+  it("reads the record while the lock holds the caller's value", async () => {
     const store = recordStore(first);
-    const lock = new RedlockTokenLock(first, options);
-    const read = () => store.loadWithLockValue('tok-ahead');
-    // Once first, so Redis knows the scripts and the count is the steady state.
-    await lock.withLock('tok-ahead', () => Promise.resolve(), read);
+    const lock: TokenLock = new RedlockTokenLock(first, options);
+    await second.hset(recordKeys.record('tok-ahead'), { v: '7', l: 'life', s: '{}' });
     const seen = await lock.withLock(
       'tok-ahead',
-      async (held) => ({ held: held.lockValue, read: await held.readAhead }),
-      read,
+      async (held) => ({
+        held: held.lockValue,
+        inRedis: await second.get(keys.lock('tok-ahead')),
+        record: await store.loaded('tok-ahead', held.read),
+      }),
+      (request: LockRequest) => store.lockAndLoad('tok-ahead', request),
     );
-    expect(seen.read?.record).toBeNull();
-    expect(seen.read?.lockValue).toBe(seen.held);
+    expect(seen.inRedis).toBe(seen.held);
+    expect(seen.record?.version).toBe(7);
+    expect(await second.exists(keys.lock('tok-ahead'))).toBe(0);
   });
 
   it('gives every holding a value of its own, stored in Redis while it is held', async () => {
@@ -77,7 +74,7 @@ describe('a read sent behind the lock request', () => {
     expect(await second.exists(keys.lock('tok-values'))).toBe(0);
   });
 
-  it('reaches the work with the value of the lock it was read under, after waiting for another holder', async () => {
+  it('reads nothing while another holds the lock, then reads what that holder wrote', async () => {
     const holder = new RedlockTokenLock(second, options);
     const waiter = new RedlockTokenLock(first, options);
     const store = recordStore(first);
@@ -89,48 +86,55 @@ describe('a read sent behind the lock request', () => {
     const held = holder.withLock('tok-busy', async ({ lockValue }) => {
       holderValue = lockValue;
       await holding;
+      // The holder's write, last thing before it lets go.
+      await second.hset(recordKeys.record('tok-busy'), { v: '3', l: 'life', s: '{}' });
     });
     await waitUntil(() => holderValue !== '');
+    const attempts: boolean[] = [];
     const waited = waiter.withLock(
       'tok-busy',
-      async (h) => ({ held: h.lockValue, read: await h.readAhead }),
-      () => store.loadWithLockValue('tok-busy'),
+      async (h) => ({ held: h.lockValue, record: await store.loaded('tok-busy', h.read) }),
+      async (request: LockRequest) => {
+        const taken = await store.lockAndLoad('tok-busy', request);
+        attempts.push(taken.taken);
+        return taken;
+      },
     );
     // Let the waiter's first attempts fail against the holder.
     await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(attempts.length).toBeGreaterThan(1);
+    expect(attempts).not.toContain(true);
+    // The holder's lock was left as it was.
+    expect(await first.get(keys.lock('tok-busy'))).toBe(holderValue);
     releaseHolder();
     await held;
     const seen = await waited;
     expect(seen.held).not.toBe(holderValue);
-    expect(seen.read?.lockValue).toBe(seen.held);
+    expect(seen.record?.version).toBe(3);
+    expect(attempts.at(-1)).toBe(true);
   });
 
-  it('is not trusted when it ran before the lock was taken: the answer follows the state under the lock', async () => {
-    // The engine's lock, replaced for the test by one whose request goes out late.
-    const runtimeWith = async (lock: TokenLock): Promise<Payments> => {
-      const { payments, engine } = await barePayments(inject('redisUrl'), prefix);
-      engines.push(engine);
-      (payments.actors as unknown as { lock: TokenLock }).lock = lock;
-      return payments;
-    };
-    const real = new RedlockTokenLock(first, options);
-    const runtime = await runtimeWith(real);
-    const payment = { accountId: 'acct-ahead', amountCents: 700 };
-    await runtime.pay('tok-early', payment);
+  it('keeps the lock for work that lasts longer than the lease, and releases it after', async () => {
+    const lock = new RedlockTokenLock(first, { ...options, ttlMs: 600 });
+    const observed: (string | null)[] = [];
+    await lock.withLock('tok-long', async ({ lockValue }) => {
+      for (let i = 0; i < 6; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        observed.push((await second.get(keys.lock('tok-long'))) === lockValue ? 'ours' : null);
+      }
+    });
+    // 1.5 s of work on a 600 ms lease: extended all along.
+    expect(observed).toEqual(['ours', 'ours', 'ours', 'ours', 'ours', 'ours']);
+    expect(await second.exists(keys.lock('tok-long'))).toBe(0);
+  });
 
-    // A lock whose request goes out late: the read runs first and sees the
-    // token processed; a cancel then refunds it before the lock is taken.
-    const late: TokenLock = {
-      async withLock(token, work, readAhead) {
-        const early = readAhead?.();
-        await early;
-        await runtime.cancel(token);
-        return real.withLock(token, (held, answer) => work({ ...held, readAhead: early }, answer));
-      },
-    };
-    const replay = await (await runtimeWith(late)).pay('tok-early', payment);
-    expect(replay.snapshot?.value).toBe('refunded');
-    expect(replay.outcome).toBe('rejected');
+  it('releases the lock when the work throws', async () => {
+    const lock = new RedlockTokenLock(first, options);
+    await expect(
+      lock.withLock('tok-throws', () => Promise.reject(new Error('work failed'))),
+    ).rejects.toThrow('work failed');
+    await lock.idle(1_000);
+    expect(await second.exists(keys.lock('tok-throws'))).toBe(0);
   });
 });
 

@@ -1,13 +1,7 @@
-import { ExecutionError, Redlock } from '@sesamecare-oss/redlock';
+import { Lock, Redlock } from '@sesamecare-oss/redlock';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import {
-  TokenBusyError,
-  UnavailableError,
-  isRedisFull,
-  isRedisUnavailable,
-  toAppError,
-} from '../../errors.ts';
+import { TokenBusyError, UnavailableError, toAppError } from '../../errors.ts';
 
 /**
  * One writer per key at a time, across processes. Same-key work in one
@@ -16,10 +10,10 @@ import {
  */
 export interface KeyLock {
   /**
-   * Runs `work` holding the key's lock. `readAhead`, if given, is sent
-   * right behind the request for the lock, on the same connection, so the two
-   * share one round trip; `work` gets its result with the lock's value, which
-   * the read can return too to show it ran after the lock was taken.
+   * Runs `work` holding the key's lock. `take`, if given, takes the lock and
+   * reads what the work needs in one atomic step (a script of the caller's,
+   * one round trip for both); `work` gets what it read. Without it the lock
+   * is taken with a plain `SET NX PX`.
    *
    * The promise settles with the work's result, or earlier with the value the
    * work passes to `answer`: the work then goes on holding the lock (the
@@ -29,16 +23,32 @@ export interface KeyLock {
   withLock<T, R = undefined>(
     key: string,
     work: (held: Held<R>, answer: (value: T) => void) => Promise<T>,
-    readAhead?: () => Promise<R>,
+    take?: TakeLock<R>,
   ): Promise<T>;
 }
 
 export interface Held<R> {
   /** The value the lock holds while it is ours (unique to this holding). */
   readonly lockValue: string;
-  /** The read sent behind the lock request; `undefined` without one. */
-  readonly readAhead: Promise<R> | undefined;
+  /** What `take` read as it took the lock; `undefined` without one. */
+  readonly read: R;
 }
+
+/** The lock a `take` must set: `SET resource value NX PX ttlMs`, as Redlock does. */
+export interface LockRequest {
+  readonly resource: string;
+  readonly value: string;
+  readonly ttlMs: number;
+}
+
+/**
+ * Sets the lock as `request` says and, only if it was free, reads, in one
+ * atomic step; `{ taken: false }` when another holds the lock (nothing read).
+ * Redis's failures are thrown as they are or as the project's errors.
+ */
+export type TakeLock<R> = (
+  request: LockRequest,
+) => Promise<{ readonly taken: false } | { readonly taken: true; readonly read: R }>;
 
 export interface RedlockKeyLockOptions {
   readonly ttlMs: number;
@@ -47,6 +57,9 @@ export interface RedlockKeyLockOptions {
 }
 
 const RETRY_DELAY_MS = 10;
+
+/** Redlock's allowance for clock drift, as a share of the lease (see Redlock's `driftFactor`). */
+const DRIFT_FACTOR = 0.01;
 
 class Deadline extends Error {}
 
@@ -68,46 +81,81 @@ async function within(promise: Promise<unknown>, ms: number): Promise<void> {
 }
 
 /**
- * Redlock draws each lock's value with crypto.randomBytes: one call into the
- * system's generator per lock, a few percent of a new payment's CPU. A
- * random UUID (122 random bits, unique per holding all the same) is drawn
- * from a pool Node refills in bulk. Redlock has no option for it, so its
- * generator is replaced; should a release of Redlock drop it, this fails at
- * start-up instead of quietly keeping the dear one.
+ * A lock held through Redlock: extended before it runs out for as long as
+ * the work takes (as Redlock's `using` does), released by Redlock. An
+ * extension that fails leaves the lease to run out: the versioned write
+ * fences whatever the work does after that.
  */
-function useCheapLockValues(redlock: Redlock): void {
-  const generator = redlock as unknown as { _random?: unknown };
-  if (typeof generator._random !== 'function') {
-    throw new Error('Redlock has no _random() to replace: check the lock values after an upgrade');
+class Lease {
+  private timer: NodeJS.Timeout | undefined;
+  private extending: Promise<void> | undefined;
+  private released = false;
+
+  constructor(
+    private lock: Lock,
+    private readonly ttlMs: number,
+    private readonly thresholdMs: number,
+  ) {
+    this.schedule();
   }
-  generator._random = () => randomUUID();
+
+  /** Stops extending and releases; a failed release is left to the lease's expiry. */
+  async release(): Promise<void> {
+    this.released = true;
+    clearTimeout(this.timer);
+    await this.extending;
+    await this.lock.release().catch(() => undefined);
+  }
+
+  private schedule(): void {
+    if (this.released) return;
+    this.timer = setTimeout(
+      () => {
+        this.extending = this.extend();
+      },
+      Math.max(0, this.lock.expiration - Date.now() - this.thresholdMs),
+    );
+  }
+
+  private async extend(): Promise<void> {
+    try {
+      this.lock = await this.lock.extend(this.ttlMs);
+      this.schedule();
+    } catch {
+      // Tried again while the lease lasts (a Redis that blinked).
+      await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+      if (!this.released && this.lock.expiration > Date.now()) await this.extend();
+    }
+  }
 }
 
 export class RedlockKeyLock implements KeyLock {
   private readonly redlock: Redlock;
   private readonly tails = new Map<string, Promise<void>>();
+  private readonly thresholdMs: number;
+  private readonly plainTake: TakeLock<undefined>;
 
   constructor(
     private readonly redis: Redis,
     private readonly options: RedlockKeyLockOptions,
   ) {
-    this.redlock = new Redlock([redis], {
-      // One try per call (acquiring retries on its own clock, below). A
-      // release that fails is not worth retrying: the lease expires anyway,
-      // and ten retries of a command that times out would hold the answer.
-      retryCount: 0,
-      driftFactor: 0.01,
-      automaticExtensionThreshold: Math.min(500, Math.floor(options.ttlMs / 3)),
-    });
+    // Extends and releases the locks taken here. A release that fails is not
+    // worth retrying: the lease expires anyway, and retries of a command that
+    // times out would hold the next holder.
+    this.redlock = new Redlock([redis], { retryCount: 0, driftFactor: DRIFT_FACTOR });
     // Extension failures surface as a lost lease; the versioned write fences them.
     this.redlock.on('error', () => undefined);
-    useCheapLockValues(this.redlock);
+    this.thresholdMs = Math.min(500, Math.floor(options.ttlMs / 3));
+    this.plainTake = async ({ resource, value, ttlMs }) =>
+      (await redis.set(resource, value, 'PX', ttlMs, 'NX')) === 'OK'
+        ? { taken: true, read: undefined }
+        : { taken: false };
   }
 
   async withLock<T, R = undefined>(
     key: string,
     work: (held: Held<R>, answer: (value: T) => void) => Promise<T>,
-    readAhead?: () => Promise<R>,
+    take?: TakeLock<R>,
   ): Promise<T> {
     const started = Date.now();
     const previous = this.tails.get(key);
@@ -129,7 +177,12 @@ export class RedlockKeyLock implements KeyLock {
         throw error;
       }
       const remaining = Math.max(0, this.options.waitMs - (Date.now() - started));
-      const run = await this.acquireAndRun(key, remaining, work, readAhead);
+      const run = await this.acquireAndRun(
+        key,
+        remaining,
+        work,
+        take ?? (this.plainTake as unknown as TakeLock<R>),
+      );
       holding = run.holding;
       return run.value;
     } finally {
@@ -153,88 +206,81 @@ export class RedlockKeyLock implements KeyLock {
   }
 
   /**
-   * One Redlock attempt at a time, so the wait is bounded by the clock and not
-   * by a count of attempts: while Redis is away each attempt takes as long as
-   * the client needs to give up, and an unreachable Redis fails at once
-   * instead of being retried until the count runs out.
+   * One attempt at a time, so the wait is bounded by the clock and not by a
+   * count of attempts: while Redis is away each attempt takes as long as the
+   * client needs to give up, and an unreachable Redis fails at once instead
+   * of being retried until the count runs out.
    */
   private async acquireAndRun<T, R>(
     key: string,
     waitMs: number,
     work: (held: Held<R>, answer: (value: T) => void) => Promise<T>,
-    readAhead: (() => Promise<R>) | undefined,
+    take: TakeLock<R>,
   ): Promise<{ value: T; holding: Promise<void> }> {
     const deadline = Date.now() + waitMs;
+    const resource = this.options.resource(key);
+    const { ttlMs } = this.options;
     for (;;) {
-      const progress: { acquired: boolean; outcome?: { value: T } | { error: unknown } } = {
-        acquired: false,
-      };
-      let answered!: (value: T) => void;
-      const early = new Promise<T>((resolve) => {
-        answered = resolve;
-      });
-      let read: Promise<R> | undefined;
+      const value = randomUUID();
+      const start = Date.now();
+      let taken: Awaited<ReturnType<TakeLock<R>>>;
       try {
-        const using = this.redlock.using(
-          [this.options.resource(key)],
-          this.options.ttlMs,
-          async (_signal, { lock }) => {
-            progress.acquired = true;
-            try {
-              const value = await work({ lockValue: lock.value, readAhead: read }, (value) => {
-                progress.outcome ??= { value };
-                answered(value);
-              });
-              progress.outcome ??= { value };
-              return value;
-            } catch (error) {
-              progress.outcome ??= { error };
-              throw error;
-            }
-          },
-        );
-        // Redlock has written its request by now; this goes out behind it. A
-        // read that lost the race anyway is told apart by the lock's value.
-        read = readAhead?.();
-        void read?.catch(() => undefined);
-        const holding = using.then(
-          () => undefined,
-          () => undefined,
-        );
-        const value = await Promise.race([early, using]);
-        return { value, holding };
+        taken = await take({ resource, value, ttlMs });
       } catch (error) {
-        // Releasing a lease that ran out during the work (a pause longer than
-        // the TTL) fails after the work is done. The work's writes were fenced
-        // by the versioned write, so its own outcome is the true answer.
-        if (progress.outcome !== undefined) {
-          if ('error' in progress.outcome) throw progress.outcome.error;
-          return { value: progress.outcome.value, holding: Promise.resolve() };
-        }
-        if (progress.acquired) throw error;
-        const failure = await this.explainAcquireFailure(key, error);
-        if (!(failure instanceof TokenBusyError) || Date.now() >= deadline) throw failure;
+        throw this.explainAcquireFailure(error);
       }
+      if (taken.taken) return this.run(resource, value, start, taken.read, work);
+      if (Date.now() >= deadline) throw new TokenBusyError(key);
       const jitter = Math.floor(Math.random() * RETRY_DELAY_MS);
       await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS + jitter));
     }
   }
 
-  private async explainAcquireFailure(key: string, error: unknown): Promise<Error> {
-    if (error instanceof ExecutionError) {
-      const stats = await Promise.allSettled(error.attempts);
-      const reasons: unknown[] = stats.flatMap((s): unknown[] =>
-        s.status === 'fulfilled' ? [...s.value.votesAgainst.values()] : [s.reason],
-      );
-      // Redis over maxmemory refuses the lock's SET: no waiting frees memory
-      // within a request, so answer at once instead of retrying until waitMs.
-      const full = reasons.find(isRedisFull);
-      if (full !== undefined) return toAppError(full);
-      if (reasons.some(isRedisUnavailable) || this.redis.status !== 'ready') {
-        return new UnavailableError('storage is unavailable; retry shortly', { cause: error });
-      }
-      return new TokenBusyError(key);
+  /** The work, holding the lock taken with `value` at `start`; released after the work ends. */
+  private async run<T, R>(
+    resource: string,
+    value: string,
+    start: number,
+    read: R,
+    work: (held: Held<R>, answer: (value: T) => void) => Promise<T>,
+  ): Promise<{ value: T; holding: Promise<void> }> {
+    // As Redlock reckons a lock's end: 1 ms of Redis's expiry precision, 1 ms
+    // of rounding and the drift allowance off the lease.
+    const drift = Math.round(DRIFT_FACTOR * this.options.ttlMs) + 2;
+    const lease = new Lease(
+      new Lock(this.redlock, [resource], value, [], start + this.options.ttlMs - drift),
+      this.options.ttlMs,
+      this.thresholdMs,
+    );
+    let answered!: (value: T) => void;
+    const early = new Promise<T>((resolve) => {
+      answered = resolve;
+    });
+    // The work's writes are fenced by the versioned write, so its own outcome
+    // is the true answer whatever becomes of the lease; the lock is released
+    // once it ends, after an early answer too.
+    const done = work({ lockValue: value, read }, answered);
+    const holding = done.then(
+      () => lease.release(),
+      () => lease.release(),
+    );
+    // Without an early answer, the caller is answered once the lock is free.
+    const released = done.then(
+      (result) => holding.then(() => result),
+      (error: unknown) =>
+        holding.then(() => {
+          throw error;
+        }),
+    );
+    return { value: await Promise.race([early, released]), holding };
+  }
+
+  private explainAcquireFailure(error: unknown): Error {
+    const appError = toAppError(error);
+    // Anything odd while the connection is down says the same.
+    if (appError.code === 'internal' && this.redis.status !== 'ready') {
+      return new UnavailableError('storage is unavailable; retry shortly', { cause: error });
     }
-    return toAppError(error);
+    return appError;
   }
 }

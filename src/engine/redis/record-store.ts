@@ -7,6 +7,7 @@ import {
   partitionOutboxKey,
   type Partitioning,
 } from './partitions.ts';
+import type { LockRequest } from './key-lock.ts';
 import type { RedisClock } from './redis-clock.ts';
 import type { ReplicaWait } from './replica-wait.ts';
 import { storeGuard, type StoreIdentity } from './store-identity.ts';
@@ -174,15 +175,16 @@ if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return redis.call('ZREM', KEYS[2], ARGV[1])
 `;
 
-// KEYS: record, the key's lock. The record's fields, the lock's value (read
-// behind a request for the lock, it shows whether the read ran while that
-// lock was held), then Redis's TIME.
-const LOAD_SCRIPT = `
+// KEYS: record, the key's lock. ARGV: the lock's value, its lease (ms).
+// Takes the lock as Redlock does (SET NX PX) and, only then, reads the
+// record's fields and Redis's TIME: what is read is read under the lock.
+// Nil: another holds the lock.
+const LOCK_AND_LOAD_SCRIPT = `
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 local r = redis.call('HMGET', KEYS[1], ${FIELDS})
-r[8] = redis.call('GET', KEYS[2])
 local t = redis.call('TIME')
-r[9] = t[1]
-r[10] = t[2]
+r[8] = t[1]
+r[9] = t[2]
 return r
 `;
 
@@ -214,7 +216,12 @@ declare module 'ioredis' {
       state: string, // state index
       partitioned: '1' | '', // partition
     ): Result<(number | string)[], Context>;
-    engineLoad(recordKey: string, lockKey: string): Result<(string | null)[], Context>;
+    engineLockAndLoad(
+      recordKey: string,
+      lockKey: string,
+      lockValue: string,
+      ttlMs: number,
+    ): Result<(string | null)[] | null, Context>;
     engineSettleOutbox(
       recordKey: string,
       outboxKey: string,
@@ -246,6 +253,9 @@ export interface SaveRequest {
   readonly previousState: string | null;
 }
 
+/** A record's fields as `lockAndLoad` read them. */
+export type LoadedFields = readonly (string | null)[];
+
 export class RecordStore {
   constructor(
     private readonly redis: Redis,
@@ -261,7 +271,7 @@ export class RecordStore {
   ) {
     redis.defineCommand('engineSave', { numberOfKeys: 9, lua: SAVE_SCRIPT });
     redis.defineCommand('engineClearOwed', { numberOfKeys: 3, lua: CLEAR_SCRIPT });
-    redis.defineCommand('engineLoad', { numberOfKeys: 2, lua: LOAD_SCRIPT });
+    redis.defineCommand('engineLockAndLoad', { numberOfKeys: 2, lua: LOCK_AND_LOAD_SCRIPT });
     redis.defineCommand('engineSettleOutbox', { numberOfKeys: 3, lua: SETTLE_SCRIPT });
   }
 
@@ -277,25 +287,38 @@ export class RecordStore {
   }
 
   /**
-   * The record and, read at the same moment, the value of the key's lock
-   * (`null` if free); observes Redis's TIME.
+   * Takes the key's lock (`request`, see KeyLock) and reads the record's
+   * fields in one atomic script; observes Redis's TIME. Nothing is read when
+   * another holds the lock. Nothing here throws once the lock is taken: the
+   * fields are made a record by `loaded`, in the lock holder's work.
    */
-  async loadWithLockValue(
+  async lockAndLoad(
     key: string,
-  ): Promise<{ record: StoredRecord | null; lockValue: string | null }> {
-    let fields: (string | null)[];
+    request: LockRequest,
+  ): Promise<{ taken: false } | { taken: true; read: LoadedFields }> {
+    let fields: (string | null)[] | null;
     try {
-      fields = await this.redis.engineLoad(this.keys.record(key), this.keys.lock(key));
+      fields = await this.redis.engineLockAndLoad(
+        this.keys.record(key),
+        request.resource,
+        request.value,
+        request.ttlMs,
+      );
     } catch (error) {
       throw toAppError(error);
     }
-    this.clock.observe([fields[8] ?? '', fields[9] ?? '']);
+    if (fields === null) return { taken: false };
+    this.clock.observe([fields[7] ?? '', fields[8] ?? '']);
+    return { taken: true, read: fields };
+  }
+
+  /** The record `lockAndLoad` read, once replicas hold what it owes (it is about to be run again). */
+  async loaded(key: string, fields: LoadedFields): Promise<StoredRecord | null> {
     const record = parse(key, fields);
-    // Owed effects are about to be run again: only once replicas hold their intent.
     if (record !== null && fields[5] != null) {
       await this.replicas.confirmStored(this.keys.record(key));
     }
-    return { record, lockValue: fields[7] ?? null };
+    return record;
   }
 
   /** Writes if the stored record is still `expected`; returns the new version. */
