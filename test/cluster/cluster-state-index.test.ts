@@ -130,9 +130,15 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
   });
 
   it('lists only the keys of one partition when asked', async () => {
-    const { tickets } = await setUp();
-    for (const key of ['x:1', 'y:1', 'x:2', 'y:2', 'x:3'])
-      await tickets.send(key, { type: 'TICK' });
+    const { tickets, engine, prefix } = await setUp();
+    const written = ['x:1', 'y:1', 'x:2', 'y:2', 'x:3'];
+    for (const key of written) await tickets.send(key, { type: 'TICK' });
+    // One millisecond apart each (two sends can fall within one), so the order is the writes'.
+    const at = Date.now() - 60_000;
+    for (const [i, key] of written.entries()) {
+      const setKey = besideKey(`${prefix}:ticket:index:open`, `${prefix}:ticket:{${key}}`);
+      expect(await engine.redis.zadd(setKey, 'XX', 'CH', at + i, key)).toBe(1);
+    }
     const { keys } = await allPages(tickets, 'open', 1);
     expect(keys).toEqual(['x:3', 'y:2', 'x:2', 'y:1', 'x:1']);
     const page = await tickets.list({ state: 'open', keyPrefix: 'x:' });

@@ -24,10 +24,10 @@ import {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /** A pino logger whose lines are kept, parsed. */
-function capturedLog() {
+function capturedLog(level: Parameters<typeof createLogger>[0] = 'info') {
   const lines: Record<string, unknown>[] = [];
   const raw: string[] = [];
-  const logger = createLogger('info', {
+  const logger = createLogger(level, {
     write: (line: string) => {
       raw.push(line);
       lines.push(JSON.parse(line) as Record<string, unknown>);
@@ -93,6 +93,24 @@ describe('X-Request-Id', () => {
     ];
     expect(replies.map((r) => r.status)).toEqual([201, 422, 400, 400, 404, 404, 200]);
     for (const reply of replies) expect(reply.headers.get('x-request-id')).toMatch(UUID);
+  });
+
+  it('is on every response with nothing observing requests (no metrics, no log lines)', async () => {
+    const quiet = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api', PAYSTATE_METRICS: 'off' }),
+    );
+    cleanups.push(() => quiet.stop());
+    const token = `rid-quiet-${randomPrefix()}`;
+    const replies = [
+      await quiet.request('POST', '/payments', {
+        headers: { 'Idempotency-Key': token },
+        body: { accountId: accountOf(token), amountCents: 100 },
+      }),
+      await quiet.request('GET', '/no/such/route', { headers: { 'X-Request-Id': 'quiet-1' } }),
+    ];
+    expect(replies.map((r) => r.status)).toEqual([201, 404]);
+    expect(replies[0]?.headers.get('x-request-id')).toMatch(UUID);
+    expect(replies[1]?.headers.get('x-request-id')).toBe('quiet-1');
   });
 
   it("is on the server's own answers: a parser refusal, and a 503 during shutdown", async () => {
@@ -211,13 +229,17 @@ describe('request log', () => {
     expect(all).not.toContain(accountOf(token));
   });
 
-  it('logs a 5xx once, with the Redis error behind it', async () => {
+  it.each([
+    ['with metrics, at LOG_LEVEL=info', 'info', 'on'],
+    ['with neither metrics nor request lines, at LOG_LEVEL=error', 'error', 'off'],
+  ] as const)('logs a 5xx once, with the Redis error behind it (%s)', async (_, level, metrics) => {
     const redis = await startRedisServer();
     cleanups.push(() => redis.destroy());
-    const { logger, lines } = capturedLog();
-    const service = await startTestService(testConfig(redis.url, { PAYSTATE_ROLES: 'api' }), {
-      logger,
-    });
+    const { logger, lines } = capturedLog(level);
+    const service = await startTestService(
+      testConfig(redis.url, { PAYSTATE_ROLES: 'api', PAYSTATE_METRICS: metrics }),
+      { logger },
+    );
     cleanups.push(() => service.stop());
     await redis.kill();
 
