@@ -142,6 +142,20 @@ export function isRedisFull(error: unknown): boolean {
   return error instanceof Error && FULL_PATTERN.test(error.message);
 }
 
+/**
+ * Redis is up but refuses writes: the last snapshot or append-only write
+ * failed (`MISCONF`, with `stop-writes-on-bgsave-error` or an AOF write
+ * error), or fewer replicas are connected than `min-replicas-to-write`
+ * (`NOREPLICAS`). Reads still work. Checked anywhere in the message: a
+ * script's first write reports it with `script: ...` or inside an `ERR`.
+ */
+const REFUSES_WRITES_PATTERN = /\bMISCONF\b|\bNOREPLICAS\b/;
+
+/** True when Redis answered but refused a write for a reason an operator must fix on its side. */
+export function isRedisRefusingWrites(error: unknown): boolean {
+  return error instanceof Error && REFUSES_WRITES_PATTERN.test(error.message);
+}
+
 /** The one place where low-level Redis failures become the project's errors. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -150,6 +164,9 @@ export function toAppError(error: unknown): AppError {
   }
   if (error instanceof Error && error.message.startsWith('STORE_LOST')) {
     return new StoreLostError({ cause: error });
+  }
+  if (isRedisRefusingWrites(error)) {
+    return new UnavailableError('storage refuses writes; retry shortly', { cause: error });
   }
   if (isRedisUnavailable(error)) {
     return new UnavailableError('storage is unavailable; retry shortly', { cause: error });

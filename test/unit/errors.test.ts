@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { StorageFullError, toAppError } from '../../src/errors.ts';
+import { StorageFullError, toAppError, UnavailableError } from '../../src/errors.ts';
 
 /** Redis's replies when it is over maxmemory, as the client reports them. */
 const OOM_REPLIES = {
@@ -10,7 +10,29 @@ const OOM_REPLIES = {
     "ERR Error running script (call to f_84847c3342f76a3642aa54e70fc2ed202200384d): @user_script:1: @user_script: 1: -OOM command not allowed when used memory > 'maxmemory'.",
 };
 
+/** Redis's replies when it is up but refuses writes, as the client reports them. */
+const REFUSED_WRITE_REPLIES = {
+  'failed snapshot':
+    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.",
+  'failed append-only write': 'MISCONF Errors writing to the AOF file: No space left on device',
+  'missing replicas': 'NOREPLICAS Not enough good replicas to write.',
+  'missing replicas in a Lua script (Redis 7)':
+    'NOREPLICAS Not enough good replicas to write. script: 84847c3342f76a3642aa54e70fc2ed202200384d, on @user_script:1.',
+  'failed snapshot in a Lua script (Redis 6)':
+    "ERR Error running script (call to f_84847c3342f76a3642aa54e70fc2ed202200384d): @user_script:1: @user_script: 1: -MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+};
+
 describe('toAppError', () => {
+  for (const [source, message] of Object.entries(REFUSED_WRITE_REPLIES)) {
+    it(`turns a refused write (${source}) into a retryable unavailable`, () => {
+      const cause = new Error(message);
+      const error = toAppError(cause);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error).toMatchObject({ code: 'unavailable', retryable: true, cause });
+      expect(error.message).not.toMatch(/MISCONF|NOREPLICAS|RDB|AOF/);
+    });
+  }
+
   for (const [source, message] of Object.entries(OOM_REPLIES)) {
     it(`turns an OOM reply from a ${source} into a retryable storage_full`, () => {
       const cause = new Error(message);
@@ -24,6 +46,7 @@ describe('toAppError', () => {
   it('leaves errors that merely mention the word alone', () => {
     expect(toAppError(new Error('ROOM 12 is full')).code).toBe('internal');
     expect(toAppError(new Error('ERR unknown command OOMX')).code).toBe('internal');
+    expect(toAppError(new Error('ERR unknown command MISCONFIGURED')).code).toBe('internal');
   });
 
   it('still tells an unreachable Redis apart', () => {
