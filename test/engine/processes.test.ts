@@ -19,11 +19,12 @@ import {
 } from '../support/engine-harness.ts';
 import { spawnScript, type ServiceProcess } from '../support/processes.ts';
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
+import { skewedClock } from '../support/skewed-clock.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 
 const SCRIPT = 'test/engine/toy-process.ts';
-const AHEAD = ['faketime', '-f', '+10m'];
-const BEHIND = ['faketime', '-f', '-10m'];
+const AHEAD = skewedClock('+10m');
+const BEHIND = skewedClock('-10m');
 const RETENTION_MS = 60_000;
 
 describe('engine processes that crash or whose clocks are off', () => {
@@ -56,7 +57,7 @@ describe('engine processes that crash or whose clocks are off', () => {
     await engine.close();
   });
 
-  function run(args: string[], env: Record<string, string> = {}, wrapper: string[] = []) {
+  function run(args: string[], env: Record<string, string> = {}, wrapper: readonly string[] = []) {
     const p = spawnScript(SCRIPT, args, { REDIS_URL: redis.url, PREFIX: prefix, ...env }, wrapper);
     processes.push(p);
     return p;

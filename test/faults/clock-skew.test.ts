@@ -1,6 +1,6 @@
 /**
- * Processes whose own clocks are 10 minutes off, run under Debian's
- * `faketime` against one real redis-server: the time the machine sees, the
+ * Processes whose own clocks are 10 minutes off (libfaketime, from Debian's
+ * `faketime` package) against one real redis-server: the time the machine sees, the
  * due times of timers and the retention deadlines are Redis's, so a worker
  * ahead of it cannot expire a token early, and a process behind it cannot
  * write a removal deadline already in the past (which made the token new
@@ -10,11 +10,13 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcesses, tokenRequests, accountOf } from '../support/app-process.ts';
 import { movementsOf, paymentOf, StoreInspector } from '../support/payment-checks.ts';
+import { descendantsOf, isGone } from '../support/process-tree.ts';
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
+import { skewedClock } from '../support/skewed-clock.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 
-const AHEAD = ['faketime', '-f', '+10m'];
-const BEHIND = ['faketime', '-f', '-10m'];
+const AHEAD = skewedClock('+10m');
+const BEHIND = skewedClock('-10m');
 const AMOUNT_CENTS = 700;
 const newToken = (what: string) => `${what}-${randomBytes(4).toString('hex')}`;
 
@@ -36,6 +38,32 @@ describe('processes whose clocks are 10 minutes off Redis', () => {
     const store = new StoreInspector(redis.url, prefix);
     return { apps, store };
   }
+
+  it('runs a process 10 minutes ahead that signals reach: nothing of it is left once it is killed', async () => {
+    const { apps, store } = setUp({});
+    try {
+      const worker = await apps.start('worker 10 min ahead', { PAYSTATE_ROLES: 'worker' }, AHEAD);
+      const started = JSON.parse(
+        worker.process
+          .output()
+          .split('\n')
+          .find((line) => line.includes('"paystate started"')) ?? '{}',
+      ) as { time?: string };
+      const [seconds = '0'] = await store.redis.time();
+      const ahead = Date.parse(started.time ?? '') - Number(seconds) * 1000;
+      expect(ahead).toBeGreaterThan(590_000);
+      expect(ahead).toBeLessThan(610_000);
+      const pids = [worker.pid, ...descendantsOf(worker.pid).map((p) => p.pid)];
+      await apps.killAll();
+      await waitFor(() => (pids.every(isGone) ? true : undefined), {
+        timeoutMs: 5_000,
+        what: `processes ${pids.join(', ')} to end`,
+      });
+    } finally {
+      await apps.killAll();
+      await store.close();
+    }
+  });
 
   it('does not expire a token early when the worker runs 10 minutes ahead, and expires it when Redis says it is due', async () => {
     const { apps, store } = setUp({ PAYMENT_EXPIRY_MS: '60000', EXPIRED_RETENTION_MS: '60000' });
