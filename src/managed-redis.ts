@@ -9,24 +9,42 @@ import { Redis } from 'ioredis';
  * directory, owned by this process.
  */
 
-export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<boolean> {
+/**
+ * What Redis at `url` answers to PING: `PONG`, an error reply (`MISCONF ...`
+ * after a failed save, `NOAUTH ...` without the password, `LOADING ...`), or
+ * null when nothing answers at all.
+ */
+export async function redisReply(url: string, timeoutMs = 1_500): Promise<string | null> {
   const probe = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     connectTimeout: timeoutMs,
     retryStrategy: () => null,
     enableOfflineQueue: false,
+    // Its ready check would wait, silently, for as long as Redis is LOADING.
+    enableReadyCheck: false,
   });
-  probe.on('error', () => undefined);
+  // Only a Redis sends an error reply; a refused or dropped connection is nobody.
+  const replyOf = (error: unknown) =>
+    error instanceof Error && error.name === 'ReplyError' ? error.message : null;
+  // A refused password or ready check comes as an event, then the connection closes.
+  let refused: string | null = null;
+  probe.on('error', (error: unknown) => {
+    refused ??= replyOf(error);
+  });
   try {
     await probe.connect();
-    await probe.ping();
-    return true;
-  } catch {
-    return false;
+    return await probe.ping();
+  } catch (error) {
+    return replyOf(error) ?? refused;
   } finally {
     probe.disconnect();
   }
+}
+
+/** True when Redis at `url` answers PING with PONG. */
+export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<boolean> {
+  return (await redisReply(url, timeoutMs)) === 'PONG';
 }
 
 export function redisServerInstalled(): boolean {

@@ -2,11 +2,12 @@
  * The service as a process: managed Redis if needed, the eviction-policy
  * check, start, and the stop on signals. `src/main.ts` runs it.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { ConfigError, isLoopbackHost, loadConfig, type Config } from './config.ts';
 import {
   isLocalUrl,
-  redisAnswers,
+  redisReply,
   redisServerInstalled,
   startManagedRedis,
   type ManagedRedis,
@@ -15,6 +16,9 @@ import { createLogger, fieldLogger, type FieldLogger } from './observability/log
 import { startService, type RunningService, type ServiceOptions } from './service.ts';
 
 const EXIT_STOP_CUT_SHORT = 3;
+
+/** How often start-up asks a Redis that is loading its data set whether it is done. */
+const LOADING_POLL_MS = 250;
 
 const STOP_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
 type StopSignal = keyof typeof STOP_SIGNALS;
@@ -51,7 +55,32 @@ function fail(message: string, code = 1): never {
 }
 
 async function ensureRedis(config: Config, log: FieldLogger): Promise<ManagedRedis | null> {
-  if (await redisAnswers(config.redisUrl)) return null;
+  let reply = await redisReply(config.redisUrl);
+  if (reply?.startsWith('LOADING') === true) {
+    // Redis restarted and reads its data set back: wait for it, however long that takes.
+    log.info('Redis at REDIS_URL is loading its data; waiting for it', {
+      redis: shown(config.redisUrl),
+    });
+    while (reply?.startsWith('LOADING') === true) {
+      await delay(LOADING_POLL_MS);
+      reply = await redisReply(config.redisUrl);
+    }
+  }
+  if (reply === 'PONG') return null;
+  if (reply !== null) {
+    // A Redis is there, only not usable as it is: never start another on its port.
+    if (/^(NOAUTH|WRONGPASS)\b/.test(reply)) {
+      fail(
+        `Redis at REDIS_URL=${shown(config.redisUrl)} refuses the connection: ${reply}\n` +
+          'Put its user and password in REDIS_URL: redis://user:password@host:port.',
+      );
+    }
+    log.warn('Redis at REDIS_URL answers PING with an error', {
+      redis: shown(config.redisUrl),
+      reply,
+    });
+    return null;
+  }
   if (config.managedRedis === 'never' || !isLocalUrl(config.redisUrl)) {
     fail(
       `Nothing answers at REDIS_URL=${shown(config.redisUrl)}. Start Redis there, or point REDIS_URL at one.`,
@@ -191,9 +220,18 @@ export async function runProcess(options: Omit<ServiceOptions, 'logger'> = {}): 
   }
 }
 
+/** An error that stopped the start, with what Redis said when that is the cause. */
+function startFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : '';
+  return cause === '' || error.message.includes(cause)
+    ? error.message
+    : `${error.message}: ${cause}`;
+}
+
 /** Starts the process, exiting with status 1 if it cannot start. */
 export function main(options: Omit<ServiceOptions, 'logger'> = {}): void {
   runProcess(options).catch((error: unknown) => {
-    fail(`paystate failed to start: ${error instanceof Error ? error.message : String(error)}`);
+    fail(`paystate failed to start: ${startFailure(error)}`);
   });
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { redisAnswers, redisServerArgs } from '../../src/managed-redis.ts';
+import { redisReply, redisServerArgs } from '../../src/managed-redis.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -42,17 +42,26 @@ export interface TestRedisServer {
   /** Stops it with SIGSTOP: connections stay open and nothing answers, until resume(). */
   pause(): void;
   resume(): void;
-  /** Starts it again on the same port and directory (replaying the AOF if any). */
-  start(): Promise<void>;
+  /**
+   * Starts it again on the same port and directory (replaying the AOF if
+   * any), and waits until it answers PING (`ready`), or until it answers at
+   * all, if only with an error such as `LOADING` (`listening`).
+   */
+  start(until?: 'ready' | 'listening'): Promise<void>;
   /** Kills it and removes its directory. */
   destroy(): Promise<void>;
 }
 
-async function waitForPing(url: string, child: ChildProcess): Promise<void> {
+async function waitForPing(
+  url: string,
+  child: ChildProcess,
+  until: 'ready' | 'listening',
+): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
-    if (await redisAnswers(url, 500)) return;
+    const reply = await redisReply(url, 500);
+    if (reply === 'PONG' || (until === 'listening' && reply !== null)) return;
     if (Date.now() > deadline) throw new Error(`redis-server at ${url} did not answer`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -73,10 +82,10 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   ];
   let child: ChildProcess | null = null;
 
-  const start = async () => {
+  const start = async (until: 'ready' | 'listening' = 'ready') => {
     const started = spawn('redis-server', args, { stdio: 'ignore' });
     child = started;
-    await waitForPing(url, started);
+    await waitForPing(url, started, until);
   };
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     const running = child;
