@@ -42,11 +42,6 @@ export async function redisReply(url: string, timeoutMs = 1_500): Promise<string
   }
 }
 
-/** True when Redis at `url` answers PING with PONG. */
-export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<boolean> {
-  return (await redisReply(url, timeoutMs)) === 'PONG';
-}
-
 export function redisServerInstalled(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
@@ -128,9 +123,15 @@ export async function startManagedRedis(url: string, dataDir: string): Promise<M
       done();
     }),
   );
+  // Ten seconds to answer at all; reading its AOF back takes what it takes.
   const deadline = Date.now() + 10_000;
-  while (!(await redisAnswers(url, 500))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
+  for (
+    let reply = await redisReply(url, 500);
+    reply !== 'PONG';
+    reply = await redisReply(url, 500)
+  ) {
+    const loading = reply?.startsWith('LOADING') === true;
+    if (child.exitCode !== null || (!loading && Date.now() > deadline)) {
       child.kill('SIGKILL');
       throw new Error(`managed redis-server did not start on port ${port}; see ${dir}/redis.log`);
     }
