@@ -11,7 +11,8 @@ import {
 import { connectRedis } from './engine/redis/connection.ts';
 import type { RedisClock } from './engine/redis/redis-clock.ts';
 import type { StoreIdentity } from './engine/redis/store-identity.ts';
-import { StoreLostError, toAppError, type AppError } from './errors.ts';
+import { EvictionPolicyWatch } from './engine/redis/eviction-policy.ts';
+import { StoreLostError, toAppError, UnavailableError, type AppError } from './errors.ts';
 import { createApp, createMetricsApp } from './http/app.ts';
 import type { RefusalListener } from './http/client-error.ts';
 import { listenHttp, type HttpServer } from './http/http-server.ts';
@@ -137,6 +138,27 @@ export async function startService(
     },
   });
   const { identity, clock } = engine;
+  const eviction = new EvictionPolicyWatch(engine.redis, {
+    changed: (policy) => {
+      if (policy === null) {
+        log.warn('Redis is back to maxmemory-policy noeviction; requests are served again');
+      } else {
+        log.error(
+          'Redis now has an evicting maxmemory-policy: a full Redis would silently delete records and operation ids (a token could be charged twice). Payment and account requests are refused with 503 unavailable until it is noeviction again.',
+          { policy },
+        );
+      }
+    },
+  });
+  await eviction.check();
+  eviction.watch(STORE_CHECK_INTERVAL_MS);
+  // Why every payment and account request is refused now, if it is.
+  const refusal = (): AppError | null =>
+    identity.lost
+      ? new StoreLostError()
+      : eviction.evicting !== null
+        ? new UnavailableError('storage may evict keys; retry shortly')
+        : null;
   if (Math.abs(clock.skewMs) > CLOCK_SKEW_WARNING_MS) {
     log.warn("this process's clock differs from Redis's; Redis's clock is used", {
       skewMs: -clock.skewMs,
@@ -218,9 +240,10 @@ export async function startService(
       ledger,
       ping: async () => {
         await identity.check();
-        if (identity.lost) throw new StoreLostError();
+        const refused = refusal();
+        if (refused !== null) throw refused;
       },
-      storeLost: () => identity.lost,
+      refusal,
       logger,
       ...(metrics === null ? {} : { metrics }),
       serveMetrics: config.metricsPort === null,
@@ -280,6 +303,7 @@ export async function startService(
     stopping ??= (async () => {
       const deadline = Date.now() + config.shutdownTimeoutMs;
       identity.stop();
+      eviction.stop();
       // The API drains while the worker finishes its active jobs. On a Redis
       // that is gone, the worker's close waits as long as its retry-forever
       // connection does: the deadline bounds it.

@@ -2,7 +2,7 @@ import express, { type Express, type Request, type RequestHandler, type Response
 import iconv from 'iconv-lite';
 import { parse as parseKeepingNumberText } from 'lossless-json';
 import type { Ledger } from '../accounts/ledger.ts';
-import { AppError, NotFoundError, StoreLostError, ValidationError } from '../errors.ts';
+import { AppError, NotFoundError, ValidationError } from '../errors.ts';
 import type { CommandResult, Payments } from '../payments/payments.ts';
 import { TenantPayments } from '../payments/tenant-payments.ts';
 import type { PinoLogger } from '../observability/log.ts';
@@ -24,8 +24,11 @@ export interface AppDeps {
   readonly ledger: Ledger;
   /** Resolves when storage answers and is the store this process knows; rejects otherwise. */
   readonly ping: () => Promise<void>;
-  /** True while the store is lost (emptied or replaced): every request is refused. */
-  readonly storeLost?: () => boolean;
+  /**
+   * Why every payment and account request is refused right now (the store
+   * was emptied or replaced, Redis may evict keys), or null.
+   */
+  readonly refusal?: () => AppError | null;
   /** Request lines (one per request; 5xx with their cause). None when absent. */
   readonly logger?: PinoLogger;
   /** HTTP series are recorded in it; GET /metrics serves it unless `serveMetrics` is false. */
@@ -167,8 +170,9 @@ export function createApp(deps: AppDeps): Express {
 
   // A store that came back empty or was replaced answers nothing true: a
   // read would say "unknown" of a charged token, a write would charge again.
+  // A Redis that may evict keys could make either true at any moment.
   app.use((_req, _res, next) => {
-    next(deps.storeLost?.() === true ? new StoreLostError() : undefined);
+    next(deps.refusal?.() ?? undefined);
   });
 
   // Seed-compatible routes: every business outcome is a 200 with `success`.

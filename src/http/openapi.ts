@@ -330,7 +330,8 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
   '/readyz': {
     post: undefined,
     get: {
-      summary: 'Readiness: Redis answers and is the store this process knows',
+      summary:
+        'Readiness: Redis answers, is the store this process knows, and does not evict keys (maxmemory-policy noeviction)',
       tags: ['operations'],
       open: true,
       responses: { 200: ok('Ready', json(ref('schemas', 'Ready'))) },

@@ -295,6 +295,33 @@ describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
     );
   });
 
+  it('refuses requests while one master has an evicting maxmemory-policy, and serves again once it has not', async () => {
+    const masters = await cluster.masters();
+    const last = masters.at(-1) ?? 0;
+    const node = cluster.node(last);
+    const ready = async () => (await app.request('GET', '/readyz')).status;
+    await node.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    try {
+      await waitFor(async () => ((await ready()) === 503 ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 200,
+        what: 'the evicting master to be noticed',
+      });
+      const refused = await app.request('POST', '/payments', {
+        body: { accountId: 'evicting', amountCents: 100 },
+        headers: { 'Idempotency-Key': 'while-evicting' },
+      });
+      expect(refused).toMatchObject({ status: 503, body: { error: { code: 'unavailable' } } });
+    } finally {
+      await node.config('SET', 'maxmemory-policy', 'noeviction');
+    }
+    await waitFor(async () => ((await ready()) === 200 ? true : undefined), {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+      what: 'requests served again',
+    });
+  });
+
   it('refuses with store_lost when a shard comes back empty, until an operator accepts', async () => {
     const [victim = 0] = await cluster.masters();
     // A master (and, through replication, its replica) that lost everything.
