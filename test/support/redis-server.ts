@@ -85,7 +85,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const start = async (until: 'ready' | 'listening' = 'ready') => {
     const started = spawn('redis-server', args, { stdio: 'ignore' });
     child = started;
-    await waitForPing(url, started, until);
+    try {
+      await waitForPing(url, started, until);
+    } catch (error) {
+      // One that never answered is not left running (on a first start nobody holds it).
+      started.kill('SIGKILL');
+      throw error;
+    }
   };
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     const running = child;
