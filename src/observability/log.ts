@@ -9,6 +9,7 @@
  * passed as a field.
  */
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import sonicBoom, { type SonicBoomOpts } from 'sonic-boom';
 import type { LogLevel } from '../config.ts';
 
 export type { PinoLogger };
@@ -49,20 +50,55 @@ const LINE_OPTIONS = {
 } as const;
 
 /**
- * A pino logger at `level`, by default on stdout. Lines are written without
- * blocking: those logged while a write is under way go out together in the
- * next one, so a busy process makes one write per batch instead of one per
- * line; pino writes what is left synchronously when the process exits
- * (`process.exit` included), so the lines logged just before it are kept.
- * At most LOG_BUFFER_LIMIT_BYTES wait for a slow reader.
+ * Consecutive failed attempts (100 ms apart) to write to a reader that takes
+ * nothing (a full pipe) before the lines held are given up: it bounds the
+ * wait at exit to about a second.
  */
-export function createLogger(
-  level: LogLevel,
-  destination: DestinationStream = pino.destination({
-    dest: 1,
+const WRITE_RETRIES = 10;
+
+// A CommonJS module: its class is a property of the default export.
+const { SonicBoom } = sonicBoom;
+
+let stdoutStream: InstanceType<typeof SonicBoom> | null = null;
+
+/**
+ * The process's stdout as a log destination, one for every logger. Lines are
+ * written without blocking: those logged while a write is under way go out
+ * together in the next one, so a busy process makes one write per batch
+ * instead of one per line. At most LOG_BUFFER_LIMIT_BYTES wait for a slow
+ * reader; later lines are dropped.
+ *
+ * A write that fails (a full disk: ENOSPC; the reader gone: EPIPE; EIO)
+ * costs the lines, never the process: the next line tries again, and the
+ * lines still held when the process exits are written synchronously as far
+ * as they can be, then given up. (pino's own stdout stream retried a
+ * failed write forever, synchronously, at exit, and the process hung.)
+ */
+export function stdoutDestination(): DestinationStream {
+  if (stdoutStream !== null) return stdoutStream;
+  const options: SonicBoomOpts & { maxWriteRetries: number } = {
+    fd: 1,
     sync: false,
     maxLength: LOG_BUFFER_LIMIT_BYTES,
-  }),
+    maxWriteRetries: WRITE_RETRIES,
+  };
+  const stream = new SonicBoom(options);
+  stream.on('error', () => undefined);
+  process.on('exit', () => {
+    try {
+      stream.flushSync();
+    } catch {
+      // Nowhere left to say so: the lines are lost.
+    }
+  });
+  stdoutStream = stream;
+  return stream;
+}
+
+/** A pino logger at `level`, by default on stdout (see stdoutDestination). */
+export function createLogger(
+  level: LogLevel,
+  destination: DestinationStream = stdoutDestination(),
 ): PinoLogger {
   return pino(
     { level, ...LINE_OPTIONS, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
