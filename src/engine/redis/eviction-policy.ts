@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { clusterOf } from './cluster.ts';
+import { repeatEvery } from './repeat.ts';
 
 /**
  * Watches Redis's `maxmemory-policy` while the process runs. Anything but
@@ -14,7 +15,7 @@ import { clusterOf } from './cluster.ts';
  */
 export class EvictionPolicyWatch {
   private policy: string | null = null;
-  private timer: NodeJS.Timeout | undefined;
+  private stopWatching: () => void = () => undefined;
   private checking: Promise<void> | undefined;
 
   constructor(
@@ -61,17 +62,11 @@ export class EvictionPolicyWatch {
 
   /** Checks every `intervalMs` until stop(). */
   watch(intervalMs: number): void {
-    const tick = () => {
-      this.timer = setTimeout(() => {
-        void this.check().finally(tick);
-      }, intervalMs);
-      this.timer.unref();
-    };
-    tick();
+    this.stopWatching();
+    this.stopWatching = repeatEvery(intervalMs, () => this.check());
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.stopWatching();
   }
 }

@@ -3,6 +3,7 @@ import type { Redis, Result } from 'ioredis';
 import { StoreLostError, toAppError } from '../../errors.ts';
 import { besideKey, clusterOf, everySlot, slotCopyKey, slotsByMaster } from './cluster.ts';
 import type { RedisClock } from './redis-clock.ts';
+import { repeatEvery } from './repeat.ts';
 
 /**
  * The store's identity: an id written once into a fresh store. A process
@@ -97,7 +98,7 @@ export class StoreIdentity {
   private knownId: string | null = null;
   /** Redis time at which the loss was noticed; `null` while the store is ours. */
   private lostAt: number | null = null;
-  private timer: NodeJS.Timeout | undefined;
+  private stopWatching: () => void = () => undefined;
   private checking: Promise<void> | undefined;
 
   constructor(
@@ -210,20 +211,12 @@ export class StoreIdentity {
 
   /** Checks every `intervalMs` (errors while Redis is away are left to the requests). */
   watch(intervalMs: number): void {
-    const tick = () => {
-      this.timer = setTimeout(() => {
-        this.check()
-          .catch(() => undefined)
-          .finally(tick);
-      }, intervalMs);
-      this.timer.unref();
-    };
-    tick();
+    this.stopWatching();
+    this.stopWatching = repeatEvery(intervalMs, () => this.check());
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.stopWatching();
   }
 }
 
