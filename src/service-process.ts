@@ -5,6 +5,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { ConfigError, isLoopbackHost, loadConfig, type Config } from './config.ts';
+import { maxmemoryPolicy } from './engine/redis/eviction-policy.ts';
 import {
   isLocalUrl,
   redisReply,
@@ -110,9 +111,9 @@ async function checkEvictionPolicy(redisUrl: string, log: FieldLogger): Promise<
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null });
   redis.on('error', () => undefined);
   let policy: string | undefined;
-  let reason = 'Redis did not return it';
+  let reason = '';
   try {
-    policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1];
+    policy = await maxmemoryPolicy(redis);
   } catch (error) {
     reason = error instanceof Error ? error.message : String(error);
   } finally {

@@ -3,6 +3,16 @@ import { clusterOf } from './cluster.ts';
 import { repeatEvery } from './repeat.ts';
 
 /**
+ * Redis's `maxmemory-policy` as `CONFIG GET` reads it. Throws where `CONFIG`
+ * is refused (managed Redis) or Redis does not answer.
+ */
+export async function maxmemoryPolicy(redis: Redis): Promise<string> {
+  const reply = (await redis.config('GET', 'maxmemory-policy')) as unknown[];
+  if (typeof reply[1] !== 'string') throw new Error('Redis did not return it');
+  return reply[1];
+}
+
+/**
  * Watches Redis's `maxmemory-policy` while the process runs. Anything but
  * `noeviction` lets a full Redis delete keys silently: a record, an
  * operation id or a timer, and a key that is gone makes a finished command
@@ -44,8 +54,7 @@ export class EvictionPolicyWatch {
     const policies = await Promise.all(
       nodes.map(async (node) => {
         try {
-          const reply = (await node.config('GET', 'maxmemory-policy')) as unknown[];
-          return typeof reply[1] === 'string' ? reply[1] : null;
+          return await maxmemoryPolicy(node);
         } catch {
           return null;
         }
