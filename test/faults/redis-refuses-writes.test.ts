@@ -38,6 +38,8 @@ const refuseAt = new Map<string, PaymentStep>();
 
 interface Refusal {
   readonly name: string;
+  /** Starts the tokens of its tests. */
+  readonly tag: string;
   readonly reply: RegExp;
   readonly start: () => Promise<void>;
   readonly stop: () => Promise<void>;
@@ -56,6 +58,7 @@ async function lastSaveFinished(): Promise<string> {
 /** A snapshot that cannot be written: Redis's working directory is removed under it. */
 const failedSave: Refusal = {
   name: 'the last snapshot could not be saved (MISCONF)',
+  tag: 'misconf',
   reply: /^MISCONF /,
   async start() {
     const dir = path.join(redis.dir, 'snapshots');
@@ -75,6 +78,7 @@ const failedSave: Refusal = {
 /** More replicas asked for than there are (none). */
 const missingReplicas: Refusal = {
   name: 'too few replicas for min-replicas-to-write (NOREPLICAS)',
+  tag: 'noreplicas',
   reply: /^NOREPLICAS /,
   async start() {
     await admin.config('SET', 'min-replicas-to-write', '1');
@@ -189,7 +193,7 @@ for (const refusal of [failedSave, missingReplicas]) {
     });
 
     it('answers 503 unavailable at once to a new payment, a seed payment and a cancel, and writes nothing', async () => {
-      const tag = refusal === failedSave ? 'misconf' : 'noreplicas';
+      const { tag } = refusal;
       const paid = `${tag}-paid-before`;
       expect((await pay(paid)).status).toBe(201);
       // The work after the answer (arm the timer, clear what was owed, unlock) ends first.
@@ -221,7 +225,7 @@ for (const refusal of [failedSave, missingReplicas]) {
 
     for (const step of ['after-persist-intent', 'after-ledger'] as const) {
       it(`answers 503 when writes stop ${step}; the retry and the sweep charge it once`, async () => {
-        const token = `${refusal === failedSave ? 'misconf' : 'noreplicas'}-${step}`;
+        const token = `${refusal.tag}-${step}`;
         refuseAt.set(token, step);
         await expectUnavailable(() => pay(token));
         await stopRefusing();
