@@ -84,6 +84,7 @@ export async function startRedisCluster(
   const started = await Promise.all(
     Array.from({ length: masterCount * 2 }, () =>
       startRedisServer({
+        clusterBus: true,
         extraArgs: [
           '--cluster-enabled',
           'yes',

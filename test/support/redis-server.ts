@@ -4,7 +4,7 @@
  * other Redis on the machine.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,12 +25,25 @@ export async function freePort(): Promise<number> {
   });
 }
 
+async function otherFreePort(taken: number): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port !== taken) return port;
+  }
+}
+
 export interface RedisServerOptions {
   /** `no` (default: fastest), `everysec` or `always`. */
   readonly appendfsync?: 'no' | 'everysec' | 'always';
   readonly appendonly?: boolean;
   /** More redis-server arguments, e.g. `['--maxmemory', '32mb']`. */
   readonly extraArgs?: readonly string[];
+  /**
+   * A Cluster node: its bus gets a free port of its own (`--cluster-port`)
+   * instead of the port plus 10000, which may be past 65535 or taken by
+   * another socket.
+   */
+  readonly clusterBus?: boolean;
 }
 
 export interface TestRedisServer {
@@ -56,10 +69,13 @@ async function waitForPing(
   url: string,
   child: ChildProcess,
   until: 'ready' | 'listening',
+  dir: string,
 ): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
+    if (child.exitCode !== null) {
+      throw new RedisServerExited(`redis-server exited with ${child.exitCode}: ${lastWords(dir)}`);
+    }
     const reply = await redisReply(url, 500);
     if (reply === 'PONG' || (until === 'listening' && reply !== null)) return;
     if (Date.now() > deadline) throw new Error(`redis-server at ${url} did not answer`);
@@ -67,32 +83,59 @@ async function waitForPing(
   }
 }
 
+class RedisServerExited extends Error {}
+
+/** The last lines redis-server logged, for an error that says why it stopped. */
+function lastWords(dir: string): string {
+  try {
+    return readFileSync(join(dir, 'redis.log'), 'utf8').trim().split('\n').slice(-2).join(' | ');
+  } catch {
+    return 'no log';
+  }
+}
+
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<TestRedisServer> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'paystate-redis-'));
-  const url = `redis://127.0.0.1:${port}`;
-  const args = [
-    ...redisServerArgs({
-      port,
-      dir,
-      appendonly: options.appendonly !== false,
-      appendfsync: options.appendfsync ?? 'no',
-    }),
-    ...(options.extraArgs ?? []),
-  ];
+  let dir = '';
+  let port = 0;
+  let args: string[] = [];
   let child: ChildProcess | null = null;
 
   const start = async (until: 'ready' | 'listening' = 'ready') => {
     const started = spawn('redis-server', args, { stdio: 'ignore' });
     child = started;
     try {
-      await waitForPing(url, started, until);
+      await waitForPing(`redis://127.0.0.1:${port}`, started, until, dir);
     } catch (error) {
       // One that never answered is not left running (on a first start nobody holds it).
       started.kill('SIGKILL');
       throw error;
     }
   };
+  // A free port can be taken between the check and redis-server's bind (by any
+  // socket of a test running beside this one): a first start that exits is
+  // tried again on other ports.
+  for (let attempt = 1; ; attempt += 1) {
+    dir = mkdtempSync(join(tmpdir(), 'paystate-redis-'));
+    port = await freePort();
+    args = [
+      ...redisServerArgs({
+        port,
+        dir,
+        appendonly: options.appendonly !== false,
+        appendfsync: options.appendfsync ?? 'no',
+      }),
+      ...(options.clusterBus === true ? ['--cluster-port', String(await otherFreePort(port))] : []),
+      ...(options.extraArgs ?? []),
+    ];
+    try {
+      await start();
+      break;
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      if (!(error instanceof RedisServerExited) || attempt === 5) throw error;
+    }
+  }
+  const url = `redis://127.0.0.1:${port}`;
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     const running = child;
     if (running === null || running.exitCode !== null) return;
@@ -105,7 +148,6 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     await exited;
     child = null;
   };
-  await start();
   return {
     url,
     port,
