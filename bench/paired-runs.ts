@@ -3,8 +3,7 @@
  * workload against a fresh deployment (its own Redis, one api+worker
  * process), and the arithmetic of alternating pairs.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { freePort } from '../test/support/redis-server.ts';
 import { startDeployment } from './deployment.ts';
 import { countOf, runLoad, warmUpThenMeasure, type LoadResult } from './http-load.ts';
 import { accountIds, cancellation, payment, tokenPrefix } from './requests.ts';
@@ -38,14 +37,6 @@ export interface RunOptions {
 
 const CONNECTIONS = 50;
 const WARMUP_S = 3;
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
