@@ -97,6 +97,7 @@ function lastWords(dir: string): string {
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<TestRedisServer> {
   let dir = '';
   let port = 0;
+  let url = '';
   let args: string[] = [];
   let child: ChildProcess | null = null;
 
@@ -104,7 +105,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     const started = spawn('redis-server', args, { stdio: 'ignore' });
     child = started;
     try {
-      await waitForPing(`redis://127.0.0.1:${port}`, started, until, dir);
+      await waitForPing(url, started, until, dir);
     } catch (error) {
       // One that never answered is not left running (on a first start nobody holds it).
       started.kill('SIGKILL');
@@ -117,6 +118,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   for (let attempt = 1; ; attempt += 1) {
     dir = mkdtempSync(join(tmpdir(), 'paystate-redis-'));
     port = await freePort();
+    url = `redis://127.0.0.1:${port}`;
     args = [
       ...redisServerArgs({
         port,
@@ -135,7 +137,6 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       if (!(error instanceof RedisServerExited) || attempt === 5) throw error;
     }
   }
-  const url = `redis://127.0.0.1:${port}`;
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     const running = child;
     if (running === null || running.exitCode !== null) return;
