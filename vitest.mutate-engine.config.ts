@@ -8,8 +8,8 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
-    include: ['test/engine/*.test.ts'],
-    exclude: ['test/engine/processes.test.ts'],
+    include: ['test/runtime/*.test.ts'],
+    exclude: ['test/runtime/processes.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,

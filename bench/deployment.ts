@@ -3,7 +3,7 @@
  * a fresh key prefix, and the service as real processes on free ports.
  */
 import { randomBytes } from 'node:crypto';
-import { createKeys, type Keys } from '../src/runtime/keys.ts';
+import { createKeys, type Keys } from '../src/payments/keys.ts';
 import { readPaymentRecord, type PaymentSnapshot } from '../src/payments/payment.snapshot.ts';
 import { startBenchRedis, type Appendfsync, type BenchRedis } from './bench-redis.ts';
 import type { WatchedProcess } from './resource-sampler.ts';

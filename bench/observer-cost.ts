@@ -14,7 +14,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import type { EngineObserver } from '../src/engine/index.ts';
+import type { EngineObserver } from '../src/runtime/index.ts';
 import { metricsObserver } from '../src/observability/engine-metrics.ts';
 import { createLogger } from '../src/observability/log.ts';
 import { createMetrics } from '../src/observability/metrics.ts';

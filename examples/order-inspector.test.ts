@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createEngine, type Engine } from '../src/engine/index.ts';
+import { createEngine, type Engine } from '../src/runtime/index.ts';
 import { errorHandler } from '../src/http/error-handler.ts';
 import { inspectorRouter, INSPECTOR_CSP } from '../src/inspector/inspector-router.ts';
 import { orderMachine, orders } from './order.ts';

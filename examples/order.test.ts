@@ -1,7 +1,7 @@
 /** The order example on the engine, against the test Redis. */
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import { createEngine, type Engine, type EngineWorker } from '../src/engine/index.ts';
+import { createEngine, type Engine, type EngineWorker } from '../src/runtime/index.ts';
 import { orders, type Carrier } from './order.ts';
 
 /** Polls `check` until it returns true (no fixed sleeps). */

@@ -4,7 +4,7 @@
  * event). Nothing here touches Redis, locks or timers: the engine does.
  */
 import { assign, emit, setup } from 'xstate';
-import { durableMachine, type Engine } from '../src/engine/index.ts';
+import { durableMachine, type Engine } from '../src/runtime/index.ts';
 
 export interface OrderContext {
   readonly orderId: string;

@@ -5,7 +5,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { ConfigError, isLoopbackHost, loadConfig, type Config } from './config.ts';
-import { maxmemoryPolicy } from './engine/redis/eviction-policy.ts';
+import { maxmemoryPolicy } from './runtime/redis/eviction-policy.ts';
 import {
   isLocalUrl,
   redisReply,

@@ -7,11 +7,11 @@ import {
   timerQueueName,
   type EngineObserver,
   type EngineWorker,
-} from './engine/index.ts';
-import { connectRedis } from './engine/redis/connection.ts';
-import type { RedisClock } from './engine/redis/redis-clock.ts';
-import type { StoreIdentity } from './engine/redis/store-identity.ts';
-import { EvictionPolicyWatch } from './engine/redis/eviction-policy.ts';
+} from './runtime/index.ts';
+import { connectRedis } from './runtime/redis/connection.ts';
+import type { RedisClock } from './runtime/redis/redis-clock.ts';
+import type { StoreIdentity } from './runtime/redis/store-identity.ts';
+import { EvictionPolicyWatch } from './runtime/redis/eviction-policy.ts';
 import { StoreLostError, toAppError, UnavailableError, type AppError } from './errors.ts';
 import { createApp, createMetricsApp } from './http/app.ts';
 import type { RefusalListener } from './http/client-error.ts';
@@ -19,7 +19,7 @@ import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { redisRateLimits } from './http/rate-limit.ts';
 import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
 import { Payments, type PaymentStepHook } from './payments/payments.ts';
-import { createKeys, paymentRecordKeys } from './runtime/keys.ts';
+import { createKeys, paymentRecordKeys } from './payments/keys.ts';
 import { createLogger, fieldLogger, type PinoLogger } from './observability/log.ts';
 import { metricsObserver, observeMachine } from './observability/engine-metrics.ts';
 import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';

@@ -1,8 +1,8 @@
 import type { Redis, Result } from 'ioredis';
 import { StoreLostError, toAppError } from '../errors.ts';
-import type { ReplicaWait } from '../engine/redis/replica-wait.ts';
-import type { Keys } from '../runtime/keys.ts';
-import { storeGuard, type StoreIdentity } from '../runtime/store-identity.ts';
+import type { ReplicaWait } from '../runtime/redis/replica-wait.ts';
+import type { Keys } from '../payments/keys.ts';
+import { storeGuard, type StoreIdentity } from '../runtime/redis/store-identity.ts';
 
 /**
  * The account ledger. Balances are integer cents, created lazily at the

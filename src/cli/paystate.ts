@@ -12,18 +12,18 @@
  */
 import { parseArgs } from 'node:util';
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
-import { connectCluster } from '../engine/redis/cluster.ts';
+import { connectCluster } from '../runtime/redis/cluster.ts';
 import { Ledger } from '../accounts/ledger.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
-import { createEngine } from '../engine/index.ts';
+import { createEngine } from '../runtime/index.ts';
 import { AppError, ValidationError, isRedisUnavailable } from '../errors.ts';
 import { accountView, paymentView } from '../http/views.ts';
 import { DURATION_PATTERN, durationMs, parseAccountId, parseToken } from '../http/schemas.ts';
-import { createKeys, paymentRecordKeys, type Keys } from '../runtime/keys.ts';
+import { createKeys, paymentRecordKeys, type Keys } from '../payments/keys.ts';
 import { PAYMENT_STATES, paymentIndex, Payments } from '../payments/payments.ts';
-import type { PaymentStatus } from '../payments/payment.types.ts';
+import type { PaymentStatus } from '../machine/payment.types.ts';
 import { readPaymentRecord } from '../payments/payment.snapshot.ts';
-import { acceptStore, readStore } from '../runtime/store-identity.ts';
+import { acceptStore, readStore } from '../runtime/redis/store-identity.ts';
 import { ownId, TENANT_PATTERN, tenantKey, type Tenant } from '../tenants.ts';
 import { header, keyValueTable, table } from './format.ts';
 

@@ -1,6 +1,6 @@
 import type { Router } from 'express';
 import { inspectorRouter } from '../inspector/inspector-router.ts';
-import { paymentMachine } from '../payments/payment.machine.ts';
+import { paymentMachine } from '../machine/payment.machine.ts';
 import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
 import type { Payments } from '../payments/payments.ts';
 import { parseToken } from './schemas.ts';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import { INTERNAL_STATES, PUBLIC_STATES, type Payment } from '../payments/payment.types.ts';
+import { INTERNAL_STATES, PUBLIC_STATES, type Payment } from '../machine/payment.types.ts';
 
 /**
  * URL-safe printable: RFC 3986 unreserved characters, but not the dot

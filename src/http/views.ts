@@ -1,6 +1,6 @@
 import type { AccountView } from '../accounts/ledger.ts';
 import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
-import type { Outcome } from '../payments/payment.types.ts';
+import type { Outcome } from '../machine/payment.types.ts';
 import { ownId, tenantKey, type Tenant } from '../tenants.ts';
 import type { AccountViewBody, PaymentView } from './schemas.ts';
 

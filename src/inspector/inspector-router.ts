@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Router, type Request, type Response } from 'express';
 import type { AnyMachineSnapshot, AnyStateMachine, StateValue } from 'xstate';
-import { indexState, type ListPage } from '../engine/index.ts';
+import { indexState, type ListPage } from '../runtime/index.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { chartOf, renderChart } from './statechart.ts';
 

@@ -2,7 +2,7 @@
  * The engine's observer fed into the service's Prometheus metrics, and the
  * gauges read at scrape time (outbox, timer queue) for one durable machine.
  */
-import type { EngineObserver } from '../engine/index.ts';
+import type { EngineObserver } from '../runtime/index.ts';
 import type { Metrics, OutboxState, QueueCounts } from './metrics.ts';
 
 export function metricsObserver(metrics: Metrics): EngineObserver {

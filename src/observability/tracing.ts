@@ -22,7 +22,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Span } from '@opentelemetry/api';
-import type { EngineObserver, SpanAttributes } from '../engine/index.ts';
+import type { EngineObserver, SpanAttributes } from '../runtime/index.ts';
 
 /** One request's span, started when the request arrives. */
 export interface RequestTrace {

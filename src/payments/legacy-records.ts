@@ -1,11 +1,11 @@
 import { DelayedError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import type { DurableActors, LegacyRecord, OwedAction, Timers } from '../engine/index.ts';
+import type { DurableActors, LegacyRecord, OwedAction, Timers } from '../runtime/index.ts';
 import {
   chargeParams,
   EXPIRY_TIMER_ID,
   refundParams,
   type PaymentMachine,
-} from './payment.machine.ts';
+} from '../machine/payment.machine.ts';
 import { readPaymentSnapshot } from './payment.snapshot.ts';
 
 /**

@@ -1,6 +1,6 @@
 import type { Ledger } from '../accounts/ledger.ts';
-import type { EffectContext } from '../engine/index.ts';
-import type { ChargeParams, EffectEvent, RefundParams } from './payment.types.ts';
+import type { EffectContext } from '../runtime/index.ts';
+import type { ChargeParams, EffectEvent, RefundParams } from '../machine/payment.types.ts';
 
 /**
  * The payment machine's effects on the ledger. Each is idempotent by the

@@ -1,6 +1,10 @@
 import type { SnapshotFrom } from 'xstate';
-import { MachineSteps } from '../engine/machine-steps.ts';
-import { EXPIRY_TIMER_ID, PAYMENT_MACHINE_VERSION, paymentMachine } from './payment.machine.ts';
+import { MachineSteps } from '../runtime/machine-steps.ts';
+import {
+  EXPIRY_TIMER_ID,
+  PAYMENT_MACHINE_VERSION,
+  paymentMachine,
+} from '../machine/payment.machine.ts';
 import type {
   ChargeParams,
   PaymentContext,
@@ -10,7 +14,7 @@ import type {
   PaymentStatus,
   RefundParams,
   ReplyParams,
-} from './payment.types.ts';
+} from '../machine/payment.types.ts';
 
 export type PaymentSnapshot = SnapshotFrom<typeof paymentMachine>;
 

@@ -10,13 +10,17 @@ import {
   type MachineKeys,
   type SendResult,
   StateIndex,
-} from '../engine/index.ts';
+} from '../runtime/index.ts';
 import { tenantOfStoredKey, type Tenant } from '../tenants.ts';
 import { adoptLegacyPayment } from './legacy-records.ts';
-import { PAYMENT_MACHINE_VERSION, paymentMachine, type PaymentMachine } from './payment.machine.ts';
+import {
+  PAYMENT_MACHINE_VERSION,
+  paymentMachine,
+  type PaymentMachine,
+} from '../machine/payment.machine.ts';
 import { paymentEffects } from './payment-effects.ts';
 import type { PaymentSnapshot } from './payment.snapshot.ts';
-import type { ClientEvent, Outcome, Payment, PaymentStatus } from './payment.types.ts';
+import type { ClientEvent, Outcome, Payment, PaymentStatus } from '../machine/payment.types.ts';
 
 /**
  * Payments on the engine: the payment machine durable per token, its

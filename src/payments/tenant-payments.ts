@@ -2,7 +2,7 @@ import type { AccountView, Ledger } from '../accounts/ledger.ts';
 import { StaleWriteError, TokenBusyError } from '../errors.ts';
 import { tenantKey, type Tenant } from '../tenants.ts';
 import type { PaymentSnapshot } from './payment.snapshot.ts';
-import type { Payment } from './payment.types.ts';
+import type { Payment } from '../machine/payment.types.ts';
 import type { CommandResult, Payments } from './payments.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keySlot } from '../../src/engine/redis/cluster.ts';
+import { keySlot } from '../../src/runtime/redis/cluster.ts';
 import { AppProcesses, type AppProcess } from '../support/app-process.ts';
 import { bearer, TEST_API_KEYS, TEST_KEYS } from '../support/api-keys.ts';
 import { runCli } from '../support/processes.ts';

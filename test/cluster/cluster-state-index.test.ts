@@ -6,8 +6,8 @@
  * older than a threshold come from every slot's outbox.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EffectContext, ListPage } from '../../src/engine/index.ts';
-import { besideKey, keySlot } from '../../src/engine/redis/cluster.ts';
+import type { EffectContext, ListPage } from '../../src/runtime/index.ts';
+import { besideKey, keySlot } from '../../src/runtime/redis/cluster.ts';
 import { startTickets, type Tickets, type TicketsOptions } from '../support/engine-harness.ts';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';

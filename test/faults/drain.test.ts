@@ -7,7 +7,7 @@
  */
 import { Redis } from 'ioredis';
 import { describe, expect, inject, it } from 'vitest';
-import { createKeys } from '../../src/runtime/keys.ts';
+import { createKeys } from '../../src/payments/keys.ts';
 import { accountOf, exitOf, within } from '../support/app-process.ts';
 import { startKeepAliveLoad, type KeepAliveAnswer } from '../support/keep-alive-load.ts';
 import { paymentRequest, rawConnection } from '../support/raw-http.ts';

@@ -15,7 +15,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentStep as FaultPointName } from '../../src/payments/payments.ts';
-import { RedlockTokenLock } from '../../src/runtime/token-lock.ts';
+import { RedlockKeyLock } from '../../src/runtime/redis/key-lock.ts';
 import { iterations, reportScenario } from '../support/fault-report.ts';
 import {
   describeAnswer,
@@ -176,7 +176,7 @@ describe('Redis full (maxmemory reached, noeviction)', () => {
     it('refuses the token lock at once with storage_full', async () => {
       const connection = new Redis(redis.url);
       try {
-        const lock = new RedlockTokenLock(connection, {
+        const lock = new RedlockKeyLock(connection, {
           ttlMs: 1_000,
           waitMs: LOCK_WAIT_MS,
           resource: (token) => `lock-test:{${token}}:lock`,

@@ -11,7 +11,7 @@ import { AppProcesses, errorCode, type AppProcess } from '../support/app-process
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 import { waitFor } from '../support/service-harness.ts';
 import { Redis } from 'ioredis';
-import { ReplicaWait } from '../../src/engine/redis/replica-wait.ts';
+import { ReplicaWait } from '../../src/runtime/redis/replica-wait.ts';
 import { UnavailableError } from '../../src/errors.ts';
 
 const LOCK_TTL_MS = 1_000;

@@ -8,10 +8,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { TokenBusyError } from '../../src/errors.ts';
-import { createKeys } from '../../src/runtime/keys.ts';
-import type { Engine } from '../../src/engine/index.ts';
+import { createKeys } from '../../src/payments/keys.ts';
+import type { Engine } from '../../src/runtime/index.ts';
 import type { Payments } from '../../src/payments/payments.ts';
-import { RedlockTokenLock } from '../../src/runtime/token-lock.ts';
+import { RedlockKeyLock } from '../../src/runtime/redis/key-lock.ts';
 import { barePayments, randomPrefix } from '../support/service-harness.ts';
 
 const prefix = randomPrefix();
@@ -38,7 +38,7 @@ describe('answers without the lock', () => {
 
   /** Another process takes the token's lock and keeps it until the test ends. */
   async function holdLock(): Promise<void> {
-    const holder = new RedlockTokenLock(other, {
+    const holder = new RedlockKeyLock(other, {
       ttlMs: 5_000,
       waitMs: 1_000,
       resource: keys.lock,

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WORKER_METRICS_PORT } from '../../src/config.ts';
-import { RedlockKeyLock } from '../../src/engine/redis/key-lock.ts';
+import { RedlockKeyLock } from '../../src/runtime/redis/key-lock.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { startService } from '../../src/service.ts';
 import { accountOf } from '../support/app-process.ts';

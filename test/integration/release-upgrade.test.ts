@@ -16,7 +16,7 @@ import {
   LEGACY_EXPIRY_QUEUE,
   type LegacyExpiryJobData,
 } from '../../src/payments/legacy-records.ts';
-import { createKeys } from '../../src/runtime/keys.ts';
+import { createKeys } from '../../src/payments/keys.ts';
 import {
   randomPrefix,
   startTestService,

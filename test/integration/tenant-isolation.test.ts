@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Outcome } from '../../src/payments/payment.types.ts';
+import type { Outcome } from '../../src/machine/payment.types.ts';
 import { bearer, TEST_API_KEYS, TEST_KEYS } from '../support/api-keys.ts';
 import { ReferenceService } from '../support/reference-service.ts';
 import { startTestService, testConfig, type TestService } from '../support/service-harness.ts';

@@ -5,12 +5,12 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LockRequest } from '../../src/engine/redis/key-lock.ts';
-import { RecordStore } from '../../src/engine/redis/record-store.ts';
-import { RedisClock } from '../../src/engine/redis/redis-clock.ts';
-import { StoreIdentity } from '../../src/engine/redis/store-identity.ts';
-import { createKeys, paymentRecordKeys } from '../../src/runtime/keys.ts';
-import { RedlockTokenLock, type TokenLock } from '../../src/runtime/token-lock.ts';
+import type { LockRequest } from '../../src/runtime/redis/key-lock.ts';
+import { RecordStore } from '../../src/runtime/redis/record-store.ts';
+import { RedisClock } from '../../src/runtime/redis/redis-clock.ts';
+import { StoreIdentity } from '../../src/runtime/redis/store-identity.ts';
+import { createKeys, paymentRecordKeys } from '../../src/payments/keys.ts';
+import { RedlockKeyLock, type KeyLock } from '../../src/runtime/redis/key-lock.ts';
 import { randomPrefix } from '../support/service-harness.ts';
 
 const prefix = randomPrefix();
@@ -39,7 +39,7 @@ describe('the lock taken with the record read in one script', () => {
 
   it("reads the record while the lock holds the caller's value", async () => {
     const store = recordStore(first);
-    const lock: TokenLock = new RedlockTokenLock(first, options);
+    const lock: KeyLock = new RedlockKeyLock(first, options);
     await second.hset(recordKeys.record('tok-ahead'), { v: '7', l: 'life', s: '{}' });
     const seen = await lock.withLock(
       'tok-ahead',
@@ -56,7 +56,7 @@ describe('the lock taken with the record read in one script', () => {
   });
 
   it('gives every holding a value of its own, stored in Redis while it is held', async () => {
-    const lock = new RedlockTokenLock(first, options);
+    const lock = new RedlockKeyLock(first, options);
     const values = new Set<string>();
     for (let i = 0; i < 50; i++) {
       await lock.withLock('tok-values', async ({ lockValue }) => {
@@ -75,8 +75,8 @@ describe('the lock taken with the record read in one script', () => {
   });
 
   it('reads nothing while another holds the lock, then reads what that holder wrote', async () => {
-    const holder = new RedlockTokenLock(second, options);
-    const waiter = new RedlockTokenLock(first, options);
+    const holder = new RedlockKeyLock(second, options);
+    const waiter = new RedlockKeyLock(first, options);
     const store = recordStore(first);
     let releaseHolder!: () => void;
     const holding = new Promise<void>((resolve) => {
@@ -115,7 +115,7 @@ describe('the lock taken with the record read in one script', () => {
   });
 
   it('keeps the lock for work that lasts longer than the lease, and releases it after', async () => {
-    const lock = new RedlockTokenLock(first, { ...options, ttlMs: 600 });
+    const lock = new RedlockKeyLock(first, { ...options, ttlMs: 600 });
     const observed: (string | null)[] = [];
     await lock.withLock('tok-long', async ({ lockValue }) => {
       for (let i = 0; i < 6; i++) {
@@ -129,7 +129,7 @@ describe('the lock taken with the record read in one script', () => {
   });
 
   it('releases the lock when the work throws', async () => {
-    const lock = new RedlockTokenLock(first, options);
+    const lock = new RedlockKeyLock(first, options);
     await expect(
       lock.withLock('tok-throws', () => Promise.reject(new Error('work failed'))),
     ).rejects.toThrow('work failed');
@@ -152,7 +152,7 @@ describe('a lock whose work answers early', () => {
   });
 
   it('answers the caller at once, keeps the lock until the work ends, and the next holder in the process waits', async () => {
-    const lock = new RedlockTokenLock(redis, options);
+    const lock = new RedlockKeyLock(redis, options);
     let finish!: () => void;
     const finishing = new Promise<void>((resolve) => {
       finish = resolve;
@@ -181,7 +181,7 @@ describe('a lock whose work answers early', () => {
   });
 
   it('does not hand an error thrown after the answer to the caller', async () => {
-    const lock = new RedlockTokenLock(redis, options);
+    const lock = new RedlockKeyLock(redis, options);
     const answer = await lock.withLock('tok-answer-fails', async (_held, answerNow) => {
       answerNow('answered');
       await new Promise((resolve) => setTimeout(resolve, 10));

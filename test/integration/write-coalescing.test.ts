@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { coalesceWrites } from '../../src/runtime/write-coalescing.ts';
+import { coalesceWrites } from '../../src/runtime/redis/write-coalescing.ts';
 import { startRedisServer, type TestRedisServer } from '../support/redis-server.ts';
 
 /** Socket reads Redis has done: a batch that arrived in one write is read at once. */

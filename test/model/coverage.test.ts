@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { paymentMachine } from '../../src/payments/payment.machine.ts';
-import { listStates, listTransitions, transitionsTaken } from '../../src/payments/transitions.ts';
+import { paymentMachine } from '../../src/machine/payment.machine.ts';
+import { listStates, listTransitions, transitionsTaken } from '../../src/machine/transitions.ts';
 import { shortestPaths, simplePaths } from './payment-model.ts';
 
 const paths = [...shortestPaths(), ...simplePaths()];

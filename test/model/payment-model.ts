@@ -9,16 +9,16 @@ import { isDeepStrictEqual } from 'node:util';
 import { createMachine } from 'xstate';
 import { createTestModel } from 'xstate/graph';
 import type { TestParam, TestPath } from 'xstate/graph';
-import { paymentMachine } from '../../src/payments/payment.machine.ts';
+import { paymentMachine } from '../../src/machine/payment.machine.ts';
 import type { PaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
-import { transitionsTaken } from '../../src/payments/transitions.ts';
+import { transitionsTaken } from '../../src/machine/transitions.ts';
 import {
   PUBLIC_STATES,
   type ClientEvent,
   type PaymentEvent,
   type PaymentInput,
   type PublicStatus,
-} from '../../src/payments/payment.types.ts';
+} from '../../src/machine/payment.types.ts';
 
 export const MODEL_ACCOUNT = 'model-account';
 export const MODEL_INITIAL_BALANCE_CENTS = 100_000;

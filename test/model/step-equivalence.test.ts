@@ -1,7 +1,7 @@
 import { initialTransition, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { paymentMachine } from '../../src/payments/payment.machine.ts';
-import { MachineSteps } from '../../src/engine/machine-steps.ts';
+import { paymentMachine } from '../../src/machine/payment.machine.ts';
+import { MachineSteps } from '../../src/runtime/machine-steps.ts';
 import type { PaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { modelInput, shortestPaths, simplePaths } from './payment-model.ts';
 

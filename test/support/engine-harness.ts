@@ -14,8 +14,8 @@ import {
   type EffectHandler,
   type EngineObserver,
   type TimerJobData,
-} from '../../src/engine/index.ts';
-import { ticketMachine, type ShipParams, type TicketEvent } from '../engine/ticket.machine.ts';
+} from '../../src/runtime/index.ts';
+import { ticketMachine, type ShipParams, type TicketEvent } from '../runtime/ticket.machine.ts';
 
 export type Tickets = DurableActors<typeof ticketMachine>;
 

@@ -6,7 +6,7 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { createKeys, type Keys } from '../../src/runtime/keys.ts';
+import { createKeys, type Keys } from '../../src/payments/keys.ts';
 import { expiryJobIdOf, paymentTimerQueue, type TimerJobData } from './timer-jobs.ts';
 import type { AppProcess } from './app-process.ts';
 

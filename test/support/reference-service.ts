@@ -15,7 +15,7 @@ import type {
   EffectEvent,
   Outcome,
   PaymentInput,
-} from '../../src/payments/payment.types.ts';
+} from '../../src/machine/payment.types.ts';
 
 interface LedgerOperation {
   readonly accountId: string;

@@ -20,13 +20,13 @@
  */
 import { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
-import { spreadTags } from '../../src/engine/redis/cluster.ts';
-import { timerQueueIndex } from '../../src/engine/redis/timer-queue.ts';
+import { spreadTags } from '../../src/runtime/redis/cluster.ts';
+import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
-import { timerJobId, timerQueueName } from '../../src/engine/index.ts';
-import { EXPIRY_TIMER_ID } from '../../src/payments/payment.machine.ts';
+import { timerJobId, timerQueueName } from '../../src/runtime/index.ts';
+import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
-import { createKeys } from '../../src/runtime/keys.ts';
+import { createKeys } from '../../src/payments/keys.ts';
 
 export interface TokenAudit {
   readonly status: string | null;

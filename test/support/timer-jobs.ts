@@ -5,10 +5,10 @@
  */
 import { Queue, type Job } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
-import { timerJobId, timerQueueName, type TimerJobData } from '../../src/engine/index.ts';
-import { spreadTags } from '../../src/engine/redis/cluster.ts';
-import { timerQueueIndex } from '../../src/engine/redis/timer-queue.ts';
-import { EXPIRY_TIMER_ID } from '../../src/payments/payment.machine.ts';
+import { timerJobId, timerQueueName, type TimerJobData } from '../../src/runtime/index.ts';
+import { spreadTags } from '../../src/runtime/redis/cluster.ts';
+import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
+import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
 
 export type { TimerJobData };
 
@@ -20,7 +20,7 @@ export function paymentTimerQueue(redisUrl: string, keyPrefix: string): Queue<Ti
   });
 }
 
-/** The record's hash key (the layout of src/runtime/keys.ts). */
+/** The record's hash key (the layout of src/payments/keys.ts). */
 export function recordKey(keyPrefix: string, token: string): string {
   return `${keyPrefix}:{${token}}:state`;
 }

@@ -4,7 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { paymentMachine, PAYMENT_MACHINE_VERSION } from '../../src/payments/payment.machine.ts';
+import { paymentMachine, PAYMENT_MACHINE_VERSION } from '../../src/machine/payment.machine.ts';
 import {
   contextOf,
   readPaymentRecord,

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { UnchangingEvents } from '../../src/engine/unchanging-events.ts';
-import { HISTORY_LIMIT, paymentMachine } from '../../src/payments/payment.machine.ts';
-import { MachineSteps } from '../../src/engine/machine-steps.ts';
+import { UnchangingEvents } from '../../src/runtime/unchanging-events.ts';
+import { HISTORY_LIMIT, paymentMachine } from '../../src/machine/payment.machine.ts';
+import { MachineSteps } from '../../src/runtime/machine-steps.ts';
 import {
   readPaymentSnapshot,
   startPayment,
   stepPayment,
   type PaymentSnapshot,
 } from '../../src/payments/payment.snapshot.ts';
-import type { PaymentEvent } from '../../src/payments/payment.types.ts';
+import type { PaymentEvent } from '../../src/machine/payment.types.ts';
 
 const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, retentionMs: 300 };
 const body = { accountId: 'acct-1', amountCents: 1_500 };

@@ -1,6 +1,6 @@
 /**
  * The engine persists snapshots without xstate's getPersistedSnapshot where
- * the answer is plain (src/engine/persisted-snapshot.ts): what it stores must
+ * the answer is plain (src/runtime/persisted-snapshot.ts): what it stores must
  * be exactly what xstate would have stored, for every snapshot of the
  * payment machine, of the engine's toy machine, and of machines with the
  * parts that take xstate's own path (history states, child actors, output).
@@ -16,9 +16,9 @@ import {
   type AnyActorRef,
   type AnyStateMachine,
 } from 'xstate';
-import { persistedSnapshot } from '../../src/engine/persisted-snapshot.ts';
-import { paymentMachine } from '../../src/payments/payment.machine.ts';
-import { ticketMachine } from '../engine/ticket.machine.ts';
+import { persistedSnapshot } from '../../src/runtime/persisted-snapshot.ts';
+import { paymentMachine } from '../../src/machine/payment.machine.ts';
+import { ticketMachine } from '../runtime/ticket.machine.ts';
 
 /** Every snapshot an actor of `machine` passes through on `events`, each compared. */
 function expectSameAsXstate(

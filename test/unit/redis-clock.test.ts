@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RedisClock } from '../../src/engine/redis/redis-clock.ts';
+import { RedisClock } from '../../src/runtime/redis/redis-clock.ts';
 
 /** TIME as Redis answers it, for an epoch-ms instant. */
 const time = (ms: number) => [String(Math.floor(ms / 1000)), String((ms % 1000) * 1000)];

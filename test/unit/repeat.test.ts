@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { repeatEvery } from '../../src/engine/redis/repeat.ts';
+import { repeatEvery } from '../../src/runtime/redis/repeat.ts';
 
 describe('repeatEvery', () => {
   it('runs the work again an interval after each run ends, through failed runs', async () => {

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { assign, createMachine, setup } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { paymentMachine } from '../../src/payments/payment.machine.ts';
+import { paymentMachine } from '../../src/machine/payment.machine.ts';
 import { startPayment, stepPayment } from '../../src/payments/payment.snapshot.ts';
-import { listStates, listTransitions, transitionsTaken } from '../../src/payments/transitions.ts';
+import { listStates, listTransitions, transitionsTaken } from '../../src/machine/transitions.ts';
 
 const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, retentionMs: 300 };
 const body = { accountId: 'acct-1', amountCents: 1_500 };

@@ -5,7 +5,7 @@
  */
 import { assign, createMachine, emit, setup, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { UnchangingEvents } from '../../src/engine/unchanging-events.ts';
+import { UnchangingEvents } from '../../src/runtime/unchanging-events.ts';
 
 const machine = setup({
   types: { events: {} as { type: string } },

@@ -4,7 +4,7 @@
  * that owes actions, waits for the lock.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { durableMachine, type Engine } from '../../src/engine/index.ts';
+import { durableMachine, type Engine } from '../../src/runtime/index.ts';
 import { TokenBusyError } from '../../src/errors.ts';
 import { startTickets, storedTicket } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';

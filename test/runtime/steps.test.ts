@@ -11,7 +11,7 @@ import {
   timerQueueName,
   type DurableActors,
   type TimerJobData,
-} from '../../src/engine/index.ts';
+} from '../../src/runtime/index.ts';
 import { redisNow, startTickets } from '../support/engine-harness.ts';
 import { randomPrefix } from '../support/service-harness.ts';
 import { ALARM_MS, alarmMachine } from './alarm.machine.ts';

@@ -6,7 +6,7 @@
  * and keys indexed before the partition was kept are put into it.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import type { EffectContext } from '../../src/engine/index.ts';
+import type { EffectContext } from '../../src/runtime/index.ts';
 import { startTickets, type TicketsOptions } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 

@@ -5,7 +5,7 @@
  * whose owed work is older than a threshold.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import type { EffectContext } from '../../src/engine/index.ts';
+import type { EffectContext } from '../../src/runtime/index.ts';
 import { startTickets, type TicketsOptions } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 

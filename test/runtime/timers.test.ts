@@ -5,7 +5,7 @@
  */
 import type { Queue } from 'bullmq';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import type { Engine, EngineWorker, TimerJobData } from '../../src/engine/index.ts';
+import type { Engine, EngineWorker, TimerJobData } from '../../src/runtime/index.ts';
 import {
   delayedTimersOf,
   redisNow,

@@ -9,7 +9,7 @@ import {
   type DurableMachineConfig,
   type Engine,
   type LegacyRecord,
-} from '../../src/engine/index.ts';
+} from '../../src/runtime/index.ts';
 import { shipmentsKey, shipOnce, startTickets, storedTicket } from '../support/engine-harness.ts';
 import { randomPrefix } from '../support/service-harness.ts';
 import { ticketMachine, type TicketContext } from './ticket.machine.ts';

@@ -9,7 +9,7 @@ import type {
   HookInfo,
   HookPoint,
   SpanAttributes,
-} from '../../src/engine/index.ts';
+} from '../../src/runtime/index.ts';
 import {
   StaleWriteError,
   StoredDataError,

@@ -5,7 +5,7 @@
  * record, and a key layout of its own.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { durableMachine } from '../../src/engine/index.ts';
+import { durableMachine } from '../../src/runtime/index.ts';
 import {
   redisNow,
   startTickets,

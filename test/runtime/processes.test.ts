@@ -8,7 +8,7 @@
  * write a due time or a retention deadline off Redis's clock.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Engine } from '../../src/engine/index.ts';
+import type { Engine } from '../../src/runtime/index.ts';
 import {
   redisNow,
   shipmentsKey,
@@ -22,7 +22,7 @@ import { startRedisServer, type TestRedisServer } from '../support/redis-server.
 import { skewedClock } from '../support/skewed-clock.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 
-const SCRIPT = 'test/engine/toy-process.ts';
+const SCRIPT = 'test/runtime/toy-process.ts';
 const AHEAD = skewedClock('+10m');
 const BEHIND = skewedClock('-10m');
 const RETENTION_MS = 60_000;

@@ -3,7 +3,7 @@
  * ticket machine (no payment code) against the shared test Redis.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import type { Engine, EffectContext } from '../../src/engine/index.ts';
+import type { Engine, EffectContext } from '../../src/runtime/index.ts';
 import {
   redisNow,
   shipmentsKey,
