@@ -1,3 +1,5 @@
+import { RuntimeError, toRuntimeError } from './runtime/index.ts';
+
 /**
  * The error hierarchy. Every error that can reach a client is an AppError
  * with a stable `code`; `retryable` says whether the same request may succeed
@@ -101,80 +103,45 @@ export class StoreLostError extends AppError {
   }
 }
 
-const UNAVAILABLE_PATTERNS = [
-  /connection is closed/i,
-  /ECONNREFUSED/,
-  /ECONNRESET/,
-  /ETIMEDOUT/,
-  /EPIPE/,
-  /EHOSTUNREACH/,
-  /max retries per request/i,
-  /reached the max retries/i,
-  /command timed out/i,
-  /stream isn't writeable/i,
-  /LOADING/,
-  /MASTERDOWN/,
-  /BUSY /,
-  /READONLY/,
-  /TRYAGAIN/,
-  /CLUSTERDOWN/,
-];
-
-/** True when an error from a Redis client means "Redis is not there right now". */
-export function isRedisUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  if (error.name === 'MaxRetriesPerRequestError') return true;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return true;
-  return UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
+/**
+ * The app's edge over the runtime: a RuntimeError's code becomes the one the
+ * API answers with (docs/api.md). The message names the runtime's key; the
+ * payment service names the client's token where it differs (TenantPayments).
+ */
+function fromRuntimeError(error: RuntimeError): AppError {
+  // The low-level failure behind it, for the logs.
+  const cause = { cause: error.cause ?? error };
+  switch (error.code) {
+    case 'busy':
+      return new TokenBusyError(error.key ?? 'unknown');
+    case 'stale_write':
+      return new StaleWriteError(error.key ?? 'unknown');
+    case 'unavailable':
+      return new UnavailableError(error.message, cause);
+    case 'storage_full':
+      return new StorageFullError(error.message, cause);
+    case 'store_lost':
+      return new StoreLostError(cause);
+    case 'record_unreadable':
+      return new StoredDataError(error.message, cause);
+    case 'invalid_cursor':
+      return new ValidationError(error.message, 'invalid_cursor');
+    case 'invalid_event':
+      return new ValidationError(error.message);
+    case 'timeout':
+      return new UnavailableError(error.message, cause);
+    case 'unsupported':
+    case 'internal':
+      return new AppError('internal', 'internal error', false, cause);
+  }
 }
 
 /**
- * `OOM command not allowed when used memory > 'maxmemory'.`: as a command's
- * reply (`OOM ...`), or from the first write of a Lua script (Redis 7 keeps
- * the `OOM` code and adds `script: ...`; Redis 6 wraps it as `ERR Error
- * running script ... -OOM ...`).
+ * The one place where failures become the project's errors: the runtime's
+ * by their code, anything else (a Redis client's own, from the ledger)
+ * through the runtime's classification of Redis failures.
  */
-const FULL_PATTERN = /^OOM\b|\bOOM command not allowed\b/;
-
-/** True when Redis refused a command because it is over `maxmemory` (and may not evict). */
-export function isRedisFull(error: unknown): boolean {
-  return error instanceof Error && FULL_PATTERN.test(error.message);
-}
-
-/**
- * Redis is up but refuses writes: the last snapshot or append-only write
- * failed (`MISCONF`, with `stop-writes-on-bgsave-error` or an AOF write
- * error), or fewer replicas are connected than `min-replicas-to-write`
- * (`NOREPLICAS`). Reads still work. Checked anywhere in the message: a
- * script's first write reports it with `script: ...` or inside an `ERR`.
- */
-const REFUSES_WRITES_PATTERN = /\bMISCONF\b|\bNOREPLICAS\b/;
-
-/** True when Redis answered but refused a write for a reason an operator must fix on its side. */
-export function isRedisRefusingWrites(error: unknown): boolean {
-  return error instanceof Error && REFUSES_WRITES_PATTERN.test(error.message);
-}
-
-/** The one place where low-level Redis failures become the project's errors. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  if (isRedisFull(error)) {
-    return new StorageFullError('storage is full; retry shortly', { cause: error });
-  }
-  if (error instanceof Error && error.message.startsWith('STORE_LOST')) {
-    return new StoreLostError({ cause: error });
-  }
-  if (isRedisRefusingWrites(error)) {
-    return new UnavailableError('storage refuses writes; retry shortly', { cause: error });
-  }
-  if (isRedisUnavailable(error)) {
-    return new UnavailableError('storage is unavailable; retry shortly', { cause: error });
-  }
-  return new AppError(
-    'internal',
-    'internal error',
-    false,
-    error instanceof Error ? { cause: error } : undefined,
-  );
+  return fromRuntimeError(toRuntimeError(error));
 }

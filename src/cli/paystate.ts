@@ -16,7 +16,7 @@ import { connectCluster } from '../runtime/redis/cluster.ts';
 import { Ledger } from '../accounts/ledger.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createEngine } from '../runtime/index.ts';
-import { AppError, ValidationError, isRedisUnavailable } from '../errors.ts';
+import { toAppError, ValidationError } from '../errors.ts';
 import { accountView, paymentView } from '../http/views.ts';
 import { DURATION_PATTERN, durationMs, parseAccountId, parseToken } from '../http/schemas.ts';
 import { createKeys, paymentRecordKeys, type Keys } from '../payments/keys.ts';
@@ -437,10 +437,10 @@ async function runIndexCommand(
 function failure(error: unknown): { code: number; message: string } {
   if (error instanceof UsageError)
     return { code: EXIT.usage, message: `${error.message}\n${USAGE}` };
-  if (error instanceof ValidationError || error instanceof ConfigError) {
-    return { code: EXIT.usage, message: error.message };
-  }
-  if ((error instanceof AppError && error.code === 'unavailable') || isRedisUnavailable(error)) {
+  if (error instanceof ConfigError) return { code: EXIT.usage, message: error.message };
+  const known = toAppError(error);
+  if (known instanceof ValidationError) return { code: EXIT.usage, message: known.message };
+  if (known.code === 'unavailable') {
     return {
       code: EXIT.unavailable,
       message: 'Cannot reach Redis: check REDIS_URL and that Redis is running.',

@@ -1,5 +1,6 @@
 import type { AccountView, Ledger } from '../accounts/ledger.ts';
 import { StaleWriteError, TokenBusyError } from '../errors.ts';
+import { isRuntimeError } from '../runtime/index.ts';
 import { tenantKey, type Tenant } from '../tenants.ts';
 import type { PaymentSnapshot } from './payment.snapshot.ts';
 import type { Payment } from '../machine/payment.types.ts';
@@ -41,9 +42,8 @@ export class TenantPayments {
     try {
       return await answer;
     } catch (error) {
-      if (this.tenant === null) throw error;
-      if (error instanceof TokenBusyError) throw new TokenBusyError(token);
-      if (error instanceof StaleWriteError) throw new StaleWriteError(token);
+      if (isRuntimeError(error, 'busy')) throw new TokenBusyError(token);
+      if (isRuntimeError(error, 'stale_write')) throw new StaleWriteError(token);
       throw error;
     }
   }

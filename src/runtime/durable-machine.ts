@@ -9,7 +9,6 @@ import type {
   SnapshotFrom,
   StateValue,
 } from 'xstate';
-import { StaleWriteError, StoredDataError, TokenBusyError } from '../errors.ts';
 import type { Engine } from './engine.ts';
 import { inSpan, redisErrorKind } from './engine-observer.ts';
 import { MachineSteps, type CollectedAction } from './machine-steps.ts';
@@ -33,6 +32,7 @@ import {
   type OwedEntry,
 } from './redis/state-index.ts';
 import { TimerQueue, timerJobId, type TimerJobData } from './redis/timer-queue.ts';
+import { RuntimeError } from './runtime-error.ts';
 import { UnchangingEvents } from './unchanging-events.ts';
 
 /**
@@ -226,7 +226,10 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     private readonly config: DurableMachineConfig<TMachine>,
   ) {
     if (!NAME_PATTERN.test(config.name)) {
-      throw new Error(`machine name "${config.name}" must be letters, digits and '-'`);
+      throw new RuntimeError(
+        'unsupported',
+        `machine name "${config.name}" must be letters, digits and '-'`,
+      );
     }
     this.name = config.name;
     const keys = config.keys?.(engine.prefix) ?? machineKeys(engine.prefix, config.name);
@@ -449,7 +452,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
         this.lockedAttempts(key, command, body),
       );
     } catch (error) {
-      if (error instanceof TokenBusyError) {
+      if (error instanceof RuntimeError && error.code === 'busy') {
         observer.onLockWait?.({ machine: this.name, ms: performance.now() - asked });
         observer.onTokenBusy?.({ machine: this.name });
       }
@@ -501,7 +504,8 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       } catch (error) {
         // A refused write: our lease ran out and another process moved the key
         // on. Start again from a fresh read under the lock.
-        if (!(error instanceof StaleWriteError) || attempt >= STALE_WRITE_RETRIES) throw error;
+        const stale = error instanceof RuntimeError && error.code === 'stale_write';
+        if (!stale || attempt >= STALE_WRITE_RETRIES) throw error;
         this.engine.observer.onStaleWrite?.({ machine: this.name });
       }
     }
@@ -539,7 +543,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     if (record?.legacy == null) return record;
     const { adoptLegacy } = this.config;
     if (adoptLegacy === undefined) {
-      throw new StoredDataError(`key ${key} holds a record of an earlier format`);
+      throw unreadable(key, `key ${key} holds a record of an earlier format`);
     }
     const adopted = adoptLegacy({
       key,
@@ -568,12 +572,13 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
   private resolve(key: string, record: StoredRecord): AnyMachineSnapshot {
     const { version, migrate, machine, name } = this.config;
     if (record.machine !== name) {
-      throw new StoredDataError(`key ${key} holds a snapshot of machine "${record.machine}"`);
+      throw unreadable(key, `key ${key} holds a snapshot of machine "${record.machine}"`);
     }
     let persisted = record.snapshot;
     if (record.machineVersion !== version) {
       if (record.machineVersion > version || migrate === undefined) {
-        throw new StoredDataError(
+        throw unreadable(
+          key,
           `key ${key} holds a snapshot of ${name} version ${record.machineVersion}; this build reads ${version}`,
         );
       }
@@ -584,7 +589,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
         persisted as Parameters<TMachine['resolveState']>[0],
       ) as AnyMachineSnapshot;
     } catch (error) {
-      throw new StoredDataError(`stored state of key ${key} cannot be read`, { cause: error });
+      throw unreadable(key, `stored state of key ${key} cannot be read`, error);
     }
   }
 
@@ -858,6 +863,10 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     }
     return total;
   }
+}
+
+function unreadable(key: string, message: string, cause?: unknown): RuntimeError {
+  return new RuntimeError('record_unreadable', message, { key, cause });
 }
 
 function isEventFactory<TEvent extends EventObject>(

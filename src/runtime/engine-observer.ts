@@ -1,4 +1,4 @@
-import { isRedisFull, StorageFullError, StoreLostError, UnavailableError } from '../errors.ts';
+import { isRedisFull, RuntimeError } from './runtime-error.ts';
 
 /**
  * What the engine tells an observer (metrics, tracing) about its work. Every
@@ -25,7 +25,7 @@ export interface EngineObserver {
   }): void;
   /** A command waited this long for its key's lock (acquired or not). */
   onLockWait?(wait: { readonly machine: string; readonly ms: number }): void;
-  /** A command gave up waiting for its key's lock (token_busy). */
+  /** A command gave up waiting for its key's lock (`busy`). */
   onTokenBusy?(busy: { readonly machine: string }): void;
   /** A write lost its compare-and-set to another process and the command is retried. */
   onStaleWrite?(stale: { readonly machine: string }): void;
@@ -51,9 +51,12 @@ export type RedisErrorKind = 'unavailable' | 'full' | 'lost';
 
 /** What a command's failure means about Redis, or null when it is not a Redis failure. */
 export function redisErrorKind(error: unknown): RedisErrorKind | null {
-  if (error instanceof UnavailableError) return 'unavailable';
-  if (error instanceof StorageFullError || isRedisFull(error)) return 'full';
-  if (error instanceof StoreLostError) return 'lost';
+  if (error instanceof RuntimeError) {
+    if (error.code === 'unavailable') return 'unavailable';
+    if (error.code === 'storage_full') return 'full';
+    if (error.code === 'store_lost') return 'lost';
+  }
+  if (isRedisFull(error)) return 'full';
   return null;
 }
 

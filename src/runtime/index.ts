@@ -33,4 +33,10 @@ export {
   type RedisErrorKind,
   type SpanAttributes,
 } from './engine-observer.ts';
+export {
+  isRuntimeError,
+  RuntimeError,
+  toRuntimeError,
+  type RuntimeErrorCode,
+} from './runtime-error.ts';
 export type { PartitionOf, Partitioning } from './redis/partitions.ts';

@@ -3,7 +3,6 @@
  * through `migrate`, a newer one or another machine's is refused.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { StoredDataError } from '../../src/errors.ts';
 import {
   durableMachine,
   type DurableMachineConfig,
@@ -57,7 +56,10 @@ describe('machine versions on the engine', () => {
     expect(migrations).toEqual([1, 1]);
 
     // The older build does not read what the newer one wrote.
-    await expect(tickets.send('old', { type: 'TICK' })).rejects.toBeInstanceOf(StoredDataError);
+    await expect(tickets.send('old', { type: 'TICK' })).rejects.toMatchObject({
+      name: 'RuntimeError',
+      code: 'record_unreadable',
+    });
   });
 
   it("refuses a record of another machine stored under the machine's keys", async () => {
@@ -66,9 +68,11 @@ describe('machine versions on the engine', () => {
     engines.push(engine);
     await tickets.send('named', { type: 'TICK' });
     await engine.redis.hset(`${prefix}:ticket:{named}`, 'n', 'other');
-    await expect(tickets.get('named')).rejects.toThrow(
-      new StoredDataError('key named holds a snapshot of machine "other"'),
-    );
+    await expect(tickets.get('named')).rejects.toMatchObject({
+      name: 'RuntimeError',
+      code: 'record_unreadable',
+      message: 'key named holds a snapshot of machine "other"',
+    });
   });
 
   it('refuses a snapshot of a newer version even when this build can migrate older ones', async () => {
@@ -90,7 +94,10 @@ describe('machine versions on the engine', () => {
     await expect(v2.get('newer')).rejects.toThrow(
       'key newer holds a snapshot of ticket version 3; this build reads 2',
     );
-    await expect(v2.send('newer', { type: 'TICK' })).rejects.toBeInstanceOf(StoredDataError);
+    await expect(v2.send('newer', { type: 'TICK' })).rejects.toMatchObject({
+      name: 'RuntimeError',
+      code: 'record_unreadable',
+    });
     expect(migrations).toEqual([]);
     expect(await storedTicket(engine.redis, prefix, 'newer')).toMatchObject({ m: '3', v: '1' });
   });
@@ -102,9 +109,11 @@ describe('machine versions on the engine', () => {
     await tickets.send('older', { type: 'TICK' });
 
     const v2 = durableMachine(engine, { ...ticketConfig, version: 2 });
-    await expect(v2.send('older', { type: 'TICK' })).rejects.toThrow(
-      new StoredDataError('key older holds a snapshot of ticket version 1; this build reads 2'),
-    );
+    await expect(v2.send('older', { type: 'TICK' })).rejects.toMatchObject({
+      name: 'RuntimeError',
+      code: 'record_unreadable',
+      message: 'key older holds a snapshot of ticket version 1; this build reads 2',
+    });
     expect(await storedTicket(engine.redis, prefix, 'older')).toMatchObject({ m: '1', v: '1' });
   });
 
@@ -122,10 +131,17 @@ describe('machine versions on the engine', () => {
       JSON.stringify({ ...stored, value: 'nowhere' }),
     );
     const error = await tickets.get('lost').catch((thrown: unknown) => thrown);
-    expect(error).toEqual(new StoredDataError('stored state of key lost cannot be read'));
+    expect(error).toMatchObject({
+      name: 'RuntimeError',
+      code: 'record_unreadable',
+      message: 'stored state of key lost cannot be read',
+    });
     // What the machine said about it is kept for the log.
     expect((error as Error).cause).toBeInstanceOf(Error);
-    await expect(tickets.send('lost', { type: 'TICK' })).rejects.toBeInstanceOf(StoredDataError);
+    await expect(tickets.send('lost', { type: 'TICK' })).rejects.toMatchObject({
+      name: 'RuntimeError',
+      code: 'record_unreadable',
+    });
   });
 
   it('reads a record of an earlier store format through adoptLegacy, runs what it owed, and rewrites it', async () => {
@@ -139,9 +155,11 @@ describe('machine versions on the engine', () => {
     await engine.redis.hdel(record, 'n', 'o', 't');
     await engine.redis.hset(record, 'o', 'ship-pending');
 
-    await expect(tickets.get('legacy')).rejects.toThrow(
-      new StoredDataError('key legacy holds a record of an earlier format'),
-    );
+    await expect(tickets.get('legacy')).rejects.toMatchObject({
+      name: 'RuntimeError',
+      code: 'record_unreadable',
+      message: 'key legacy holds a record of an earlier format',
+    });
 
     const adopted: LegacyRecord[] = [];
     const current = durableMachine(engine, {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { StorageFullError, toAppError, UnavailableError } from '../../src/errors.ts';
+import { RuntimeError, type RuntimeErrorCode } from '../../src/runtime/index.ts';
 
 /** Redis's replies when it is over maxmemory, as the client reports them. */
 const OOM_REPLIES = {
@@ -51,5 +52,22 @@ describe('toAppError', () => {
 
   it('still tells an unreachable Redis apart', () => {
     expect(toAppError(new Error('connect ECONNREFUSED 127.0.0.1:6379')).code).toBe('unavailable');
+  });
+});
+
+describe("the runtime's errors at the app's edge", () => {
+  it.each([
+    ['busy', 'token_busy', 'another request for token t-1 is in progress; retry shortly'],
+    ['stale_write', 'conflict', 'token t-1 was changed by another process; retry'],
+    ['store_lost', 'store_lost', expect.stringContaining('payment store was emptied') as string],
+    ['record_unreadable', 'stored_data_unreadable', 'the message'],
+    ['invalid_cursor', 'invalid_cursor', 'the message'],
+    ['storage_full', 'storage_full', 'the message'],
+    ['unavailable', 'unavailable', 'the message'],
+    ['internal', 'internal', 'internal error'],
+  ] as const)('answers %s as %s', (runtimeCode: RuntimeErrorCode, code, message) => {
+    const error = toAppError(new RuntimeError(runtimeCode, 'the message', { key: 't-1' }));
+    expect(error).toMatchObject({ code, message });
+    expect(error.retryable).toBe(new RuntimeError(runtimeCode, '').retryable);
   });
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Cluster, type Redis } from 'ioredis';
-import { UnavailableError } from '../../errors.ts';
+import { RuntimeError } from '../runtime-error.ts';
 
 /**
  * Redis Cluster support: hash slots, per-slot companion keys, and the
@@ -296,7 +296,10 @@ export async function perMaster(
   const groups = await knownSlotsByMaster(cluster, only);
   const wanted = only === undefined ? SLOT_COUNT : new Set(only).size;
   if (groups.reduce((n, group) => n + group.length, 0) < wanted) {
-    throw new UnavailableError('some hash slots of the cluster have no master; retry shortly');
+    throw new RuntimeError(
+      'unavailable',
+      'some hash slots of the cluster have no master; retry shortly',
+    );
   }
   const masters = new Map(
     cluster.nodes('master').map((n) => [`${n.options.host}:${n.options.port}`, n]),
@@ -306,7 +309,10 @@ export async function perMaster(
       const address = group[0] === undefined ? undefined : cluster.slots[group[0]]?.[0];
       const node = address === undefined ? undefined : masters.get(address);
       if (node === undefined) {
-        throw new UnavailableError('a master of the cluster is not connected; retry shortly');
+        throw new RuntimeError(
+          'unavailable',
+          'a master of the cluster is not connected; retry shortly',
+        );
       }
       const done: { slots: number[]; reply: unknown }[] = [];
       for (let start = 0; start < group.length; start += SLOTS_PER_SCRIPT) {
@@ -318,9 +324,13 @@ export async function perMaster(
           if (!(error instanceof Error) || !MOVED_PATTERN.test(error.message)) throw error;
           // The slot moved (or is moving): the next walk reads the new topology.
           cluster.refreshSlotsCache();
-          throw new UnavailableError('a hash slot moved while it was read; retry shortly', {
-            cause: error,
-          });
+          throw new RuntimeError(
+            'unavailable',
+            'a hash slot moved while it was read; retry shortly',
+            {
+              cause: error,
+            },
+          );
         }
         done.push({ slots, reply });
       }

@@ -1,7 +1,7 @@
 import { Lock, Redlock } from '@sesamecare-oss/redlock';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { TokenBusyError, UnavailableError, toAppError } from '../../errors.ts';
+import { RuntimeError, toRuntimeError } from '../runtime-error.ts';
 
 /**
  * One writer per key at a time, across processes. Same-key work in one
@@ -173,7 +173,7 @@ export class RedlockKeyLock implements KeyLock {
         // Nobody ahead in this process (the usual case): no timer to set.
         if (previous !== undefined) await within(previous, this.options.waitMs);
       } catch (error) {
-        if (error instanceof Deadline) throw new TokenBusyError(key);
+        if (error instanceof Deadline) throw busy(key);
         throw error;
       }
       const remaining = Math.max(0, this.options.waitMs - (Date.now() - started));
@@ -230,7 +230,7 @@ export class RedlockKeyLock implements KeyLock {
         throw this.explainAcquireFailure(error);
       }
       if (taken.taken) return this.run(resource, value, start, taken.read, work);
-      if (Date.now() >= deadline) throw new TokenBusyError(key);
+      if (Date.now() >= deadline) throw busy(key);
       const jitter = Math.floor(Math.random() * RETRY_DELAY_MS);
       await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS + jitter));
     }
@@ -276,11 +276,19 @@ export class RedlockKeyLock implements KeyLock {
   }
 
   private explainAcquireFailure(error: unknown): Error {
-    const appError = toAppError(error);
+    const known = toRuntimeError(error);
     // Anything odd while the connection is down says the same.
-    if (appError.code === 'internal' && this.redis.status !== 'ready') {
-      return new UnavailableError('storage is unavailable; retry shortly', { cause: error });
+    if (known.code === 'internal' && this.redis.status !== 'ready') {
+      return new RuntimeError('unavailable', 'storage is unavailable; retry shortly', {
+        cause: error,
+      });
     }
-    return appError;
+    return known;
   }
+}
+
+function busy(key: string): RuntimeError {
+  return new RuntimeError('busy', `another command for key ${key} is in progress; retry shortly`, {
+    key,
+  });
 }

@@ -1,5 +1,5 @@
 import type { Redis, Result } from 'ioredis';
-import { StaleWriteError, StoredDataError, StoreLostError, toAppError } from '../../errors.ts';
+import { RuntimeError, toRuntimeError } from '../runtime-error.ts';
 import { besideKey, clusterOf, everySlot, perSlot, slotCopyKey } from './cluster.ts';
 import {
   partitionIndexKey,
@@ -281,7 +281,7 @@ export class RecordStore {
     try {
       fields = await this.redis.hmget(this.keys.record(key), 'v', 'l', 'n', 'm', 's', 'o', 't');
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
     return parse(key, fields);
   }
@@ -305,7 +305,7 @@ export class RecordStore {
         request.ttlMs,
       );
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
     if (fields === null) return { taken: false };
     this.clock.observe([fields[7] ?? '', fields[8] ?? '']);
@@ -359,12 +359,16 @@ export class RecordStore {
         partition === null ? '' : '1', // partition
       );
     } catch (error) {
-      const appError = toAppError(error);
-      if (appError instanceof StoreLostError) this.identity.noteLost();
-      throw appError;
+      const known = toRuntimeError(error);
+      if (known.code === 'store_lost') this.identity.noteLost();
+      throw known;
     }
     const [version, seconds, micros] = reply;
-    if (Number(version) < 0) throw new StaleWriteError(key);
+    if (Number(version) < 0) {
+      throw new RuntimeError('stale_write', `key ${key} was changed by another process; retry`, {
+        key,
+      });
+    }
     this.clock.observe([seconds ?? '', micros ?? '']);
     // Before the effects it owes run, and before anyone is answered from it.
     await this.replicas.confirm(this.keys.record(key));
@@ -402,7 +406,7 @@ export class RecordStore {
         key,
       );
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 
@@ -416,7 +420,7 @@ export class RecordStore {
         key,
       );
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 
@@ -448,7 +452,7 @@ export class RecordStore {
       ]);
       return { depth, oldestAt: oldest[1] === undefined ? null : Number(oldest[1]) };
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 
@@ -474,7 +478,7 @@ export class RecordStore {
       if (replies.size === 0 && errors.length > 0) throw errors[0];
       return [...replies.values()].flat().slice(0, limit);
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 }
@@ -506,6 +510,9 @@ function parse(key: string, fields: readonly (string | null | undefined)[]): Sto
       legacy: null,
     };
   } catch (error) {
-    throw new StoredDataError(`stored state of key ${key} cannot be read`, { cause: error });
+    throw new RuntimeError('record_unreadable', `stored state of key ${key} cannot be read`, {
+      cause: error,
+      key,
+    });
   }
 }

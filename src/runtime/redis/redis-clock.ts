@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { toAppError } from '../../errors.ts';
+import { toRuntimeError } from '../runtime-error.ts';
 
 /**
  * One clock for every process: Redis's. The time given to the machine, due
@@ -58,7 +58,7 @@ export class RedisClock {
     try {
       this.observe(await redis.time());
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { toAppError, UnavailableError } from '../../errors.ts';
+import { RuntimeError, toRuntimeError } from '../runtime-error.ts';
 
 /**
  * Acknowledged durability: after a write that an effect or an answer
@@ -59,14 +59,17 @@ export class ReplicaWait {
       // A store that is full or lost says so. Anything else (Redis refusing
       // WAIT on a node that has just become a replica in a failover, no
       // reply at all) leaves the write unconfirmed, as a timeout does.
-      const appError = toAppError(error);
-      if (appError.code !== 'internal') throw appError;
-      throw new UnavailableError('storage replicas could not confirm the write; retry shortly', {
-        cause: error,
-      });
+      const known = toRuntimeError(error);
+      if (known.code !== 'internal') throw known;
+      throw new RuntimeError(
+        'unavailable',
+        'storage replicas could not confirm the write; retry shortly',
+        { cause: error },
+      );
     }
     if (acked < this.replicas) {
-      throw new UnavailableError(
+      throw new RuntimeError(
+        'unavailable',
         `storage replicas did not confirm the write (${acked} of ${this.replicas}); retry shortly`,
       );
     }

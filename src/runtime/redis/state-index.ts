@@ -1,6 +1,6 @@
 import type { Cluster, Redis, Result } from 'ioredis';
 import type { StateValue } from 'xstate';
-import { toAppError, ValidationError } from '../../errors.ts';
+import { RuntimeError, toRuntimeError } from '../runtime-error.ts';
 import { besideKey, clusterOf, perMaster, runScript, slotsScript, slotSuffix } from './cluster.ts';
 import {
   checkPartition,
@@ -350,7 +350,7 @@ export class StateIndex {
         }
       }
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
     return placed;
   }
@@ -484,7 +484,7 @@ export class StateIndex {
         return counts;
       }
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 
@@ -517,7 +517,7 @@ export class StateIndex {
         if (!fetchedMore) return { entries, cursor: null };
       }
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 
@@ -611,7 +611,7 @@ export class StateIndex {
       if (partition !== undefined) await this.partitionsBuilt();
       calls = await this.walk(SCRIPTS.owed, [outbox, before, limit]);
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
     return calls
       .flatMap(({ reply }) => pairs(reply as string[]))
@@ -669,7 +669,7 @@ function decodeCursor(cursor: string): { score: number; key: string } {
   const cut = text.indexOf('\n');
   const score = Number(text.slice(0, cut));
   if (cut < 1 || !Number.isSafeInteger(score) || score < 0) {
-    throw new ValidationError('cursor is not one a listing returned', 'invalid_cursor');
+    throw new RuntimeError('invalid_cursor', 'cursor is not one a listing returned');
   }
   return { score, key: text.slice(cut + 1) };
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
-import { StoreLostError, toAppError } from '../../errors.ts';
+import { RuntimeError, STORE_LOST_REPLY, toRuntimeError } from '../runtime-error.ts';
 import { besideKey, clusterOf, everySlot, slotCopyKey, slotsByMaster } from './cluster.ts';
 import type { RedisClock } from './redis-clock.ts';
 import { repeatEvery } from './repeat.ts';
@@ -27,9 +27,6 @@ import { repeatEvery } from './repeat.ts';
  * on a store whose copies are all missing or agree (a fresh cluster), never
  * on one where some shard still holds another store's id.
  */
-
-/** Error reply of a write script that found another store (see toAppError). */
-export const STORE_LOST_REPLY = 'STORE_LOST';
 
 /** Lua guard for a write script: KEYS[k] is the identity hash, ARGV[a] the id the process knows. */
 export function storeGuard(k: number, a: number): string {
@@ -116,7 +113,7 @@ export class StoreIdentity {
     try {
       reply = await this.redis.paystateStoreOpen(this.key, newStoreId());
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
     const [id, created, seconds, micros] = reply;
     this.clock.observe([seconds ?? '', micros ?? '']);
@@ -143,13 +140,13 @@ export class StoreIdentity {
       });
       await this.redis.hset(this.key, 'slots', '1');
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 
   /** The id every write script must find; refuses while the store is lost. */
   get id(): string {
-    if (this.lostAt !== null) throw new StoreLostError();
+    if (this.lostAt !== null) throw storeLost();
     if (this.knownId === null) throw new Error('the store identity was not read yet');
     return this.knownId;
   }
@@ -178,7 +175,7 @@ export class StoreIdentity {
     try {
       reply = await this.redis.paystateStoreRead(this.key);
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
     const [id, acceptedAt, seconds, micros] = reply;
     this.clock.observe([seconds ?? '', micros ?? '']);
@@ -189,7 +186,7 @@ export class StoreIdentity {
       try {
         samples = await sampleCopies(this.redis, this.key);
       } catch (error) {
-        throw toAppError(error);
+        throw toRuntimeError(error);
       }
       const odd = samples.find((copy) => copy !== found);
       if (odd !== undefined) found = odd;
@@ -237,7 +234,7 @@ export async function acceptStore(
     }
     return { id: String(id), created: Number(created) === 1 };
   } catch (error) {
-    throw toAppError(error);
+    throw toRuntimeError(error);
   }
 }
 
@@ -254,7 +251,7 @@ export async function readStore(
       acceptedAt: acceptedAt == null ? null : Number(acceptedAt),
     };
   } catch (error) {
-    throw toAppError(error);
+    throw toRuntimeError(error);
   }
 }
 
@@ -271,4 +268,9 @@ async function sampleCopies(redis: Redis, key: string): Promise<(string | null)[
     firsts,
   );
   return [...replies.values()];
+}
+
+/** A write refused because the store was lost (see `noteLost`). */
+function storeLost(): RuntimeError {
+  return toRuntimeError(new Error(`${STORE_LOST_REPLY} the store identity changed`));
 }

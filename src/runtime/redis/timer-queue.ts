@@ -1,5 +1,5 @@
 import { DelayedError, Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import { toAppError } from '../../errors.ts';
+import { toRuntimeError } from '../runtime-error.ts';
 import { keySlot } from './cluster.ts';
 
 /**
@@ -106,7 +106,7 @@ export class TimerQueue {
         delay: Math.max(0, data.dueAt - now),
       });
     } catch (error) {
-      throw toAppError(error);
+      throw toRuntimeError(error);
     }
   }
 
