@@ -2,12 +2,7 @@ import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Ledger } from './accounts/ledger.ts';
 import { WORKER_METRICS_PORT, type Config } from './config.ts';
-import {
-  createEngine,
-  timerQueueName,
-  type EngineObserver,
-  type EngineWorker,
-} from './runtime/index.ts';
+import { createEngine, type EngineObserver, type EngineWorker } from './runtime/index.ts';
 import { connectRedis } from './runtime/redis/connection.ts';
 import type { RedisClock } from './runtime/redis/redis-clock.ts';
 import type { StoreIdentity } from './runtime/redis/store-identity.ts';
@@ -19,6 +14,8 @@ import { listenHttp, type HttpServer } from './http/http-server.ts';
 import { redisRateLimits } from './http/rate-limit.ts';
 import { startLegacyExpiryWorker } from './payments/legacy-records.ts';
 import { Payments, type PaymentStepHook } from './payments/payments.ts';
+// The timer queue's name, for its gauges.
+import { timerQueueName } from './runtime/testing.ts';
 import { createKeys, paymentRecordKeys } from './payments/keys.ts';
 import { createLogger, fieldLogger, type PinoLogger } from './observability/log.ts';
 import { metricsObserver, observeMachine } from './observability/engine-metrics.ts';

@@ -11,7 +11,7 @@
  */
 import { Queue } from 'bullmq';
 import { contextOf, statusOf } from '../../src/payments/payment.snapshot.ts';
-import { timerQueueName } from '../../src/runtime/index.ts';
+import { timerQueueName } from '../../src/runtime/testing.ts';
 import { failOnViolations, finish, type BenchContext } from '../bench-context.ts';
 import { startDeployment, type Deployment } from '../deployment.ts';
 import { runLoad, type LoadResult, type RequestSpec } from '../http-load.ts';

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Router, type Request, type Response } from 'express';
 import type { AnyMachineSnapshot, AnyStateMachine, StateValue } from 'xstate';
-import { indexState, type ListPage } from '../runtime/index.ts';
+// The state names the engine's index uses, to list keys by them.
+import { indexState, type ListPage } from '../runtime/testing.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { chartOf, renderChart } from './statechart.ts';
 

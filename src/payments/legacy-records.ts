@@ -1,5 +1,7 @@
 import { DelayedError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import type { DurableActors, LegacyRecord, OwedAction, Timers } from '../runtime/index.ts';
+import type { DurableActors } from '../runtime/index.ts';
+// The release before the engine's records, read as the engine's own: its internals.
+import type { LegacyRecord, OwedAction, Timers } from '../runtime/testing.ts';
 import {
   chargeParams,
   EXPIRY_TIMER_ID,

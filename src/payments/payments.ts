@@ -4,13 +4,18 @@ import {
   durableMachine,
   type DurableActors,
   type Engine,
+  type SendResult,
+} from '../runtime/index.ts';
+// The store layout of the release before the engine, its engine-less index
+// reader (the CLI) and the fault points of the fault suite: runtime internals.
+import {
+  setCommandHook,
+  StateIndex,
   type HookInfo,
   type HookPoint,
   type ListPage,
   type MachineKeys,
-  type SendResult,
-  StateIndex,
-} from '../runtime/index.ts';
+} from '../runtime/testing.ts';
 import { tenantOfStoredKey, type Tenant } from '../tenants.ts';
 import { adoptLegacyPayment } from './legacy-records.ts';
 import {
@@ -68,7 +73,7 @@ export interface CommandResult {
 
 const IN_FLIGHT: ReadonlySet<PaymentStatus> = new Set(['charging', 'refunding']);
 
-function stepOf(point: HookPoint, info: HookInfo): PaymentStep | null {
+function stepOf(point: HookPoint, info: HookInfo): PaymentStep {
   switch (point) {
     case 'after-load':
       return 'after-lock';
@@ -127,17 +132,13 @@ export class Payments {
       adoptLegacy: adoptLegacyPayment,
       // The retention of the token's life, fixed when its record was created.
       finalStateRetentionMs: (snapshot) => snapshot.context.retentionMs,
-      ...(step === undefined
-        ? {}
-        : {
-            hook: (point: HookPoint, info: HookInfo) => {
-              const name = stepOf(point, info);
-              if (name === null) return;
-              const event = info.command === 'recover' ? 'RECOVER' : info.command;
-              return step(name, { token: info.key, event: event as StepContext['event'] });
-            },
-          }),
     });
+    if (step !== undefined) {
+      setCommandHook(this.actors, (point: HookPoint, info: HookInfo) => {
+        const event = info.command === 'recover' ? 'RECOVER' : info.command;
+        return step(stepOf(point, info), { token: info.key, event: event as StepContext['event'] });
+      });
+    }
   }
 
   pay(token: string, payment: Payment): Promise<CommandResult> {

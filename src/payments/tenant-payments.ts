@@ -1,6 +1,6 @@
 import type { AccountView, Ledger } from '../accounts/ledger.ts';
 import { StaleWriteError, TokenBusyError } from '../errors.ts';
-import { isRuntimeError } from '../runtime/index.ts';
+import { RuntimeError } from '../runtime/index.ts';
 import { tenantKey, type Tenant } from '../tenants.ts';
 import type { PaymentSnapshot } from './payment.snapshot.ts';
 import type { Payment } from '../machine/payment.types.ts';
@@ -42,8 +42,9 @@ export class TenantPayments {
     try {
       return await answer;
     } catch (error) {
-      if (isRuntimeError(error, 'busy')) throw new TokenBusyError(token);
-      if (isRuntimeError(error, 'stale_write')) throw new StaleWriteError(token);
+      if (error instanceof RuntimeError && error.code === 'busy') throw new TokenBusyError(token);
+      if (error instanceof RuntimeError && error.code === 'stale_write')
+        throw new StaleWriteError(token);
       throw error;
     }
   }

@@ -5,8 +5,11 @@ import type {
   EmittedFrom,
   EventFromLogic,
   EventObject,
+  GetParameterizedParams,
   InputFrom,
+  ParameterizedObject,
   SnapshotFrom,
+  StateMachine,
   StateValue,
 } from 'xstate';
 import type { Engine } from './engine.ts';
@@ -73,16 +76,55 @@ export interface EffectContext {
   now(): number;
 }
 
-/**
- * Runs one effect. Params are the action's resolved params, as stored (JSON).
- * A returned event is sent to the same key through the same locked path.
- */
-export type EffectHandler<TEvent extends EventObject> = (
-  params: never,
-  context: EffectContext,
-) => Promise<TEvent | undefined>;
+/** The named actions of a machine (`setup({ actions })`), each with its params. */
+type ActionOf<TMachine extends AnyStateMachine> =
+  TMachine extends StateMachine<
+    infer _C,
+    infer _E,
+    infer _Ch,
+    infer _A,
+    infer TAction,
+    infer _G,
+    infer _D,
+    infer _S,
+    infer _T,
+    infer _I,
+    infer _O,
+    infer _Em,
+    infer _M,
+    infer _Sc
+  >
+    ? TAction
+    : ParameterizedObject;
 
-/** Named steps of a command where `hook` is called (see DurableMachineConfig.hook). */
+/**
+ * Runs one effect. `params` are the action's resolved params, as stored
+ * (JSON). A returned event is sent to the same key through the same locked path.
+ */
+export type EffectHandler<TEvent extends EventObject, TParams = unknown> = (
+  params: TParams,
+  context: EffectContext,
+) => Promise<NoAnswer<TEvent>>;
+
+/** A handler's answer: an event of the machine, or none (`async () => {}` too). */
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a handler may return nothing
+type NoAnswer<TEvent> = TEvent | undefined | void;
+
+/**
+ * Handlers of a machine's named actions, by action name: a name that is no
+ * action of the machine, or a handler for other params, does not compile.
+ */
+export type Effects<TMachine extends AnyStateMachine> = {
+  readonly [K in ActionOf<TMachine>['type']]?: EffectHandler<
+    EventFromLogic<TMachine>,
+    GetParameterizedParams<Extract<ActionOf<TMachine>, { type: K }>>
+  >;
+};
+
+/** Any handler, as the runtime calls it (its params were checked by `Effects`). */
+type AnyEffectHandler = (params: unknown, context: EffectContext) => Promise<NoAnswer<EventObject>>;
+
+/** Named steps of a command where a CommandHook is called (see testing.ts). */
 export type HookPoint = 'after-load' | 'after-write' | 'after-effect';
 
 export interface HookInfo {
@@ -114,8 +156,11 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
     readonly owed: readonly OwedAction[];
     readonly timers: Timers;
   };
-  /** The input of a key's first snapshot; `now` is Redis's time, `lifeId` the new record's. */
-  readonly input: (key: string, now: number, lifeId: string) => InputFrom<TMachine>;
+  /**
+   * The input of a key's first snapshot; `now` is Redis's time, `lifeId` the
+   * new record's. Without it the machine starts with no input.
+   */
+  readonly input?: (key: string, now: number, lifeId: string) => InputFrom<TMachine>;
   /**
    * The event a timer delivers, given Redis's time of the delivery (e.g. to
    * stamp it); by default the event as raised.
@@ -135,19 +180,32 @@ export interface DurableMachineConfig<TMachine extends AnyStateMachine> {
    * characters, none of `{ } :`.
    */
   readonly partition?: PartitionOf;
-  readonly effects?: Readonly<Record<string, EffectHandler<EventFromLogic<NoInfer<TMachine>>>>>;
+  /** Handlers of the machine's named actions, run after the write that decided them. */
+  readonly effects?: Effects<NoInfer<TMachine>>;
   /**
    * A record in a final state is removed this long after it got there; a
    * function reads it off the final snapshot (e.g. a period fixed when the
-   * key's record was created).
+   * key's record was created). Default: one day.
    */
-  readonly finalStateRetentionMs: number | ((snapshot: SnapshotFrom<TMachine>) => number);
-  /**
-   * Called at named steps of every command, holding the lock (instrumentation,
-   * and fault injection in tests: a hook may stop or kill the process there).
-   */
-  readonly hook?: (point: HookPoint, info: HookInfo) => Promise<void> | void;
+  readonly finalStateRetentionMs?: number | ((snapshot: SnapshotFrom<TMachine>) => number);
 }
+
+/**
+ * Called at named steps of every command, holding the lock (fault injection
+ * in tests: a hook may stop or kill the process there). Set through
+ * `setCommandHook` of the testing entry, never through the config.
+ */
+export type CommandHook = (point: HookPoint, info: HookInfo) => Promise<void> | void;
+
+const hooks = new WeakMap<object, CommandHook>();
+
+/** Calls `hook` at the named steps of every command of `actors`; `null` removes it. */
+export function setCommandHook(actors: object, hook: CommandHook | null): void {
+  if (hook === null) hooks.delete(actors);
+  else hooks.set(actors, hook);
+}
+
+const DEFAULT_RETENTION_MS = 86_400_000;
 
 /** A record of an earlier store format, as `adoptLegacy` gets it. */
 export interface LegacyRecord {
@@ -216,7 +274,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
   private readonly lock: RedlockKeyLock;
   private readonly timers: TimerQueue;
   private readonly steps: MachineSteps<TMachine>;
-  private readonly effects: Readonly<Record<string, EffectHandler<EventFromLogic<TMachine>>>>;
+  private readonly effects: Readonly<Record<string, AnyEffectHandler>>;
   private readonly unchanging: UnchangingEvents;
   /** The state (UnchangingEvents.stateKey) this process last left each key in: only a hint. */
   private readonly settled = new Map<string, string>();
@@ -232,6 +290,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       );
     }
     this.name = config.name;
+    this.effects = checkedEffects(config);
     const keys = config.keys?.(engine.prefix) ?? machineKeys(engine.prefix, config.name);
     let partitioning: Partitioning | null = null;
     if (config.partition !== undefined) {
@@ -267,7 +326,6 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       await this.timers.close();
     });
     this.steps = new MachineSteps(config.machine);
-    this.effects = config.effects ?? {};
     this.unchanging = new UnchangingEvents(config.machine);
   }
 
@@ -476,7 +534,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
               ms: performance.now() - asked,
             });
             const record = this.adopt(key, await this.store.loaded(key, held.read));
-            await this.config.hook?.('after-load', { key, command });
+            await hooks.get(this)?.('after-load', { key, command });
             let cursor = this.cursorOf(key, record);
             const run: Run = { key, command, emitted: [], clear: null, deferred: null };
             if (record !== null) {
@@ -532,7 +590,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
   }
 
   private retentionOf(snapshot: AnyMachineSnapshot): number {
-    const { finalStateRetentionMs: retention } = this.config;
+    const { finalStateRetentionMs: retention = DEFAULT_RETENTION_MS } = this.config;
     return typeof retention === 'number'
       ? retention
       : retention(snapshot as SnapshotFrom<TMachine>);
@@ -606,7 +664,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     let lifeId = cursor.lifeId;
     if (current === null) {
       lifeId = newLifeId();
-      const input = this.config.input(run.key, this.engine.clock.now(), lifeId);
+      const input = this.config.input?.(run.key, this.engine.clock.now(), lifeId);
       const start = this.steps.initial(input);
       current = start.snapshot;
       actions.push(...start.actions);
@@ -715,7 +773,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     // The write stored its own owed list in place of any earlier one (which
     // had run: owed actions always run before the next transition).
     run.clear = null;
-    await this.config.hook?.('after-write', {
+    await hooks.get(this)?.('after-write', {
       key: run.key,
       command: run.command,
       snapshot: next.snapshot,
@@ -761,13 +819,13 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       const handler = this.effects[action.type];
       if (handler === undefined) continue;
       const answer = await this.runEffect(action.type, () =>
-        handler(action.params as never, {
+        handler(action.params, {
           key: run.key,
           operationId: `${run.key}:${cursor.lifeId}:${version}:${index}`,
           now: () => this.engine.clock.now(),
-        }),
+        }).then((event) => (event ?? undefined) as EventFromLogic<TMachine> | undefined),
       );
-      await this.config.hook?.('after-effect', {
+      await hooks.get(this)?.('after-effect', {
         key: run.key,
         command: run.command,
         effect: action.type,
@@ -898,6 +956,53 @@ function sameValue(a: unknown, b: unknown): boolean {
   return ka.every((k) =>
     sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
   );
+}
+
+/**
+ * The handlers of `config.effects`, each named after an action of the
+ * machine; an unknown name (a typo the types did not catch) is refused here.
+ */
+function checkedEffects<TMachine extends AnyStateMachine>(
+  config: DurableMachineConfig<TMachine>,
+): Readonly<Record<string, AnyEffectHandler>> {
+  const effects = (config.effects ?? {}) as Readonly<Record<string, AnyEffectHandler | undefined>>;
+  const known = actionNames(config.machine);
+  const checked: Record<string, AnyEffectHandler> = {};
+  for (const [name, handler] of Object.entries(effects)) {
+    if (!known.has(name)) {
+      throw new RuntimeError(
+        'unsupported',
+        `machine "${config.name}" has no action "${name}" for its effect handler`,
+      );
+    }
+    if (handler !== undefined) checked[name] = handler;
+  }
+  return checked;
+}
+
+/** Every action name a machine implements or refers to by name. */
+function actionNames(machine: AnyStateMachine): Set<string> {
+  const names = new Set(Object.keys(machine.implementations.actions));
+  const note = (actions: readonly unknown[] | undefined): void => {
+    for (const action of actions ?? []) {
+      if (typeof action === 'string') names.add(action);
+      else if (typeof action === 'object' && action !== null && 'type' in action) {
+        const { type } = action;
+        if (typeof type === 'string') names.add(type);
+      }
+    }
+  };
+  const visit = (node: AnyStateMachine['root']): void => {
+    note(node.entry);
+    note(node.exit);
+    for (const transitions of node.transitions.values()) {
+      for (const transition of transitions) note(transition.actions);
+    }
+    for (const transition of node.always ?? []) note(transition.actions);
+    for (const child of Object.values(node.states)) visit(child);
+  };
+  visit(machine.root);
+  return names;
 }
 
 /** The names the state index reports counts for: the root's child states. */

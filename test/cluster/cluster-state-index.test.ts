@@ -6,7 +6,8 @@
  * older than a threshold come from every slot's outbox.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EffectContext, ListPage } from '../../src/runtime/index.ts';
+import type { EffectContext } from '../../src/runtime/index.ts';
+import type { ListPage } from '../../src/runtime/testing.ts';
 import { besideKey, keySlot } from '../../src/runtime/redis/cluster.ts';
 import { startTickets, type Tickets, type TicketsOptions } from '../support/engine-harness.ts';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.ts';
@@ -171,7 +172,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
   it('names the keys of every slot whose owed work is older than a threshold, oldest first', async () => {
     let reachable = false;
     const { tickets } = await setUp({
-      ship: (_params: never, _context: EffectContext) =>
+      ship: (_params: unknown, _context: EffectContext) =>
         reachable
           ? Promise.resolve({ type: 'SHIPPED' as const })
           : Promise.reject(new Error('carrier unreachable')),
@@ -207,7 +208,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
     const byOwner = (key: string) => (key.includes('/') ? (key.split('/')[0] ?? null) : null);
     const options: TicketsOptions = {
       retentionMs: 4_000,
-      ship: (_params: never, _context: EffectContext) =>
+      ship: (_params: unknown, _context: EffectContext) =>
         reachable
           ? Promise.resolve({ type: 'SHIPPED' as const })
           : Promise.reject(new Error('carrier unreachable')),

@@ -4,12 +4,8 @@
  * command makes, and a write refused because the lease ran out meanwhile.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import type {
-  EngineObserver,
-  HookInfo,
-  HookPoint,
-  SpanAttributes,
-} from '../../src/runtime/index.ts';
+import type { EngineObserver, SpanAttributes } from '../../src/runtime/index.ts';
+import type { HookInfo, HookPoint } from '../../src/runtime/testing.ts';
 import { startTickets, storedTicket, type TicketsOptions } from '../support/engine-harness.ts';
 import { randomPrefix, waitFor } from '../support/service-harness.ts';
 

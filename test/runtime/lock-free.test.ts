@@ -109,7 +109,7 @@ describe('answers without the lock on the engine', () => {
         version: 1,
         input: () => undefined,
         effects: {
-          beep: (_params: never, { key }) => {
+          beep: (_params: unknown, { key }) => {
             beeps.push(key);
             return Promise.resolve(undefined);
           },

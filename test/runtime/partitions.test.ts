@@ -97,7 +97,7 @@ describe('a partition of the keys of a machine', () => {
   it("names a partition's keys whose owed work is old, however many of another's come first", async () => {
     let reachable = false;
     const { tickets } = await setUp({
-      ship: (_params: never, _context: EffectContext) =>
+      ship: (_params: unknown, _context: EffectContext) =>
         reachable
           ? Promise.resolve({ type: 'SHIPPED' as const })
           : Promise.reject(new Error('carrier unreachable')),

@@ -127,7 +127,7 @@ describe('the state index on the engine', () => {
   it('names the keys whose owed work is older than a threshold, and recover finishes it', async () => {
     let reachable = false;
     const { tickets, engine } = await setUp({
-      ship: (_params: never, _context: EffectContext) => {
+      ship: (_params: unknown, _context: EffectContext) => {
         if (!reachable) return Promise.reject(new Error('carrier unreachable'));
         return Promise.resolve({ type: 'SHIPPED' as const });
       },

@@ -6,12 +6,8 @@
 import { Queue } from 'bullmq';
 import { Redis as IORedis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import {
-  durableMachine,
-  timerQueueName,
-  type DurableActors,
-  type TimerJobData,
-} from '../../src/runtime/index.ts';
+import { durableMachine, type DurableActors } from '../../src/runtime/index.ts';
+import { timerQueueName, type TimerJobData } from '../../src/runtime/testing.ts';
 import { redisNow, startTickets } from '../support/engine-harness.ts';
 import { randomPrefix } from '../support/service-harness.ts';
 import { ALARM_MS, alarmMachine } from './alarm.machine.ts';
@@ -34,7 +30,7 @@ describe('one step that owes several things on the engine', () => {
       version: 1,
       input: () => undefined,
       effects: {
-        notify: (_params: never, { key }) => {
+        notify: (_params: unknown, { key }) => {
           notified.push(key);
           return Promise.resolve(undefined);
         },

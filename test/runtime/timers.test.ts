@@ -5,7 +5,8 @@
  */
 import type { Queue } from 'bullmq';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import type { Engine, EngineWorker, TimerJobData } from '../../src/runtime/index.ts';
+import type { Engine, EngineWorker } from '../../src/runtime/index.ts';
+import type { TimerJobData } from '../../src/runtime/testing.ts';
 import {
   delayedTimersOf,
   redisNow,

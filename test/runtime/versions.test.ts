@@ -3,12 +3,8 @@
  * through `migrate`, a newer one or another machine's is refused.
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import {
-  durableMachine,
-  type DurableMachineConfig,
-  type Engine,
-  type LegacyRecord,
-} from '../../src/runtime/index.ts';
+import { durableMachine, type DurableMachineConfig, type Engine } from '../../src/runtime/index.ts';
+import { type LegacyRecord } from '../../src/runtime/testing.ts';
 import { shipmentsKey, shipOnce, startTickets, storedTicket } from '../support/engine-harness.ts';
 import { randomPrefix } from '../support/service-harness.ts';
 import { ticketMachine, type TicketContext } from './ticket.machine.ts';

@@ -7,24 +7,32 @@ import { Redis as IORedis, type Redis } from 'ioredis';
 import {
   createEngine,
   durableMachine,
-  timerQueueName,
   type DurableActors,
   type DurableMachineConfig,
+  type Effects,
   type Engine,
-  type EffectHandler,
   type EngineObserver,
-  type TimerJobData,
 } from '../../src/runtime/index.ts';
-import { ticketMachine, type ShipParams, type TicketEvent } from '../runtime/ticket.machine.ts';
+import {
+  timerQueueName,
+  type TimerJobData,
+  setCommandHook,
+  type CommandHook,
+} from '../../src/runtime/testing.ts';
+import { ticketMachine } from '../runtime/ticket.machine.ts';
 
 export type Tickets = DurableActors<typeof ticketMachine>;
 
+/** A handler of the ticket machine's `ship` action. */
+export type ShipHandler = NonNullable<Effects<typeof ticketMachine>['ship']>;
+
 export interface TicketsOptions {
-  readonly ship?: EffectHandler<TicketEvent>;
+  readonly ship?: ShipHandler;
   readonly retentionMs?: DurableMachineConfig<typeof ticketMachine>['finalStateRetentionMs'];
   readonly lockTtlMs?: number;
   readonly lockWaitMs?: number;
-  readonly hook?: DurableMachineConfig<typeof ticketMachine>['hook'];
+  /** Called at the named steps of every command (testing entry's setCommandHook). */
+  readonly hook?: CommandHook;
   readonly timerEvent?: DurableMachineConfig<typeof ticketMachine>['timerEvent'];
   readonly keys?: DurableMachineConfig<typeof ticketMachine>['keys'];
   readonly partition?: DurableMachineConfig<typeof ticketMachine>['partition'];
@@ -37,8 +45,8 @@ export interface TicketsOptions {
 export const shipmentsKey = (prefix: string) => `${prefix}:test:shipments`;
 
 /** Ships idempotently by the operation id, then answers SHIPPED. */
-export function shipOnce(redis: Redis, prefix: string): EffectHandler<TicketEvent> {
-  return async (params: ShipParams, context) => {
+export function shipOnce(redis: Redis, prefix: string): ShipHandler {
+  return async (params, context) => {
     await redis.hsetnx(shipmentsKey(prefix), context.operationId, params.key);
     return { type: 'SHIPPED' };
   };
@@ -65,11 +73,11 @@ export async function startTickets(
     input: (key, now, lifeId) => ({ key, now, lifeId }),
     effects: { ship: options.ship ?? shipOnce(engine.redis, prefix) },
     finalStateRetentionMs: options.retentionMs ?? 60_000,
-    ...(options.hook === undefined ? {} : { hook: options.hook }),
     ...(options.timerEvent === undefined ? {} : { timerEvent: options.timerEvent }),
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(options.partition === undefined ? {} : { partition: options.partition }),
   });
+  if (options.hook !== undefined) setCommandHook(tickets, options.hook);
   return { engine, tickets };
 }
 

@@ -5,7 +5,7 @@
  */
 import { Queue, type Job } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
-import { timerJobId, timerQueueName, type TimerJobData } from '../../src/runtime/index.ts';
+import { timerJobId, timerQueueName, type TimerJobData } from '../../src/runtime/testing.ts';
 import { spreadTags } from '../../src/runtime/redis/cluster.ts';
 import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
