@@ -2,7 +2,8 @@ import type { Redis, Result } from 'ioredis';
 import { StoreLostError, toAppError } from '../errors.ts';
 import type { ReplicaWait } from '../runtime/redis/replica-wait.ts';
 import type { Keys } from '../payments/keys.ts';
-import { storeGuard, type StoreIdentity } from '../runtime/redis/store-identity.ts';
+import type { StoreIdentity } from '../runtime/redis/store-identity.ts';
+import { readLuaScript } from '../runtime/lua/scripts.ts';
 
 /**
  * The account ledger. Balances are integer cents, created lazily at the
@@ -37,31 +38,9 @@ export interface AccountView {
   readonly ledger: readonly LedgerEntry[];
 }
 
-// KEYS: balance hash, operations hash, ledger list, store identity
-// ARGV: operationId, amountCents, initialBalanceCents, at, token, kind, store id
-// Fails with STORE_LOST when the store is not the one the process knows: in
-// an emptied store the operation ids are gone, and the money would move again.
-const MOVE_SCRIPT = `
-${storeGuard(4, 7)}local seen = redis.call('HGET', KEYS[2], ARGV[1])
-local balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or ARGV[3])
-if seen then return {seen, string.format('%d', balance), 1} end
-local amount = tonumber(ARGV[2])
-local outcome = 'applied'
-if ARGV[6] == 'withdrawal' then
-  if balance < amount then outcome = 'declined' else balance = balance - amount end
-else
-  balance = balance + amount
-end
-if outcome == 'applied' then
-  redis.call('HSET', KEYS[1], 'balance', string.format('%d', balance))
-  redis.call('RPUSH', KEYS[3], cjson.encode({
-    operationId = ARGV[1], kind = ARGV[6], amountCents = amount,
-    balanceCents = balance, token = ARGV[5], at = tonumber(ARGV[4])
-  }))
-end
-redis.call('HSET', KEYS[2], ARGV[1], outcome)
-return {outcome, string.format('%d', balance), 0}
-`;
+// lua/move.lua (KEYS, ARGV and output in its header); it refuses another
+// store with the runtime's store guard.
+const MOVE_SCRIPT = readLuaScript(new URL('./lua/move.lua', import.meta.url));
 
 type MoveReply = [outcome: 'applied' | 'declined', balance: string, repeated: 0 | 1];
 

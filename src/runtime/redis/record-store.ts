@@ -1,4 +1,5 @@
 import type { Redis, Result } from 'ioredis';
+import { luaScript } from '../lua/scripts.ts';
 import { RuntimeError, toRuntimeError } from '../runtime-error.ts';
 import { besideKey, clusterOf, everySlot, perSlot, slotCopyKey } from './cluster.ts';
 import {
@@ -10,7 +11,7 @@ import {
 import type { LockRequest } from './key-lock.ts';
 import type { RedisClock } from './redis-clock.ts';
 import type { ReplicaWait } from './replica-wait.ts';
-import { storeGuard, type StoreIdentity } from './store-identity.ts';
+import type { StoreIdentity } from './store-identity.ts';
 
 /**
  * One hash per key of a durable machine:
@@ -106,87 +107,11 @@ export function machineKeys(prefix: string, name: string): MachineKeys {
   };
 }
 
-const FIELDS = "'v', 'l', 'n', 'm', 's', 'o', 't'";
-
-// KEYS: record, outbox, store identity. ARGV: expected version, expected life
-// id, life id, machine name, machine version, snapshot JSON, owed JSON ('' for
-// none), timers JSON ('' for none), retention ms ('' unless the snapshot is
-// final), key, store id. State index (see state-index.ts): KEYS the new
-// state's set, the previous state's set, removals; ARGV the new state.
-// Partition (partitions.ts): KEYS the partition's set of the new state, of
-// the previous state, the partition's outbox; ARGV '1' when the key has a
-// partition (else those KEYS repeat the machine's and are not touched).
-// Returns { new version, TIME s, TIME us }, or { -1 } when the stored (version, life) differ; fails with STORE_LOST when the store
-// is not the one the process knows. A final snapshot gets a removal deadline
-// on Redis's clock, once (a later write keeps the first deadline).
-const SAVE_SCRIPT = `
-${storeGuard(3, 11)}local cur = redis.call('HMGET', KEYS[1], 'v', 'l')
-if (cur[1] or '0') ~= ARGV[1] or (cur[2] or '') ~= ARGV[2] then return { -1 } end
-local was = redis.call('HGET', KEYS[1], 'i') -- state index
-local nv = tonumber(cur[1] or '0') + 1
-local part = ARGV[13] == '1'
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('HSET', KEYS[1], 'v', nv, 'l', ARGV[3], 'n', ARGV[4], 'm', ARGV[5], 's', ARGV[6])
-if ARGV[7] ~= '' then
-  redis.call('HSET', KEYS[1], 'o', ARGV[7])
-  redis.call('ZADD', KEYS[2], 'NX', string.format('%d', now), ARGV[10])
-  if part then redis.call('ZADD', KEYS[9], 'NX', string.format('%d', now), ARGV[10]) end
-elseif redis.call('HDEL', KEYS[1], 'o') == 1 then
-  redis.call('ZREM', KEYS[2], ARGV[10])
-  if part then redis.call('ZREM', KEYS[9], ARGV[10]) end
-end
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[8]) else redis.call('HDEL', KEYS[1], 't') end
--- state index: begin
-if was and was ~= ARGV[12] then
-  redis.call('ZREM', KEYS[5], ARGV[10])
-  if part then redis.call('ZREM', KEYS[8], ARGV[10]) end
-end
-redis.call('ZADD', KEYS[4], string.format('%d', now), ARGV[10])
-if part then redis.call('ZADD', KEYS[7], string.format('%d', now), ARGV[10]) end
-if was ~= ARGV[12] then redis.call('HSET', KEYS[1], 'i', ARGV[12]) end
--- state index: end
-if ARGV[9] ~= '' and redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIREAT', KEYS[1], string.format('%d', now + tonumber(ARGV[9])))
-  redis.call('ZADD', KEYS[6], string.format('%d', now + tonumber(ARGV[9])), ARGV[12] .. '\\n' .. ARGV[10]) -- state index
-end
-return { nv, t[1], t[2] }
-`;
-
-// KEYS: record, outbox, the key's partition's outbox (the outbox again for
-// none). ARGV: the version whose owed actions ran, key. Clears them only if
-// nobody wrote since: a writer whose lease ran out must not clear what the
-// new lock holder owes.
-const CLEAR_SCRIPT = `
-if (redis.call('HGET', KEYS[1], 'v') or '') ~= ARGV[1] then return 0 end
-redis.call('HDEL', KEYS[1], 'o')
-redis.call('ZREM', KEYS[2], ARGV[2])
-if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[2]) end
-return 1
-`;
-
-// KEYS: record, outbox, the key's partition's outbox (the outbox again for
-// none). ARGV: key. Takes the key out of the outboxes when its record owes
-// nothing (or is gone): an entry left by a record that expired or was
-// cleared by another process.
-const SETTLE_SCRIPT = `
-if redis.call('HEXISTS', KEYS[1], 'o') == 1 then return 0 end
-if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[1]) end
-return redis.call('ZREM', KEYS[2], ARGV[1])
-`;
-
-// KEYS: record, the key's lock. ARGV: the lock's value, its lease (ms).
-// Takes the lock as Redlock does (SET NX PX) and, only then, reads the
-// record's fields and Redis's TIME: what is read is read under the lock.
-// Nil: another holds the lock.
-const LOCK_AND_LOAD_SCRIPT = `
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-local r = redis.call('HMGET', KEYS[1], ${FIELDS})
-local t = redis.call('TIME')
-r[8] = t[1]
-r[9] = t[2]
-return r
-`;
+// The record's scripts (lua/*.lua: KEYS, ARGV and output in each header).
+const SAVE_SCRIPT = luaScript('save-record');
+const CLEAR_SCRIPT = luaScript('clear-owed');
+const SETTLE_SCRIPT = luaScript('settle-outbox');
+const LOCK_AND_LOAD_SCRIPT = luaScript('lock-and-load');
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {

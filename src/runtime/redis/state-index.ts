@@ -1,5 +1,6 @@
 import type { Cluster, Redis, Result } from 'ioredis';
 import type { StateValue } from 'xstate';
+import { luaScript } from '../lua/scripts.ts';
 import { RuntimeError, toRuntimeError } from '../runtime-error.ts';
 import { besideKey, clusterOf, perMaster, runScript, slotsScript, slotSuffix } from './cluster.ts';
 import {
@@ -95,133 +96,13 @@ const PRUNE_BATCH = 500;
 const BACKFILL_BATCH = 200;
 const FETCH_FACTOR = 2;
 
-// KEYS: record, the state's set, removals, the key's partition's set of the
-// state (the state's set again for none). ARGV: state, key, removal member
-// ('' for none). Takes the key out of the state's sets unless its record is
-// in that state; drops the removal member if its deadline has passed.
-const UNINDEX_SCRIPT = `
-if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  if KEYS[4] ~= KEYS[2] then redis.call('ZREM', KEYS[4], ARGV[2]) end
-end
-if ARGV[3] ~= '' then
-  local due = redis.call('ZSCORE', KEYS[3], ARGV[3])
-  local t = redis.call('TIME')
-  if due and tonumber(due) <= t[1] * 1000 + math.floor(t[2] / 1000) then
-    redis.call('ZREM', KEYS[3], ARGV[3])
-  end
-end
-return 1
-`;
-
-// The reading scripts below walk the copies of the index named by suffixes
-// (ARGV after their own arguments): on one Redis the one suffix '', on a
-// Cluster `:{tag}` for each slot of the node the call runs on (cluster.ts).
-
-// ARGV: removals, at most this many due, the number n of states, each
-// state's set, then the suffixes. The number of members of each state's
-// sets, and up to that many removal members whose deadline has passed on
-// Redis's clock.
-const COUNT = `
-local n = tonumber(ARGV[3])
-local limit = tonumber(ARGV[2])
-local counts = {}
-for j = 1, n do counts[j] = 0 end
-local t = redis.call('TIME')
-local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
-local due = {}
-for i = 4 + n, #ARGV do
-  for j = 1, n do counts[j] = counts[j] + redis.call('ZCARD', ARGV[3 + j] .. ARGV[i]) end
-  if #due < limit then
-    local found = redis.call('ZRANGEBYSCORE', ARGV[1] .. ARGV[i], '-inf', now, 'LIMIT', 0, limit - #due)
-    for _, member in ipairs(found) do due[#due + 1] = member end
-  end
-end
-return { counts, due }
-`;
-
-// ARGV: a state's set, the cursor's score ('' for none), floor, cap, then
-// the suffixes. For each copy with anything to say, { its suffix's index
-// (0-based), ties, window, next }, newest first from the cursor on: ties,
-// the members of the cursor's score (all: the caller keeps those after the
-// cursor's key); window, up to cap members below the cursor's score and at
-// least the floor, with scores; next, unless the cap was reached, the first
-// member below the floor with its score (where this copy goes on).
-const FETCH = `
-local cap = tonumber(ARGV[4])
-local out = {}
-for i = 5, #ARGV do
-  local key = ARGV[1] .. ARGV[i]
-  local ties = {}
-  local top = '+inf'
-  if ARGV[2] ~= '' then
-    ties = redis.call('ZREVRANGEBYSCORE', key, ARGV[2], ARGV[2])
-    top = '(' .. ARGV[2]
-  end
-  local window = redis.call('ZREVRANGEBYSCORE', key, top, ARGV[3], 'WITHSCORES', 'LIMIT', 0, cap)
-  local next = {}
-  if #window < 2 * cap then
-    local below = '(' .. ARGV[3]
-    if ARGV[3] == '-inf' then below = '-inf' end
-    next = redis.call('ZREVRANGEBYSCORE', key, below, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  end
-  if #ties > 0 or #window > 0 or #next > 0 then out[#out + 1] = { i - 5, ties, window, next } end
-end
-return out
-`;
-
-// ARGV: the outbox, a time, at most this many per copy, then the suffixes.
-// Each copy's members scored at or before that time, oldest first, with
-// scores, one flat list.
-const OWED = `
-local out = {}
-for i = 4, #ARGV do
-  local found = redis.call('ZRANGEBYSCORE', ARGV[1] .. ARGV[i], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
-  for _, value in ipairs(found) do out[#out + 1] = value end
-end
-return out
-`;
-
-// KEYS: record, the machine's set of a state, the machine's outbox, the
-// key's partition's outbox, then its partition's set of each state (n).
-// ARGV: that state, key, the state's place among the n. Puts a key the
-// machine's index holds into its partition's (see StateIndex.backfill):
-// when its record is in that state, into the partition's set of it with the
-// machine's score, out of the others; into the partition's outbox when it
-// owes actions, else out.
-const BACKFILL_SCRIPT = `
-if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then return 0 end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[2])
-if not score then return 0 end
-for j = 5, #KEYS do
-  if j - 4 == tonumber(ARGV[3]) then
-    redis.call('ZADD', KEYS[j], score, ARGV[2])
-  else
-    redis.call('ZREM', KEYS[j], ARGV[2])
-  end
-end
-local owed = redis.call('ZSCORE', KEYS[3], ARGV[2])
-if owed and redis.call('HEXISTS', KEYS[1], 'o') == 1 then
-  redis.call('ZADD', KEYS[4], 'NX', owed, ARGV[2])
-else
-  redis.call('ZREM', KEYS[4], ARGV[2])
-end
-return 1
-`;
-
-// ARGV: the number n of states, each state's set, then the suffixes. For
-// each copy of a state's set that holds anything, { the state's index,
-// the suffix's } (1-based).
-const NONEMPTY = `
-local n = tonumber(ARGV[1])
-local out = {}
-for i = 2 + n, #ARGV do
-  for j = 1, n do
-    if redis.call('EXISTS', ARGV[1 + j] .. ARGV[i]) == 1 then out[#out + 1] = { j, i - 1 - n } end
-  end
-end
-return out
-`;
+// The index's scripts (lua/*.lua: KEYS, ARGV and output in each header).
+const UNINDEX_SCRIPT = luaScript('unindex');
+const BACKFILL_SCRIPT = luaScript('backfill-partition');
+const COUNT = luaScript('count-states');
+const FETCH = luaScript('fetch-page');
+const OWED = luaScript('owed-before');
+const NONEMPTY = luaScript('nonempty-states');
 
 const SCRIPTS = {
   count: { cluster: slotsScript(COUNT), one: slotsScript(COUNT, { cluster: false }) },

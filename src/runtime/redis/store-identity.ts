@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
+import { luaScript } from '../lua/scripts.ts';
 import { RuntimeError, STORE_LOST_REPLY, toRuntimeError } from '../runtime-error.ts';
 import { besideKey, clusterOf, everySlot, slotCopyKey, slotsByMaster } from './cluster.ts';
 import type { RedisClock } from './redis-clock.ts';
@@ -28,44 +29,11 @@ import { repeatEvery } from './repeat.ts';
  * on one where some shard still holds another store's id.
  */
 
-/** Lua guard for a write script: KEYS[k] is the identity hash, ARGV[a] the id the process knows. */
-export function storeGuard(k: number, a: number): string {
-  return `if redis.call('HGET', KEYS[${k}], 'id') ~= ARGV[${a}] then return redis.error_reply('${STORE_LOST_REPLY} the store identity changed') end\n`;
-}
-
-// KEYS: identity hash. ARGV: a new id. Writes the id if the store has none.
-// Returns { id, created (1|0), TIME seconds, TIME microseconds }.
-const OPEN_SCRIPT = `
-local t = redis.call('TIME')
-local id = redis.call('HGET', KEYS[1], 'id')
-if id then return { id, 0, t[1], t[2] } end
-local ms = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'createdAt', ms)
-return { ARGV[1], 1, t[1], t[2] }
-`;
-
-// KEYS: identity hash. Returns { id or false, acceptedAt or false, TIME s, TIME us }.
-const READ_SCRIPT = `
-local t = redis.call('TIME')
-local f = redis.call('HMGET', KEYS[1], 'id', 'acceptedAt')
-return { f[1], f[2], t[1], t[2] }
-`;
-
-// KEYS: identity hash. ARGV: a new id (used if the store has none).
-// Marks the store's identity as accepted now; returns { id, created (1|0) }.
-const ACCEPT_SCRIPT = `
-local t = redis.call('TIME')
-local ms = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
-local id = redis.call('HGET', KEYS[1], 'id')
-local created = 0
-if not id then
-  id = ARGV[1]
-  created = 1
-  redis.call('HSET', KEYS[1], 'id', id, 'createdAt', ms)
-end
-redis.call('HSET', KEYS[1], 'acceptedAt', ms)
-return { id, created }
-`;
+// The identity's scripts (lua/*.lua: KEYS, ARGV and output in each header).
+// Write scripts refuse another store with lua/includes/store-guard.lua.
+const OPEN_SCRIPT = luaScript('open-store');
+const READ_SCRIPT = luaScript('read-store');
+const ACCEPT_SCRIPT = luaScript('accept-store');
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
