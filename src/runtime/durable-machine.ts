@@ -37,6 +37,7 @@ import {
 import { TimerQueue, timerJobId, type TimerJobData } from './redis/timer-queue.ts';
 import { RuntimeError } from './runtime-error.ts';
 import { UnchangingEvents } from './unchanging-events.ts';
+import { planWrite, sameState } from './write-plan.ts';
 
 /**
  * Any XState v5 machine, one durable actor per string key.
@@ -687,72 +688,19 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     },
     collect: boolean,
   ): Promise<Cursor> {
-    // The version this write gets (compare-and-set: the stored one + 1).
-    const version = (cursor.expected?.version ?? 0) + 1;
-    const now = this.engine.clock.now();
-    const timers = new Map(Object.entries(cursor.timers));
-    let owed: OwedAction[] = [];
-    const cancelledJobs: string[] = [];
-    let timersChanged = cursor.dirty;
-    for (const [index, action] of next.actions.entries()) {
-      switch (action.type) {
-        case 'xstate.emit': {
-          const { event } = action.params as { event: EventObject };
-          if (collect) run.emitted.push(event);
-          break;
-        }
-        case 'xstate.raise': {
-          const { event, id, delay } = action.params as {
-            event: EventObject;
-            id?: string;
-            delay?: number;
-          };
-          // Without a delay xstate handled it inside the transition.
-          if (typeof delay !== 'number') break;
-          const timerId = id ?? `${version}.${index}`;
-          const entry = { seq: version, dueAt: now + delay };
-          timers.set(timerId, entry);
-          // Stryker disable next-line BooleanLiteral: the timer is owed, a change by itself; a cancel that takes it back in this step marks its own
-          timersChanged = true;
-          owed = owed.filter((o) => o.kind !== 'timer' || o.id !== timerId);
-          owed.push({ kind: 'timer', id: timerId, ...entry, event });
-          break;
-        }
-        case 'xstate.cancel': {
-          const { sendId } = action.params as { sendId: string };
-          const live = timers.get(sendId);
-          if (live === undefined) break;
-          if (live.seq !== version) {
-            cancelledJobs.push(
-              timerJobId({ key: run.key, lifeId: next.lifeId, id: sendId, seq: live.seq }),
-            );
-          }
-          timers.delete(sendId);
-          timersChanged = true;
-          owed = owed.filter((o) => o.kind !== 'timer' || o.id !== sendId);
-          break;
-        }
-        default:
-          if (Object.hasOwn(this.effects, action.type)) {
-            owed.push({ kind: 'effect', type: action.type, params: action.params ?? null });
-          }
-      }
-    }
-    const final = next.snapshot.status !== 'active';
-    if (final && timers.size > 0) {
-      // No timer can move a final snapshot.
-      timers.clear();
-      owed = owed.filter((o) => o.kind !== 'timer');
-      // Stryker disable next-line BooleanLiteral: reaching a final state changes the snapshot's status, a change by itself
-      timersChanged = true;
-    }
-
-    const changed =
-      cursor.snapshot === null ||
-      timersChanged ||
-      owed.length > 0 ||
-      !sameState(cursor.snapshot, next.snapshot);
-    if (!changed) return { ...cursor, snapshot: next.snapshot };
+    const plan = planWrite(
+      {
+        version: cursor.expected?.version ?? 0,
+        snapshot: cursor.snapshot,
+        timers: cursor.timers,
+        timersChanged: cursor.dirty,
+      },
+      next,
+      { now: this.engine.clock.now(), isEffect: (type) => Object.hasOwn(this.effects, type) },
+    );
+    if (collect) run.emitted.push(...plan.emitted);
+    if (!plan.write) return { ...cursor, snapshot: next.snapshot };
+    const { owed, timers, final } = plan;
 
     // This write replaces the stored owed list: what an earlier write of the
     // command left for after the answer is armed first.
@@ -764,7 +712,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       machineVersion: this.config.version,
       snapshot: persistedSnapshot(this.config.machine, next.snapshot),
       owed,
-      timers: Object.fromEntries(timers),
+      timers,
       retentionMs: final ? this.retentionOf(next.snapshot) : null,
       state: indexState(next.snapshot.value as StateValue),
       previousState:
@@ -783,12 +731,16 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
       expected: { version: saved, lifeId: next.lifeId },
       lifeId: next.lifeId,
       snapshot: next.snapshot,
-      timers: Object.fromEntries(timers),
+      timers,
       dirty: false,
     };
     // Best effort, not waited for: a cancelled timer's job changes nothing if
     // delivered. No cancelled job: no round trip.
-    void this.timers.remove(cancelledJobs);
+    void this.timers.remove(
+      plan.cancelled.map(({ id, seq }) =>
+        timerJobId({ key: run.key, lifeId: next.lifeId, id, seq }),
+      ),
+    );
     if (owed.length > 0 && owed.every((action): action is OwedTimer => action.kind === 'timer')) {
       // No handler runs, so no event follows: this is the command's last
       // write, and its answer does not wait for the timers.
@@ -943,21 +895,6 @@ function newLifeId(): string {
   return uuid.slice(24) + uuid.slice(0, 4);
 }
 
-function sameState(a: { status: string; value: unknown; context: unknown }, b: typeof a): boolean {
-  return a.status === b.status && a.context === b.context && sameValue(a.value, b.value);
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  const ka = Object.keys(a);
-  // Stryker disable next-line BooleanLiteral: at one place in one machine's state, values have as many keys (one for a compound state, every region for a parallel one)
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) =>
-    sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
-  );
-}
-
 /**
  * The handlers of `config.effects`, each named after an action of the
  * machine; an unknown name (a typo the types did not catch) is refused here.
@@ -967,6 +904,7 @@ function checkedEffects<TMachine extends AnyStateMachine>(
 ): Readonly<Record<string, AnyEffectHandler>> {
   const effects = (config.effects ?? {}) as Readonly<Record<string, AnyEffectHandler | undefined>>;
   const known = actionNames(config.machine);
+  refuseActors(config.name, config.machine, known);
   const checked: Record<string, AnyEffectHandler> = {};
   for (const [name, handler] of Object.entries(effects)) {
     if (!known.has(name)) {
@@ -986,7 +924,11 @@ function actionNames(machine: AnyStateMachine): Set<string> {
   const note = (actions: readonly unknown[] | undefined): void => {
     for (const action of actions ?? []) {
       if (typeof action === 'string') names.add(action);
-      else if (typeof action === 'object' && action !== null && 'type' in action) {
+      else if (
+        (typeof action === 'object' || typeof action === 'function') &&
+        action !== null &&
+        'type' in action
+      ) {
         const { type } = action;
         if (typeof type === 'string') names.add(type);
       }
@@ -1003,6 +945,36 @@ function actionNames(machine: AnyStateMachine): Set<string> {
   };
   visit(machine.root);
   return names;
+}
+
+/** Actions that start actors, which live in memory: nothing durable could resume them. */
+const ACTOR_ACTIONS = ['xstate.spawnChild'];
+
+/**
+ * Refuses a machine that invokes or spawns actors: they would run in this
+ * process only, and a crash or another process would lose them.
+ */
+function refuseActors(name: string, machine: AnyStateMachine, actions: ReadonlySet<string>): void {
+  const visit = (node: AnyStateMachine['root']): void => {
+    const [invoked] = node.invoke;
+    if (invoked !== undefined) {
+      // Its id: the one given, or xstate's own for an anonymous actor.
+      const src = invoked.id;
+      throw new RuntimeError(
+        'unsupported',
+        `machine "${name}" invokes "${src}" in state "${node.id}": the runtime cannot make invoked actors durable`,
+      );
+    }
+    for (const child of Object.values(node.states)) visit(child);
+  };
+  visit(machine.root);
+  const spawns = ACTOR_ACTIONS.find((action) => actions.has(action));
+  if (spawns !== undefined) {
+    throw new RuntimeError(
+      'unsupported',
+      `machine "${name}" spawns actors (${spawns}): the runtime cannot make spawned actors durable`,
+    );
+  }
 }
 
 /** The names the state index reports counts for: the root's child states. */

@@ -5,6 +5,7 @@
  * cannot see (a config built as `any`, say) `durableMachine()` refuses at once.
  */
 import { afterEach, describe, expect, expectTypeOf, inject, it } from 'vitest';
+import { createMachine, fromPromise, spawnChild } from 'xstate';
 import {
   durableMachine,
   type DurableMachineConfig,
@@ -86,6 +87,43 @@ describe('durableMachine()', () => {
         name: 'RuntimeError',
         code: 'unsupported',
         message: 'machine "ticket" has no action "shipp" for its effect handler',
+      }),
+    );
+  });
+
+  it('throws unsupported for a machine that invokes an actor, naming it', async () => {
+    const { engine } = await startTickets(inject('redisUrl'), randomPrefix());
+    engines.push(engine);
+    const invoking = createMachine({
+      id: 'fetcher',
+      initial: 'loading',
+      states: {
+        loading: { invoke: { src: fromPromise(() => Promise.resolve(1)), id: 'load' } },
+      },
+    });
+    expect(() =>
+      durableMachine(engine, { name: 'fetcher', machine: invoking, version: 1 }),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'unsupported',
+        message: expect.stringContaining('invokes "load" in state "fetcher.loading"') as string,
+      }),
+    );
+  });
+
+  it('throws unsupported for a machine that spawns an actor', async () => {
+    const { engine } = await startTickets(inject('redisUrl'), randomPrefix());
+    engines.push(engine);
+    const spawning = createMachine({
+      id: 'spawner',
+      entry: spawnChild(fromPromise(() => Promise.resolve(1))),
+    });
+    expect(() =>
+      durableMachine(engine, { name: 'spawner', machine: spawning, version: 1 }),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'unsupported',
+        message: expect.stringContaining('spawns') as string,
       }),
     );
   });
