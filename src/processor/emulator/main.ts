@@ -20,9 +20,8 @@ async function main(): Promise<void> {
   const emulator = await startEmulator(options);
   process.stdout.write(`processor emulator listening on ${emulator.url}\n`);
   const stop = () => {
-    void emulator.close().then(() => {
-      process.exitCode = 0;
-    });
+    // Explicit: pooled webhook connections must not keep a stopped emulator alive.
+    void emulator.close().then(() => process.exit(0));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
