@@ -246,11 +246,15 @@ export function createHttpProcessor(options: HttpProcessorOptions): HttpProcesso
     }
   }
 
+  let closing: Promise<void> | null = null;
+
   async function call(
     method: 'GET' | 'POST',
     path: string,
     { body, idempotencyKey }: { body?: unknown; idempotencyKey?: string } = {},
   ): Promise<Reply | Unknown> {
+    // A programming error, not an outage: a closed client would otherwise look like one.
+    if (closing !== null) throw new Error('the processor client is closed');
     // Only this timer aborts: an aborted signal means the deadline passed.
     const controller = new AbortController();
     const timer = setTimeout(() => {
@@ -376,8 +380,9 @@ export function createHttpProcessor(options: HttpProcessorOptions): HttpProcesso
       return breaker === null ? 'none' : STATES[breaker.state];
     },
 
-    async close() {
-      await pool.close();
+    close() {
+      closing ??= pool.close();
+      return closing;
     },
   };
 }

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   createHttpProcessor,
@@ -388,6 +390,28 @@ describe('faults leave the outcome unknown, never a second charge', () => {
     ]);
   });
 
+  it('a 2xx answer that is not the protocol is unknown (invalid_response)', async () => {
+    const impostor = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = impostor.address() as AddressInfo;
+      const processor = client({ url: `http://127.0.0.1:${port}` });
+      expect(await processor.charge({ ...usd(66), idempotencyKey: nextKey() })).toMatchObject({
+        kind: 'unknown',
+        reason: 'invalid_response',
+      });
+      expect(await processor.findByIdempotencyKey(nextKey())).toMatchObject({
+        kind: 'unknown',
+        reason: 'invalid_response',
+      });
+      await processor.close();
+    } finally {
+      await new Promise((resolve) => impostor.close(resolve));
+    }
+  });
+
   it('no processor listening is unknown (network)', async () => {
     const processor = client({ url: `http://127.0.0.1:${await freePort()}` });
     expect(await processor.charge({ ...usd(65), idempotencyKey: nextKey() })).toMatchObject({
@@ -430,13 +454,15 @@ describe('final refusals', () => {
     });
   });
 
-  it('throws for a programming error: no idempotency key, an amount that is not an integer', async () => {
+  it('throws for a programming error: no idempotency key, an amount that is not an integer, a closed client', async () => {
     const processor = client();
     await expect(processor.charge({ ...usd(10), idempotencyKey: '' })).rejects.toThrow(TypeError);
     await expect(processor.charge({ ...usd(10.5), idempotencyKey: nextKey() })).rejects.toThrow(
       TypeError,
     );
     await expect(processor.get('')).rejects.toThrow(TypeError);
+    await processor.close();
+    await expect(processor.get('ch_1')).rejects.toThrow('the processor client is closed');
   });
 });
 

@@ -97,7 +97,7 @@ export async function startEmulatorProcess({
 
 /** Polls `read` until `done` holds for its value, or fails after `timeoutMs`. */
 export async function eventually<T>(
-  read: () => Promise<T>,
+  read: () => T | Promise<T>,
   done: (value: T) => boolean,
   { timeoutMs = 10_000, what = 'condition' } = {},
 ): Promise<T> {

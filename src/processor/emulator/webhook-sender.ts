@@ -1,6 +1,6 @@
 /**
  * Delivers the emulator's webhooks: each event POSTed to the configured URL
- * with a `Processor-Signature` header, a batch in the order given (which the
+ * with a `Processor-Signature` header, one at a time in the order sent (which the
  * server may have turned round on purpose), each event retried a few times
  * on a non-2xx answer or a failed connection. Every attempt is kept for
  * `GET /_emulator/webhooks`.
@@ -37,6 +37,7 @@ export class WebhookSender {
   readonly #deliveries: Delivery[] = [];
   readonly #timers = new Set<NodeJS.Timeout>();
   #generation = 0;
+  #queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: WebhookSenderOptions) {}
 
@@ -49,11 +50,14 @@ export class WebhookSender {
     if (this.options.url === null || events.length === 0) return;
     const queue = events.flatMap((event) => (duplicate ? [event, event] : [event]));
     const generation = this.#generation;
-    this.#after(this.options.delayMs, async () => {
-      for (const event of queue) {
-        if (generation !== this.#generation) return;
-        await this.#deliver(event, generation);
-      }
+    this.#after(this.options.delayMs, () => {
+      // One queue for all deliveries: events arrive in the order they happened unless asked otherwise.
+      this.#queue = this.#queue.then(async () => {
+        for (const event of queue) {
+          if (generation !== this.#generation) return;
+          await this.#deliver(event, generation);
+        }
+      });
     });
   }
 
