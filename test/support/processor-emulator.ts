@@ -19,7 +19,11 @@ export interface EmulatorProcess {
   readonly process: ServiceProcess;
   addFault(rule: Omit<FaultRule, 'id'>): Promise<FaultRule>;
   faults(): Promise<(FaultRule & { seen: number; fired: number })[]>;
-  journal(filter?: { idempotency_key?: string; account?: string }): Promise<JournalEntry[]>;
+  journal(filter?: {
+    idempotency_key?: string;
+    account?: string;
+    charge?: string;
+  }): Promise<JournalEntry[]>;
   events(): Promise<WebhookEvent[]>;
   deliveries(): Promise<Delivery[]>;
   /** The charge as the emulator holds it, read with the bearer secret. */
