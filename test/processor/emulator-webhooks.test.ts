@@ -54,9 +54,12 @@ beforeAll(async () => {
   processor = createHttpProcessor({ url: emulator.url, secret: emulator.secret, timeoutMs: 2_000 });
 });
 afterAll(async () => {
-  await processor.close();
-  await emulator.stop();
-  await new Promise((resolve) => receiver.close(resolve));
+  try {
+    await processor.close();
+  } finally {
+    await emulator.stop();
+    await new Promise((resolve) => receiver.close(resolve));
+  }
 });
 beforeEach(async () => {
   await emulator.reset();

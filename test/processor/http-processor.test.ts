@@ -45,8 +45,11 @@ beforeAll(async () => {
   emulator = await startEmulatorProcess();
 });
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await emulator.stop();
+  try {
+    await Promise.all(clients.map((c) => c.close()));
+  } finally {
+    await emulator.stop();
+  }
 });
 beforeEach(async () => {
   await emulator.reset();
