@@ -43,10 +43,17 @@ describe('the state index on the engine', () => {
   });
 
   it('lists newest write first, a page at a time, every key once', async () => {
-    const { tickets } = await setUp();
+    const { tickets, engine } = await setUp();
     const keys = Array.from({ length: 23 }, (_, i) => `k${String(i).padStart(2, '0')}`);
     for (const key of keys) await tickets.send(key, { type: 'TICK' });
-    // A later write moves a key to the front.
+    // A later write moves a key to the front. Entries are scored by Redis's
+    // millisecond: the write must fall in a later one than the last key's.
+    const [last] = (await tickets.list({ state: 'open', limit: 1 })).entries;
+    await waitFor(async () => {
+      const [seconds, micros] = await engine.redis.time();
+      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      return now > (last?.updatedAt ?? Infinity) ? true : undefined;
+    });
     await tickets.send('k03', { type: 'TICK' });
 
     const seen: string[] = [];
