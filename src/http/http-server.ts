@@ -74,6 +74,12 @@ export async function listenHttp(
     });
     handler(req, res);
   });
+  // Node's default ends the connection when the client half-closes (FIN),
+  // dropping the answers to pipelined requests that are running or queued:
+  // a client charged and never told. Half-open, the response to the last of
+  // them ends the connection instead. (Node reads this property; its
+  // options do not name it.)
+  (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
   answerClientErrors(server, refused);
 
   await new Promise<void>((resolve, reject) => {
