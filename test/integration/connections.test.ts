@@ -215,6 +215,31 @@ describe('the connection cap', () => {
     expect(stillOpen()).toBe(MAX_CONNECTIONS - 1);
   });
 
+  it('closes the connection that has waited longest to make room, not a newer one', async () => {
+    const openNow = () => metricValue(metricsUrl, 'paystate_http_open_connections');
+    const before = await openNow();
+    const oldest = slowHeaders(service.url);
+    open.push(oldest);
+    // Accepted before any other is opened: it is the one that has waited longest.
+    await waitFor(async () => ((await openNow()) > before ? true : undefined), {
+      what: 'the first slow connection to be accepted',
+    });
+    for (let i = 1; i < MAX_CONNECTIONS; i++) open.push(slowHeaders(service.url));
+    await waitFor(async () => ((await openNow()) === MAX_CONNECTIONS ? true : undefined), {
+      what: 'the cap to fill',
+    });
+
+    const evicted = () => metricValue(metricsUrl, 'paystate_http_connections_evicted_total');
+    const evictedBefore = await evicted();
+
+    const health = await fetch(`${service.url}/healthz`);
+
+    expect(health.status).toBe(200);
+    await closedWithin(oldest, Date.now(), 5_000);
+    expect(await evicted()).toBe(evictedBefore + 1);
+    expect(open.slice(1).filter((c) => c.socket.readyState !== 'open')).toEqual([]);
+  });
+
   it('refuses a connection beyond the cap when every one is running a request, and counts it', async () => {
     // Each request's headers are complete and its body never comes: all are running.
     for (let i = 0; i < MAX_CONNECTIONS; i++) {
