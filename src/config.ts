@@ -113,6 +113,9 @@ const envSchema = z.object({
   LOCK_WAIT_MS: integer('LOCK_WAIT_MS', 5_000, 0),
   RECOVERY_INTERVAL_MS: integer('RECOVERY_INTERVAL_MS', 5_000, 10),
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0),
+  HTTP_HEADERS_TIMEOUT_MS: integer('HTTP_HEADERS_TIMEOUT_MS', 30_000, 1),
+  HTTP_REQUEST_TIMEOUT_MS: integer('HTTP_REQUEST_TIMEOUT_MS', 60_000, 1),
+  HTTP_MAX_CONNECTIONS: integer('HTTP_MAX_CONNECTIONS', 1_000, 1),
   PAYSTATE_ROLES: z
     .string()
     .optional()
@@ -234,6 +237,12 @@ export interface Config {
   readonly lockWaitMs: number;
   readonly recoveryIntervalMs: number;
   readonly shutdownTimeoutMs: number;
+  /** How long a connection may take to send a request's headers (also: to send anything at all). */
+  readonly httpHeadersTimeoutMs: number;
+  /** How long a request may take to arrive in full, headers and body (at least the headers' limit). */
+  readonly httpRequestTimeoutMs: number;
+  /** Connections a listener keeps open; beyond it, the longest-waiting one without a request running is closed. */
+  readonly httpMaxConnections: number;
   readonly roles: readonly Role[];
   readonly logLevel: LogLevel;
   /**
@@ -293,6 +302,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         '(see docs/security.md), or HOST=127.0.0.1, or PAYSTATE_ALLOW_UNAUTHENTICATED=1 if a proxy in front authenticates every request',
     );
   }
+  if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
+    problems.push(
+      `HTTP_HEADERS_TIMEOUT_MS (${e.HTTP_HEADERS_TIMEOUT_MS}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${e.HTTP_REQUEST_TIMEOUT_MS}): the headers are part of the request`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     port: e.PORT,
@@ -310,6 +324,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     lockWaitMs: e.LOCK_WAIT_MS,
     recoveryIntervalMs: e.RECOVERY_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    httpHeadersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+    httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+    httpMaxConnections: e.HTTP_MAX_CONNECTIONS,
     roles: Object.freeze(e.PAYSTATE_ROLES),
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT,
