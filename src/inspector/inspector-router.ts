@@ -46,8 +46,12 @@ export interface InspectorConfig<TSnapshot extends AnyMachineSnapshot = AnyMachi
   readonly basePath?: string;
   /** Checks a key typed in the search box; throws a ValidationError for a bad one. */
   readonly parseKey?: (raw: string) => string;
-  /** A key's state, history and facts; by default its state and its context's plain values. */
-  readonly describe?: (snapshot: TSnapshot) => KeyDescription;
+  /**
+   * A key's state, history and facts, shown to the caller of `req` (ids in
+   * them as that caller knows them); by default its state and its context's
+   * plain values.
+   */
+  readonly describe?: (snapshot: TSnapshot, req: Request) => KeyDescription;
   /** How many keys a state's list shows; 20 by default. */
   readonly listLimit?: number;
   /**
@@ -103,6 +107,7 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
   const svg = renderChart(chart);
   const describe = (config.describe ?? describeSnapshot) as (
     s: AnyMachineSnapshot,
+    req: Request,
   ) => KeyDescription;
   const parseKey = config.parseKey ?? ((raw: string) => raw);
   const page = `<!doctype html>
@@ -174,7 +179,7 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
     const key = parseKey(String(req.params.key));
     const snapshot = await config.actors.get(scope?.key(req, key) ?? key);
     if (snapshot === null) throw new NotFoundError(`no record for ${key}`);
-    const description = describe(snapshot);
+    const description = describe(snapshot, req);
     res.set('Cache-Control', 'no-store');
     res.json({
       key,
@@ -196,13 +201,12 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
       ...(partition === undefined ? {} : { partition }),
     });
     res.set('Cache-Control', 'no-store');
-    res.json({
-      state,
-      keys: page.entries.map((e) => ({
-        key: scope?.own(req, e.key) ?? e.key,
-        updatedAt: new Date(e.updatedAt).toISOString(),
-      })),
+    // A key the caller does not own is left out, never shown as stored.
+    const keys = page.entries.flatMap((e) => {
+      const key = scope === undefined ? e.key : scope.own(req, e.key);
+      return key === null ? [] : [{ key, updatedAt: new Date(e.updatedAt).toISOString() }];
     });
+    res.json({ state, keys });
   });
 
   return router;
