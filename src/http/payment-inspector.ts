@@ -10,6 +10,9 @@ import { paymentView } from './views.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
+/** What the open page asks for again and again (its counts each second, a watched token every two). */
+export const INSPECTOR_POLLED_ROUTES = ['/inspect/api/counts', '/inspect/api/keys/{key}'] as const;
+
 /** GET /inspect: the payment machine's live statechart; a token's history is its `history`. */
 export function paymentInspector(payments: Payments): Router {
   return inspectorRouter<PaymentSnapshot>({
