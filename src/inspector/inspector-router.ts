@@ -129,7 +129,17 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
       </form>
     </header>
     <main>
-      <section class="canvas" aria-label="statechart">${svg}</section>
+      <section class="chart">
+        <ul id="legend" class="legend" aria-label="legend">
+          <li><span class="swatch occupied"></span>keys in it now</li>
+          <li><span class="swatch active"></span>the found key's state</li>
+          <li><span class="swatch visited"></span>a state on its path</li>
+          <li><span class="swatch taken"></span>a transition it took</li>
+          <li><span class="swatch selected"></span>the state listed</li>
+          <li><span class="swatch final"></span>a final state</li>
+        </ul>
+        <div class="canvas" aria-label="statechart">${svg}</div>
+      </section>
       <aside id="panel">
         <div id="found" hidden>
           <h2><span id="found-key"></span> <span id="found-state" class="badge"></span></h2>

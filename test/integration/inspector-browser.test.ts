@@ -5,11 +5,16 @@
  * is the highlighted node, its history is the timeline, and a state's count
  * follows another payment without a reload. Nothing is loaded from another
  * origin and the page logs no error (its CSP allows only its own files).
+ * At 800x600, 1400x1000 and 2560x1440 the page is laid out whole: the panel
+ * and the legend never cover the diagram, which is on screen or scrolls
+ * within its own area.
  *
  * With INSPECTOR_SCREENSHOT set to a path, the page is saved there as a PNG
- * (`npm run docs:screenshot` writes docs/inspector.png).
+ * at 1400x1000 (`npm run docs:screenshot` writes docs/inspector.png); with
+ * INSPECTOR_LAYOUT_SHOTS set to a directory, the page at each size is saved
+ * there.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { launch, type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestService, testConfig, type TestService } from '../support/service-harness.ts';
@@ -44,7 +49,7 @@ describe.skipIf(!existsSync(CHROMIUM) && process.env.CI === undefined)(
         args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
       });
       page = await browser.newPage();
-      await page.setViewport({ width: 1400, height: 1180 });
+      await page.setViewport({ width: 1400, height: 1000 });
       page.on('console', (message) => {
         if (message.type() === 'error') problems.push(message.text());
       });
@@ -131,9 +136,113 @@ describe.skipIf(!existsSync(CHROMIUM) && process.env.CI === undefined)(
       problems.splice(0, problems.length, ...problems.filter((p) => !p.includes('404')));
     });
 
+    // From a small laptop to a large monitor: nothing is cut, the panel and
+    // the legend sit beside or below the diagram and never over it, and the
+    // whole diagram is on screen or scrolls within its own area.
+    it.each([
+      [800, 600],
+      [1400, 1000],
+      [2560, 1440],
+    ])('lays the page out at %ix%i without covering the diagram', async (width, height) => {
+      await page.setViewport({ width, height });
+      await page.goto(`${service.url}/inspect?key=ins-refunded`, { waitUntil: 'load' });
+      await page.waitForFunction(
+        () => document.querySelector('#found-state')?.textContent === 'refunded',
+      );
+      await page.click('.state-node[data-state="processed"]');
+      await page.waitForSelector('#listing-keys a');
+      const shot = await page.screenshot();
+      expect(shot.length).toBeGreaterThan(0);
+      const shots = process.env.INSPECTOR_LAYOUT_SHOTS;
+      if (shots !== undefined && shots !== '') {
+        writeFileSync(`${shots}/inspector-${width}x${height}.png`, shot);
+      }
+
+      const layout = await page.evaluate(() => {
+        const box = (selector: string) => {
+          const r = document.querySelector(selector)?.getBoundingClientRect();
+          return r === undefined
+            ? null
+            : { left: r.left, top: r.top, right: r.right, bottom: r.bottom };
+        };
+        const canvas = document.querySelector('.canvas') as HTMLElement;
+        return {
+          page: {
+            scrollWidth: document.documentElement.scrollWidth,
+            innerWidth: window.innerWidth,
+          },
+          canvas: box('.canvas'),
+          canvasScroll: {
+            overflow: getComputedStyle(canvas).overflow,
+            scrollWidth: canvas.scrollWidth,
+            scrollHeight: canvas.scrollHeight,
+          },
+          diagram: box('.canvas .statechart'),
+          panel: box('#panel'),
+          legend: box('#legend'),
+          legendItems: [...document.querySelectorAll('#legend li')].map((li) => ({
+            text: li.textContent.trim(),
+            swatch: li.querySelector('.swatch') !== null,
+          })),
+          header: [box('#key'), box('#search button'), box('header h1')],
+        };
+      });
+      type Box = { left: number; top: number; right: number; bottom: number };
+      const overlaps = (a: Box, b: Box) =>
+        a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+      const inside = (a: Box, b: Box) =>
+        a.left >= b.left - 0.5 &&
+        a.right <= b.right + 0.5 &&
+        a.top >= b.top - 0.5 &&
+        a.bottom <= b.bottom + 0.5;
+      const viewport = { left: 0, top: 0, right: width, bottom: height };
+      const { canvas, diagram, panel, legend } = layout;
+      if (canvas === null || diagram === null || panel === null) {
+        throw new Error(`missing part of the page: ${JSON.stringify(layout)}`);
+      }
+
+      // Nothing runs off the side of the page.
+      expect(layout.page.scrollWidth).toBeLessThanOrEqual(layout.page.innerWidth);
+      for (const part of layout.header) {
+        expect(part).not.toBeNull();
+        if (part !== null) expect(inside(part, viewport)).toBe(true);
+      }
+      // The diagram's area is on screen, and nothing sits over it.
+      expect(inside(canvas, viewport)).toBe(true);
+      expect(overlaps(panel, canvas)).toBe(false);
+      // The whole diagram is in its area, or reachable by scrolling that area
+      // (which starts at its top left corner).
+      expect(diagram.left).toBeGreaterThanOrEqual(canvas.left - 0.5);
+      expect(diagram.top).toBeGreaterThanOrEqual(canvas.top - 0.5);
+      if (!inside(diagram, canvas)) {
+        expect(layout.canvasScroll.overflow).toBe('auto');
+        expect(layout.canvasScroll.scrollWidth).toBeGreaterThanOrEqual(
+          Math.floor(diagram.right - diagram.left),
+        );
+        expect(layout.canvasScroll.scrollHeight).toBeGreaterThanOrEqual(
+          Math.floor(diagram.bottom - diagram.top),
+        );
+      }
+      // From 1400x1000 up, the diagram fits without scrolling.
+      if (width >= 1400) expect(inside(diagram, canvas)).toBe(true);
+      // A legend says what each colour of a state means, beside the diagram.
+      expect(legend).not.toBeNull();
+      if (legend !== null) {
+        expect(overlaps(legend, canvas)).toBe(false);
+        expect(inside(legend, viewport)).toBe(true);
+      }
+      expect(layout.legendItems.length).toBeGreaterThanOrEqual(4);
+      for (const item of layout.legendItems) {
+        expect(item.swatch).toBe(true);
+        expect(item.text).not.toBe('');
+      }
+    });
+
     it('loads nothing from another origin and logs no error', async () => {
       const screenshot = process.env.INSPECTOR_SCREENSHOT;
       if (screenshot !== undefined && screenshot !== '') {
+        await page.setViewport({ width: 1400, height: 1000 });
+        await page.goto(`${service.url}/inspect`, { waitUntil: 'load' });
         await page.$eval('#key', (el) => {
           (el as HTMLInputElement).value = '';
         });
