@@ -147,6 +147,8 @@ describe.skipIf(withoutChromium)('the inspector page in a browser', () => {
     [800, 600],
     [1400, 1000],
     [2560, 1440],
+    // Narrower than the range above: the panel goes under the diagram.
+    [600, 900],
   ])('lays the page out at %ix%i without covering the diagram', async (width, height) => {
     await page.setViewport({ width, height });
     await page.goto(`${service.url}/inspect?key=ins-refunded`, { waitUntil: 'load' });
