@@ -11,7 +11,7 @@ import { authenticate, tenantOf, type AuthOptions } from './auth.ts';
 import type { Tracing } from '../observability/tracing.ts';
 import { adminRouter } from './admin.ts';
 import { serveDocsPage } from './docs-page.ts';
-import { paymentInspector } from './payment-inspector.ts';
+import { INSPECTOR_POLLED_ROUTES, paymentInspector } from './payment-inspector.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
 import { continueRequestTrace, observeRequests, routeMatcher } from './request-observer.ts';
@@ -141,6 +141,7 @@ export function createApp(deps: AppDeps): Express {
       logger: deps.logger,
       metrics: deps.metrics,
       routeOf: routeMatcher(documentedPaths()),
+      pollRoutes: INSPECTOR_POLLED_ROUTES,
       tracing: deps.tracing,
     }),
   );
