@@ -45,7 +45,7 @@ export interface WorkerOptions {
   readonly recoveryIntervalMs?: number;
   /** Keys in the outbox for less than this are left to the command that put them there. */
   readonly recoveryGraceMs?: number;
-  /** How often keys past their removal deadline are removed (default 1000). */
+  /** How often keys past their removal deadline are removed (default 1000; 5000 on a Cluster). */
   readonly removalIntervalMs?: number;
   readonly onError?: (error: unknown, where?: { machine: string; key?: string }) => void;
   readonly onEarlyTimer?: (machine: string, data: TimerJobData, earlyByMs: number) => void;
@@ -155,7 +155,8 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     });
     const removal = startRemovalSweep({
       targets,
-      intervalMs: worker.removalIntervalMs ?? 1_000,
+      // A Cluster's pass walks every slot: as often as the recovery sweep's.
+      intervalMs: worker.removalIntervalMs ?? (clusterOf(redis) === null ? 1_000 : 5_000),
       onError: (error, where) => {
         onError(error, where);
       },

@@ -23,7 +23,7 @@ import type { MachineKeys } from './record-store.ts';
  *   (a final state, `PEXPIREAT`), the member `state\nkey` scored by that
  *   deadline. Redis drops the record at the deadline (`PEXPIREAT`, so no
  *   read sees it after) but cannot drop a member of a sorted set: the
- *   worker's removal pass (removeDue, every second) takes each key whose
+ *   worker's removal pass (removeDue, every second; 5 s on a Cluster) takes each key whose
  *   deadline has passed out of its state's sets, the outboxes and the
  *   schedule in one script, unless the key has a record again (a new life),
  *   whose own entries stay. A count that finds due entries (no worker ran
