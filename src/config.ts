@@ -109,6 +109,9 @@ const envSchema = z.object({
   PAYMENT_EXPIRY_MS: integer('PAYMENT_EXPIRY_MS', 86_400_000, 1),
   EXPIRED_RETENTION_MS: integer('EXPIRED_RETENTION_MS', 86_400_000, 1),
   ACCOUNT_INITIAL_BALANCE_CENTS: integer('ACCOUNT_INITIAL_BALANCE_CENTS', 100_000, 0),
+  ACCOUNT_LEDGER_LIMIT: integer('ACCOUNT_LEDGER_LIMIT', 1_000, 1, 1_000_000),
+  // 0: derived from the expiry and retention (see accountOperationRetentionMs).
+  ACCOUNT_OPERATION_RETENTION_MS: integer('ACCOUNT_OPERATION_RETENTION_MS', 0, 1),
   LOCK_TTL_MS: integer('LOCK_TTL_MS', 10_000, 100),
   LOCK_WAIT_MS: integer('LOCK_WAIT_MS', 5_000, 0),
   RECOVERY_INTERVAL_MS: integer('RECOVERY_INTERVAL_MS', 5_000, 10),
@@ -233,6 +236,14 @@ export interface Config {
   readonly paymentExpiryMs: number;
   readonly expiredRetentionMs: number;
   readonly accountInitialBalanceCents: number;
+  /** Ledger entries kept per account, newest kept. */
+  readonly accountLedgerLimit: number;
+  /**
+   * How long an account remembers an operation id after applying it: at
+   * least a token's life after its last movement (expiry + retention) plus
+   * a lock lease and a recovery interval (docs/guarantees.md).
+   */
+  readonly accountOperationRetentionMs: number;
   readonly lockTtlMs: number;
   readonly lockWaitMs: number;
   readonly recoveryIntervalMs: number;
@@ -307,6 +318,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       `HTTP_HEADERS_TIMEOUT_MS (${e.HTTP_HEADERS_TIMEOUT_MS}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${e.HTTP_REQUEST_TIMEOUT_MS}): the headers are part of the request`,
     );
   }
+  // An operation id may be forgotten only once no retry of it can come.
+  const operationFloor =
+    e.PAYMENT_EXPIRY_MS + e.EXPIRED_RETENTION_MS + e.LOCK_TTL_MS + e.RECOVERY_INTERVAL_MS;
+  const operationRetentionMs =
+    e.ACCOUNT_OPERATION_RETENTION_MS === 0
+      ? e.PAYMENT_EXPIRY_MS + e.EXPIRED_RETENTION_MS + 3_600_000
+      : e.ACCOUNT_OPERATION_RETENTION_MS;
+  if (operationRetentionMs < operationFloor) {
+    problems.push(
+      `ACCOUNT_OPERATION_RETENTION_MS must be at least PAYMENT_EXPIRY_MS + EXPIRED_RETENTION_MS + LOCK_TTL_MS + RECOVERY_INTERVAL_MS (${operationFloor}), got ${operationRetentionMs}`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     port: e.PORT,
@@ -320,6 +343,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
     expiredRetentionMs: e.EXPIRED_RETENTION_MS,
     accountInitialBalanceCents: e.ACCOUNT_INITIAL_BALANCE_CENTS,
+    accountLedgerLimit: e.ACCOUNT_LEDGER_LIMIT,
+    accountOperationRetentionMs: operationRetentionMs,
     lockTtlMs: e.LOCK_TTL_MS,
     lockWaitMs: e.LOCK_WAIT_MS,
     recoveryIntervalMs: e.RECOVERY_INTERVAL_MS,

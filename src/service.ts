@@ -170,6 +170,10 @@ export async function startService(
     config.accountInitialBalanceCents,
     identity,
     engine.replicas,
+    {
+      ledgerLimit: config.accountLedgerLimit,
+      operationRetentionMs: config.accountOperationRetentionMs,
+    },
   );
   const payments = new Payments(engine, {
     ledger,

@@ -114,6 +114,35 @@ describe('the state index on the engine', () => {
     expect((await tickets.counts()).closed).toBe(1);
   });
 
+  it('has the worker take a removed key out of the index, the schedule and the outbox, keeping a new life', async () => {
+    const { tickets, engine, prefix } = await setUp({ retentionMs: 200 });
+    await tickets.send('gone', { type: 'CLOSE' });
+    await tickets.send('back', { type: 'CLOSE' });
+    for (const key of ['gone', 'back']) {
+      await waitFor(
+        async () =>
+          (await engine.redis.exists(`${prefix}:ticket:{${key}}`)) === 0 ? true : undefined,
+        { what: `the closed record of ${key} to be removed` },
+      );
+    }
+    // A new life of one key, in another state, before any worker ran.
+    await tickets.send('back', { type: 'TICK' });
+    expect(await engine.redis.zcard(`${prefix}:ticket:index-removals`)).toBe(2);
+
+    const worker = await engine.startWorker([tickets]);
+    stops.push(() => worker.stop());
+    // No listing, no count: the worker alone prunes.
+    await waitFor(
+      async () =>
+        (await engine.redis.zcard(`${prefix}:ticket:index-removals`)) === 0 ? true : undefined,
+      { what: 'the removal schedule to be empty' },
+    );
+    expect(await engine.redis.zrange(`${prefix}:ticket:index:closed`, 0, -1)).toEqual([]);
+    expect(await engine.redis.zrange(`${prefix}:ticket:index:open`, 0, -1)).toEqual(['back']);
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
+    expect((await tickets.get('back'))?.value).toBe('open');
+  });
+
   it('drops a key whose record was deleted by hand when a listing meets it', async () => {
     const { tickets, engine, prefix } = await setUp();
     await tickets.send('deleted', { type: 'TICK' });
