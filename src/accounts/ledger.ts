@@ -10,6 +10,13 @@ import { storeGuard, type StoreIdentity } from '../runtime/redis/store-identity.
  * applies and records the operation id atomically, so repeating an operation
  * returns its first outcome and never moves money twice. Balances never go
  * negative.
+ *
+ * Per account the store holds the balance, the newest `ledgerLimit` entries
+ * of its ledger, and the operation ids applied in the last
+ * `operationRetentionMs` (a hash of outcomes and a sorted set of the same ids
+ * by Redis's time, trimmed by the movement script itself): its size is
+ * bounded by the account's movements in that window, whatever the number of
+ * tokens that ever paid from it.
  */
 
 export type MovementKind = 'withdrawal' | 'deposit';
@@ -37,10 +44,19 @@ export interface AccountView {
   readonly ledger: readonly LedgerEntry[];
 }
 
-// KEYS: balance hash, operations hash, ledger list, store identity
-// ARGV: operationId, amountCents, initialBalanceCents, at, token, kind, store id
+/** Operation ids forgotten per movement at most: more than one comes in per call, so the backlog shrinks. */
+const FORGET_BATCH = 100;
+
+// KEYS: balance hash, operations hash, ledger list, store identity,
+// operations by time. ARGV: operationId, amountCents, initialBalanceCents,
+// at, token, kind, store id, ledger limit, operation retention ms.
 // Fails with STORE_LOST when the store is not the one the process knows: in
 // an emptied store the operation ids are gone, and the money would move again.
+// Each new operation id is recorded with Redis's time; the ids older than
+// the retention (a bound longer than any retry of them, see
+// docs/guarantees.md) are forgotten, a batch per call, and the ledger keeps
+// its newest entries up to the limit. The balance is its own field: trimming
+// either changes no balance.
 const MOVE_SCRIPT = `
 ${storeGuard(4, 7)}local seen = redis.call('HGET', KEYS[2], ARGV[1])
 local balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or ARGV[3])
@@ -58,8 +74,17 @@ if outcome == 'applied' then
     operationId = ARGV[1], kind = ARGV[6], amountCents = amount,
     balanceCents = balance, token = ARGV[5], at = tonumber(ARGV[4])
   }))
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[8]), -1)
+end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', string.format('%d', now - tonumber(ARGV[9])), 'LIMIT', 0, ${FORGET_BATCH})
+if #old > 0 then
+  redis.call('HDEL', KEYS[2], unpack(old))
+  redis.call('ZREM', KEYS[5], unpack(old))
 end
 redis.call('HSET', KEYS[2], ARGV[1], outcome)
+redis.call('ZADD', KEYS[5], string.format('%d', now), ARGV[1])
 return {outcome, string.format('%d', balance), 0}
 `;
 
@@ -72,6 +97,7 @@ declare module 'ioredis' {
       operationsKey: string,
       ledgerKey: string,
       storeKey: string,
+      operationTimesKey: string,
       operationId: string,
       amountCents: number,
       initialBalanceCents: number,
@@ -79,12 +105,29 @@ declare module 'ioredis' {
       token: string,
       kind: MovementKind,
       storeId: string,
+      ledgerLimit: number,
+      operationRetentionMs: number,
     ): Result<MoveReply, Context>;
   }
 }
 
 /** The most recent entries shown with an account. */
 export const LEDGER_VIEW_LIMIT = 100;
+
+export interface LedgerLimits {
+  /** Entries kept per account, newest kept (`ACCOUNT_LEDGER_LIMIT`). */
+  readonly ledgerLimit: number;
+  /**
+   * How long an operation id is remembered after it was applied
+   * (`ACCOUNT_OPERATION_RETENTION_MS`): longer than any retry of it can come.
+   */
+  readonly operationRetentionMs: number;
+}
+
+export const DEFAULT_LEDGER_LIMITS: LedgerLimits = {
+  ledgerLimit: 1_000,
+  operationRetentionMs: 2 * 86_400_000 + 3_600_000,
+};
 
 export class Ledger {
   constructor(
@@ -95,8 +138,9 @@ export class Ledger {
     private readonly identity?: StoreIdentity,
     /** Replicas that must hold a movement before its outcome is returned. */
     private readonly replicas?: Pick<ReplicaWait, 'confirm'>,
+    private readonly limits: LedgerLimits = DEFAULT_LEDGER_LIMITS,
   ) {
-    redis.defineCommand('paystateMove', { numberOfKeys: 4, lua: MOVE_SCRIPT });
+    redis.defineCommand('paystateMove', { numberOfKeys: 5, lua: MOVE_SCRIPT });
   }
 
   withdraw(operationId: string, accountId: string, amountCents: number, token: string, at: number) {
@@ -139,6 +183,7 @@ export class Ledger {
         this.keys.accountOperations(accountId),
         this.keys.accountLedger(accountId),
         identity.keyFor(this.keys.account(accountId)),
+        this.keys.accountOperationTimes(accountId),
         operationId,
         amountCents,
         this.initialBalanceCents,
@@ -146,6 +191,8 @@ export class Ledger {
         token,
         kind,
         identity.id,
+        this.limits.ledgerLimit,
+        this.limits.operationRetentionMs,
       );
       await this.replicas?.confirm(this.keys.account(accountId));
       return { outcome, balanceCents: Number(balance), repeated: repeated === 1 };

@@ -65,7 +65,8 @@ With API keys configured, tokens and accounts are per tenant: --tenant names who
 stuck without it read every token).
 
 exit status:
-  0  found (an account is always found: it starts at the initial balance)
+  0  found (an account is always found: it starts at the initial balance); also when
+     the reader of the output closed it early (paystate get X | head -1)
   1  no state stored for the token (store: the store has no identity)
   2  usage: bad arguments, an invalid token or account id, or an invalid setting
   3  Redis unavailable: refused, or no answer at REDIS_URL within 2 seconds
@@ -448,6 +449,18 @@ function failure(error: unknown): { code: number; message: string } {
   }
   return { code: EXIT.failed, message: error instanceof Error ? error.message : String(error) };
 }
+
+/**
+ * A reader that closed its end (`paystate get X | head -1`) has what it
+ * wanted: end quietly with status 0, as a Unix filter does, instead of
+ * dying of the EPIPE every later write fails with. A message for a closed
+ * stderr is dropped; the exit status still tells.
+ */
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(EXIT.ok);
+  throw error;
+});
+process.stderr.on('error', () => undefined);
 
 run(process.argv.slice(2)).then(
   (code) => {

@@ -70,7 +70,17 @@ export interface HttpMetrics {
   errorResponse(code: string): void;
 }
 
-export interface ServiceMetrics extends Metrics, HttpMetrics {
+/** The HTTP listener's connections (docs/operations.md#connections). */
+export interface ConnectionMetrics {
+  /** `read` gives a listener's open connections at each scrape (summed over listeners). */
+  observeConnections(read: () => number): void;
+  /** A waiting connection (idle, or its headers not complete) was closed to make room for a new one. */
+  connectionEvicted(): void;
+  /** A new connection was refused: the cap was reached and every open connection was running a request. */
+  connectionRefused(): void;
+}
+
+export interface ServiceMetrics extends Metrics, HttpMetrics, ConnectionMetrics {
   readonly registry: Registry;
   /** The exposition: `text` in `contentType`. */
   scrape(): Promise<{ contentType: string; text: string }>;
@@ -127,6 +137,25 @@ export function createMetrics(): ServiceMetrics {
     name: 'paystate_http_error_responses_total',
     help: 'Error responses by error code (the code of the JSON error body).',
     labelNames: ['code'] as const,
+  });
+  const connectionSources = new Set<() => number>();
+  const openConnections: Gauge = new Gauge({
+    name: 'paystate_http_open_connections',
+    help: 'Connections open to the API listener.',
+    registers: [registry],
+    collect() {
+      let open = 0;
+      for (const read of connectionSources) open += read();
+      openConnections.set(open);
+    },
+  });
+  const connectionsEvicted = counter({
+    name: 'paystate_http_connections_evicted_total',
+    help: 'Waiting connections (idle, or headers not complete) closed to make room under HTTP_MAX_CONNECTIONS.',
+  });
+  const connectionsRefused = counter({
+    name: 'paystate_http_connections_refused_total',
+    help: 'New connections refused at HTTP_MAX_CONNECTIONS, every open one running a request.',
   });
   const transitions = counter({
     name: 'paystate_transitions_total',
@@ -241,6 +270,15 @@ export function createMetrics(): ServiceMetrics {
     },
     errorResponse(code) {
       httpErrors.inc({ code: bound.code(code) });
+    },
+    observeConnections(read) {
+      connectionSources.add(read);
+    },
+    connectionEvicted() {
+      connectionsEvicted.inc();
+    },
+    connectionRefused() {
+      connectionsRefused.inc();
     },
     transition(machine, from, to, event) {
       transitions.inc({

@@ -16,7 +16,10 @@ export interface Keys {
   /** Base of each tenant's part of the index: `PARTITIONS:TENANT:index:STATE`, `…:outbox`. */
   readonly partitions: string;
   readonly account: (accountId: string) => string;
+  /** Hash: operation id → outcome, of the account's recent movements (see Ledger). */
   readonly accountOperations: (accountId: string) => string;
+  /** Sorted set: the same operation ids, scored by when they were applied. */
+  readonly accountOperationTimes: (accountId: string) => string;
   readonly accountLedger: (accountId: string) => string;
   /** Hash: the store's identity (see StoreIdentity). */
   readonly store: string;
@@ -34,6 +37,7 @@ export function createKeys(prefix: string): Keys {
     partitions: `${prefix}:tenant`,
     account: (id) => `${prefix}:{account:${id}}:balance`,
     accountOperations: (id) => `${prefix}:{account:${id}}:ops`,
+    accountOperationTimes: (id) => `${prefix}:{account:${id}}:ops-at`,
     accountLedger: (id) => `${prefix}:{account:${id}}:ledger`,
     store: `${prefix}:store`,
     queuePrefix: `${prefix}:bull`,

@@ -172,6 +172,8 @@ export interface WorkerTarget {
   fire(data: TimerJobData): Promise<void>;
   recover(key: string): Promise<void>;
   listOwed(before: number, limit: number): Promise<string[]>;
+  /** Removes up to `limit` keys past their removal deadline; returns how many. */
+  removeDue(limit: number): Promise<number>;
 }
 
 const STALE_WRITE_RETRIES = 3;
@@ -434,6 +436,10 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   listOwed(before: number, limit: number): Promise<string[]> {
     return this.store.listOwed(before, limit);
+  }
+
+  removeDue(limit: number): Promise<number> {
+    return this.index.removeDue(limit);
   }
 
   /** `lockedAttempts`, observed: a span, the lock wait if it ran out, Redis failures. */

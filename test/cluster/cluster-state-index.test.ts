@@ -168,6 +168,37 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
     expect((await tickets.counts()).open).toBe(1);
   });
 
+  it("has the worker take removed keys of many slots out of their slots' sets and schedules", async () => {
+    const { tickets, engine, prefix } = await setUp({ retentionMs: 300 });
+    const keys = Array.from({ length: 8 }, (_, i) => `removed-${i}`);
+    for (const key of keys) await tickets.send(key, { type: 'CLOSE' });
+    const beside = (base: string, key: string) =>
+      besideKey(`${prefix}:ticket:${base}`, `${prefix}:ticket:{${key}}`);
+    expect(new Set(keys.map((key) => keySlot(beside('index-removals', key)))).size).toBeGreaterThan(
+      1,
+    );
+    const worker = await engine.startWorker([tickets]);
+    stops.push(() => worker.stop());
+    // No listing, no count: the worker alone prunes, slot by slot.
+    await waitFor(
+      async () => {
+        for (const key of keys) {
+          if ((await engine.redis.zcard(beside('index-removals', key))) > 0) return undefined;
+          if ((await engine.redis.zcard(beside('index:closed', key))) > 0) return undefined;
+        }
+        return true;
+      },
+      {
+        what: "every slot's removal schedule and closed set to be empty",
+        intervalMs: 200,
+        timeoutMs: 30_000,
+      },
+    );
+    for (const key of keys) {
+      expect(await engine.redis.exists(`${prefix}:ticket:{${key}}`)).toBe(0);
+    }
+  });
+
   it('names the keys of every slot whose owed work is older than a threshold, oldest first', async () => {
     let reachable = false;
     const { tickets } = await setUp({

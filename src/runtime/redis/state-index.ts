@@ -21,10 +21,13 @@ import type { MachineKeys } from './record-store.ts';
  *   the state its record holds (field `i` of the record);
  * - `MachineKeys.removals`: when a write gives a record its removal deadline
  *   (a final state, `PEXPIREAT`), the member `state\nkey` scored by that
- *   deadline. Redis drops the record at the deadline but cannot drop a member
- *   of a sorted set; every count takes the entries whose deadline has passed
- *   (on Redis's clock) out of their state's set, unless the key has a record
- *   in that state again (a new life), and counts again.
+ *   deadline. Redis drops the record at the deadline (`PEXPIREAT`, so no
+ *   read sees it after) but cannot drop a member of a sorted set: the
+ *   worker's removal pass (removeDue, every second; 5 s on a Cluster) takes each key whose
+ *   deadline has passed out of its state's sets, the outboxes and the
+ *   schedule in one script, unless the key has a record again (a new life),
+ *   whose own entries stay. A count that finds due entries (no worker ran
+ *   since) removes them the same way before it counts.
  *
  * A listing checks each key it returns against its record's `i` and
  * unindexes the ones that do not match, so a record removed at its deadline
@@ -111,6 +114,41 @@ if ARGV[3] ~= '' then
     redis.call('ZREM', KEYS[3], ARGV[3])
   end
 end
+return 1
+`;
+
+// KEYS: record, the state's set, removals, the key's partition's set of the
+// state (the state's set again for none), outbox, the key's partition's
+// outbox (the outbox again for none). ARGV: state, key, removal member
+// (`state\nkey`). The removal of a key whose removal deadline has passed
+// (on Redis's clock): its record (Redis's expiry may have dropped it
+// already), its members of the state's sets, of the outboxes and of the
+// removal schedule, in one step. A key with a record and no deadline lives
+// again (a new life): only what is left of the old life is taken, its
+// member of the state's sets unless its record is in that state. Returns 1
+// when the member was due and is gone, 0 when it is not due (or gone).
+const REMOVE_SCRIPT = `
+local due = redis.call('ZSCORE', KEYS[3], ARGV[3])
+if not due then return 0 end
+local t = redis.call('TIME')
+if tonumber(due) > t[1] * 1000 + math.floor(t[2] / 1000) then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 then
+  if redis.call('HGET', KEYS[1], 'i') ~= ARGV[1] then
+    redis.call('ZREM', KEYS[2], ARGV[2])
+    if KEYS[4] ~= KEYS[2] then redis.call('ZREM', KEYS[4], ARGV[2]) end
+  end
+elseif ttl >= 0 then
+  -- a deadline still ahead: the schedule follows the record's
+  redis.call('ZADD', KEYS[3], string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + ttl), ARGV[3])
+  return 0
+else
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  if KEYS[4] ~= KEYS[2] then redis.call('ZREM', KEYS[4], ARGV[2]) end
+  redis.call('ZREM', KEYS[5], ARGV[2])
+  if KEYS[6] ~= KEYS[5] then redis.call('ZREM', KEYS[6], ARGV[2]) end
+end
+redis.call('ZREM', KEYS[3], ARGV[3])
 return 1
 `;
 
@@ -223,7 +261,23 @@ end
 return out
 `;
 
+// ARGV: removals, at most this many, then the suffixes. Up to that many
+// removal members whose deadline has passed on Redis's clock, one flat list.
+const DUE = `
+local limit = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+local due = {}
+for i = 3, #ARGV do
+  if #due >= limit then break end
+  local found = redis.call('ZRANGEBYSCORE', ARGV[1] .. ARGV[i], '-inf', now, 'LIMIT', 0, limit - #due)
+  for _, member in ipairs(found) do due[#due + 1] = member end
+end
+return due
+`;
+
 const SCRIPTS = {
+  due: { cluster: slotsScript(DUE), one: slotsScript(DUE, { cluster: false }) },
   count: { cluster: slotsScript(COUNT), one: slotsScript(COUNT, { cluster: false }) },
   fetch: { cluster: slotsScript(FETCH), one: slotsScript(FETCH, { cluster: false }) },
   owed: { cluster: slotsScript(OWED), one: slotsScript(OWED, { cluster: false }) },
@@ -242,6 +296,17 @@ declare module 'ioredis' {
       removal: string,
     ): Result<1, Context>;
     engineBackfillPartition(numberOfKeys: number, ...keysAndArgs: string[]): Result<0 | 1, Context>;
+    engineRemoveDue(
+      recordKey: string,
+      setKey: string,
+      removalsKey: string,
+      partitionSetKey: string,
+      outboxKey: string,
+      partitionOutboxKey: string,
+      state: string,
+      key: string,
+      removal: string,
+    ): Result<0 | 1, Context>;
   }
 }
 
@@ -280,6 +345,7 @@ export class StateIndex {
   ) {
     redis.defineCommand('engineUnindex', { numberOfKeys: 4, lua: UNINDEX_SCRIPT });
     redis.defineCommand('engineBackfillPartition', { lua: BACKFILL_SCRIPT });
+    redis.defineCommand('engineRemoveDue', { numberOfKeys: 6, lua: REMOVE_SCRIPT });
   }
 
   /** When this process last found the partitions built (epoch ms), or the build it runs. */
@@ -440,15 +506,53 @@ export class StateIndex {
     return perMaster(cluster, script.cluster, args, only);
   }
 
-  /** Unindexes removal members (`state\nkey`) whose deadline has passed. */
-  private async unindexDue(members: readonly string[]): Promise<void> {
-    await Promise.all(
+  /** Removes what is left of the keys of removal members (`state\nkey`) whose deadline has passed. */
+  private async unindexDue(members: readonly string[]): Promise<number> {
+    const done = await Promise.all(
       members.map((member) => {
         const cut = member.indexOf('\n');
-        const state = member.slice(0, cut);
-        return this.unindex(state, member.slice(cut + 1), member);
+        return this.removeKey(member.slice(0, cut), member.slice(cut + 1), member);
       }),
     );
+    return done.filter((n) => n === 1).length;
+  }
+
+  /** One key's removal at its deadline (REMOVE_SCRIPT). */
+  private removeKey(state: string, key: string, removal: string): Promise<0 | 1> {
+    const partition = partitionOf(this.partitioning, key);
+    const outbox = this.besideRecord(this.keys.outbox, key);
+    return this.redis.engineRemoveDue(
+      this.keys.record(key),
+      this.besideRecord(this.keys.index(state), key),
+      this.besideRecord(this.keys.removals, key),
+      this.partitionSetOf(state, key),
+      outbox,
+      partition === null || this.partitioning === null
+        ? outbox
+        : this.besideRecord(partitionOutboxKey(this.partitioning.base, partition), key),
+      state,
+      key,
+      removal,
+    );
+  }
+
+  /**
+   * The worker's removal pass: up to `limit` keys whose removal deadline
+   * has passed (Redis's clock) leave with everything the runtime wrote for
+   * them (REMOVE_SCRIPT), so the index never holds a removed key for its
+   * readers to skip. Returns how many were removed; fewer than `limit`
+   * means none is due any more.
+   */
+  async removeDue(limit = PRUNE_BATCH): Promise<number> {
+    try {
+      const calls = await this.walk(SCRIPTS.due, [this.keys.removals, limit]);
+      const due = calls.flatMap(({ reply }) => reply as string[]).slice(0, limit);
+      if (due.length === 0) return 0;
+      await this.unindexDue(due);
+      return due.length;
+    } catch (error) {
+      throw toAppError(error);
+    }
   }
 
   /**
