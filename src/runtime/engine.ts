@@ -149,6 +149,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       onError: (error, where) => {
         onError(error, where);
       },
+      onRearmed: (machine, count) => observer.onTimersRearmed?.({ machine, count }),
     });
     let stopping: Promise<void> | undefined;
     const stop = () => {
