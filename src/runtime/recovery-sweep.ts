@@ -29,6 +29,12 @@ export interface SweepTarget {
   stillUnreadable(key: string): Promise<boolean>;
 }
 
+/**
+ * How many unreadable records (times the batch) a pass looks at again and
+ * leaves out: beyond that many, the rest take places in every batch.
+ */
+const UNREADABLE_FACTOR = 10;
+
 export function startRecoverySweep(options: {
   readonly targets: readonly SweepTarget[];
   readonly intervalMs: number;
@@ -69,7 +75,7 @@ export function startRecoverySweep(options: {
     for (const target of options.targets) {
       const before = options.now() - options.graceMs;
       const unreadable = new Set<string>();
-      for (const key of await target.listUnreadable(batch)) {
+      for (const key of await target.listUnreadable(batch * UNREADABLE_FACTOR)) {
         if (stopped) return recovered;
         try {
           if (await target.stillUnreadable(key)) unreadable.add(key);
