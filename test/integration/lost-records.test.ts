@@ -8,6 +8,8 @@
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { tenantKey } from '../../src/tenants.ts';
+import { bearer, TEST_API_KEYS, TEST_KEYS } from '../support/api-keys.ts';
 import { runCli } from '../support/processes.ts';
 import {
   expiryQueue,
@@ -60,10 +62,11 @@ describe('nothing is silently lost', () => {
       headers: { 'Idempotency-Key': token },
       body: { accountId: `acct-${token}`, amountCents: 1_000 },
     });
+  // Overdue by more than the sweep's grace (LOCK_TTL_MS): what the sweep re-arms.
   const stuck = async () =>
-    (await service.request('GET', '/admin/payments/stuck?olderThan=0s')).body as StuckList;
+    (await service.request('GET', '/admin/payments/stuck?olderThan=500ms')).body as StuckList;
   const cliStuck = async () => {
-    const run = await runCli(['stuck', '--older-than', '0s', '--json'], env);
+    const run = await runCli(['stuck', '--older-than', '500ms', '--json'], env);
     expect(run.code).toBe(0);
     return JSON.parse(run.stdout) as StuckList;
   };
@@ -182,5 +185,88 @@ describe('nothing is silently lost', () => {
         expect((await service.request('GET', `/payments/${token}`)).status).toBe(404);
       },
     );
+  });
+});
+
+describe("nothing is silently lost, in a tenant's own lists", () => {
+  const A = bearer(TEST_KEYS.alpha);
+  const B = bearer(TEST_KEYS.beta);
+  let service: TestService;
+  let queue: Queue<TimerJobData>;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    const redisUrl = inject('redisUrl');
+    service = await startTestService(
+      testConfig(redisUrl, {
+        PAYSTATE_API_KEYS: TEST_API_KEYS,
+        LOCK_TTL_MS: '200',
+        RECOVERY_INTERVAL_MS: NO_SWEEP_MS,
+        PAYMENT_EXPIRY_MS: String(EXPIRY_MS),
+      }),
+    );
+    queue = expiryQueue(redisUrl, service.config);
+    redis = new Redis(redisUrl);
+  });
+
+  afterAll(async () => {
+    await service.stop();
+    await queue.close();
+    await queue.disconnect();
+    redis.disconnect();
+  });
+
+  // Overdue by more than the sweep's grace (LOCK_TTL_MS): what the sweep re-arms.
+  const stuckOf = async (headers: Record<string, string>) =>
+    (
+      (await service.request('GET', '/admin/payments/stuck?olderThan=500ms', { headers }))
+        .body as StuckList
+    ).payments;
+  const unreadableOf = async (headers: Record<string, string>) =>
+    (
+      (await service.request('GET', '/admin/payments/stats', { headers })).body as {
+        unreadable: number;
+      }
+    ).unreadable;
+
+  it("lists a tenant's timer without a job and its unreadable record to that tenant only", async () => {
+    const pay = (token: string) =>
+      service.request('POST', '/payments', {
+        headers: { ...A, 'Idempotency-Key': token },
+        body: { accountId: 'acct', amountCents: 100 },
+      });
+    expect((await pay('lost-job')).status).toBe(201);
+    expect((await pay('lost-snapshot')).status).toBe(201);
+    const stored = (id: string) => tenantKey('alpha', id);
+    const jobId = await waitFor(
+      async () =>
+        (await expiryJobIdOf(redis, service.config.keyPrefix, stored('lost-job'))) ?? undefined,
+    );
+    await waitFor(async () => ((await queue.getJob(jobId)) === undefined ? undefined : true));
+    await queue.remove(jobId);
+    await redis.hdel(recordKey(service.config.keyPrefix, stored('lost-snapshot')), 's');
+    expect((await service.request('GET', '/payments/lost-snapshot', { headers: A })).status).toBe(
+      500,
+    );
+
+    const listed = await waitFor(async () => {
+      const found = await stuckOf(A);
+      return found.some((p) => p.token === 'lost-job') ? found : undefined;
+    });
+    expect(listed).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ token: 'lost-job', reason: 'timer' }),
+        expect.objectContaining({ token: 'lost-snapshot', reason: 'unreadable' }),
+      ]),
+    );
+    expect(await stuckOf(B)).toEqual([]);
+    expect(await unreadableOf(A)).toBe(1);
+    expect(await unreadableOf(B)).toBe(0);
+
+    await service.recovery?.runOnce();
+    await waitFor(async () => {
+      const { body } = await service.request('GET', '/payments/lost-job', { headers: A });
+      return (body as { status: string }).status === 'expired' ? true : undefined;
+    });
   });
 });
