@@ -109,10 +109,16 @@ const envSchema = z.object({
   PAYMENT_EXPIRY_MS: integer('PAYMENT_EXPIRY_MS', 86_400_000, 1),
   EXPIRED_RETENTION_MS: integer('EXPIRED_RETENTION_MS', 86_400_000, 1),
   ACCOUNT_INITIAL_BALANCE_CENTS: integer('ACCOUNT_INITIAL_BALANCE_CENTS', 100_000, 0),
+  ACCOUNT_LEDGER_LIMIT: integer('ACCOUNT_LEDGER_LIMIT', 1_000, 1, 1_000_000),
+  // 0: derived from the expiry and retention (see accountOperationRetentionMs).
+  ACCOUNT_OPERATION_RETENTION_MS: integer('ACCOUNT_OPERATION_RETENTION_MS', 0, 1),
   LOCK_TTL_MS: integer('LOCK_TTL_MS', 10_000, 100),
   LOCK_WAIT_MS: integer('LOCK_WAIT_MS', 5_000, 0),
   RECOVERY_INTERVAL_MS: integer('RECOVERY_INTERVAL_MS', 5_000, 10),
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0),
+  HTTP_HEADERS_TIMEOUT_MS: integer('HTTP_HEADERS_TIMEOUT_MS', 30_000, 1),
+  HTTP_REQUEST_TIMEOUT_MS: integer('HTTP_REQUEST_TIMEOUT_MS', 60_000, 1),
+  HTTP_MAX_CONNECTIONS: integer('HTTP_MAX_CONNECTIONS', 1_000, 1),
   PAYSTATE_ROLES: z
     .string()
     .optional()
@@ -230,10 +236,24 @@ export interface Config {
   readonly paymentExpiryMs: number;
   readonly expiredRetentionMs: number;
   readonly accountInitialBalanceCents: number;
+  /** Ledger entries kept per account, newest kept. */
+  readonly accountLedgerLimit: number;
+  /**
+   * How long an account remembers an operation id after applying it: at
+   * least a token's life after its last movement (expiry + retention) plus
+   * a lock lease and a recovery interval (docs/guarantees.md).
+   */
+  readonly accountOperationRetentionMs: number;
   readonly lockTtlMs: number;
   readonly lockWaitMs: number;
   readonly recoveryIntervalMs: number;
   readonly shutdownTimeoutMs: number;
+  /** How long a connection may take to send a request's headers (also: to send anything at all). */
+  readonly httpHeadersTimeoutMs: number;
+  /** How long a request may take to arrive in full, headers and body (at least the headers' limit). */
+  readonly httpRequestTimeoutMs: number;
+  /** Connections a listener keeps open; beyond it, the longest-waiting one without a request running is closed. */
+  readonly httpMaxConnections: number;
   readonly roles: readonly Role[];
   readonly logLevel: LogLevel;
   /**
@@ -293,6 +313,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         '(see docs/security.md), or HOST=127.0.0.1, or PAYSTATE_ALLOW_UNAUTHENTICATED=1 if a proxy in front authenticates every request',
     );
   }
+  if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
+    problems.push(
+      `HTTP_HEADERS_TIMEOUT_MS (${e.HTTP_HEADERS_TIMEOUT_MS}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${e.HTTP_REQUEST_TIMEOUT_MS}): the headers are part of the request`,
+    );
+  }
+  // An operation id may be forgotten only once no retry of it can come.
+  const operationFloor =
+    e.PAYMENT_EXPIRY_MS + e.EXPIRED_RETENTION_MS + e.LOCK_TTL_MS + e.RECOVERY_INTERVAL_MS;
+  const operationRetentionMs =
+    e.ACCOUNT_OPERATION_RETENTION_MS === 0
+      ? e.PAYMENT_EXPIRY_MS + e.EXPIRED_RETENTION_MS + 3_600_000
+      : e.ACCOUNT_OPERATION_RETENTION_MS;
+  if (operationRetentionMs < operationFloor) {
+    problems.push(
+      `ACCOUNT_OPERATION_RETENTION_MS must be at least PAYMENT_EXPIRY_MS + EXPIRED_RETENTION_MS + LOCK_TTL_MS + RECOVERY_INTERVAL_MS (${operationFloor}), got ${operationRetentionMs}`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     port: e.PORT,
@@ -306,10 +343,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
     expiredRetentionMs: e.EXPIRED_RETENTION_MS,
     accountInitialBalanceCents: e.ACCOUNT_INITIAL_BALANCE_CENTS,
+    accountLedgerLimit: e.ACCOUNT_LEDGER_LIMIT,
+    accountOperationRetentionMs: operationRetentionMs,
     lockTtlMs: e.LOCK_TTL_MS,
     lockWaitMs: e.LOCK_WAIT_MS,
     recoveryIntervalMs: e.RECOVERY_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    httpHeadersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+    httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+    httpMaxConnections: e.HTTP_MAX_CONNECTIONS,
     roles: Object.freeze(e.PAYSTATE_ROLES),
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT,

@@ -167,6 +167,10 @@ export async function startService(
     config.accountInitialBalanceCents,
     identity,
     engine.replicas,
+    {
+      ledgerLimit: config.accountLedgerLimit,
+      operationRetentionMs: config.accountOperationRetentionMs,
+    },
   );
   const payments = new Payments(engine, {
     ledger,
@@ -231,6 +235,11 @@ export async function startService(
     metrics?.errorResponse(code);
     logger.info({ message: 'request refused before the app', requestId, status, code });
   };
+  const limits = {
+    headersTimeoutMs: config.httpHeadersTimeoutMs,
+    requestTimeoutMs: config.httpRequestTimeoutMs,
+    maxConnections: config.httpMaxConnections,
+  };
   if (config.roles.includes('api')) {
     const app = createApp({
       payments,
@@ -258,7 +267,11 @@ export async function startService(
           }),
       ...(tracing === null ? {} : { tracing }),
     });
-    http = await listenHttp(app, config.port, config.host, refusalObserver);
+    http = await listenHttp(app, config.port, config.host, {
+      limits,
+      refused: refusalObserver,
+      connections: metrics ?? undefined,
+    });
     url = http.url;
   }
   // /metrics on a port of its own: when asked, and in a worker-only process.
@@ -270,7 +283,7 @@ export async function startService(
       createMetricsApp(metrics, logger),
       config.metricsPort,
       config.host,
-      refusalObserver,
+      { limits, refused: refusalObserver },
     );
   } else if (http === null) {
     // The default port may be another worker's on the same host: timers
@@ -279,7 +292,7 @@ export async function startService(
       createMetricsApp(metrics, logger),
       WORKER_METRICS_PORT,
       config.host,
-      refusalObserver,
+      { limits, refused: refusalObserver },
     ).catch((error: unknown) => {
       if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
       log.warn('metrics are not served: their default port is in use; set METRICS_PORT', {

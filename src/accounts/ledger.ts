@@ -11,6 +11,13 @@ import { readLuaScript } from '../runtime/lua/scripts.ts';
  * applies and records the operation id atomically, so repeating an operation
  * returns its first outcome and never moves money twice. Balances never go
  * negative.
+ *
+ * Per account the store holds the balance, the newest `ledgerLimit` entries
+ * of its ledger, and the operation ids applied in the last
+ * `operationRetentionMs` (a hash of outcomes and a sorted set of the same ids
+ * by Redis's time, trimmed by the movement script itself): its size is
+ * bounded by the account's movements in that window, whatever the number of
+ * tokens that ever paid from it.
  */
 
 export type MovementKind = 'withdrawal' | 'deposit';
@@ -51,6 +58,7 @@ declare module 'ioredis' {
       operationsKey: string,
       ledgerKey: string,
       storeKey: string,
+      operationTimesKey: string,
       operationId: string,
       amountCents: number,
       initialBalanceCents: number,
@@ -58,12 +66,29 @@ declare module 'ioredis' {
       token: string,
       kind: MovementKind,
       storeId: string,
+      ledgerLimit: number,
+      operationRetentionMs: number,
     ): Result<MoveReply, Context>;
   }
 }
 
 /** The most recent entries shown with an account. */
 export const LEDGER_VIEW_LIMIT = 100;
+
+export interface LedgerLimits {
+  /** Entries kept per account, newest kept (`ACCOUNT_LEDGER_LIMIT`). */
+  readonly ledgerLimit: number;
+  /**
+   * How long an operation id is remembered after it was applied
+   * (`ACCOUNT_OPERATION_RETENTION_MS`): longer than any retry of it can come.
+   */
+  readonly operationRetentionMs: number;
+}
+
+export const DEFAULT_LEDGER_LIMITS: LedgerLimits = {
+  ledgerLimit: 1_000,
+  operationRetentionMs: 2 * 86_400_000 + 3_600_000,
+};
 
 export class Ledger {
   constructor(
@@ -74,8 +99,9 @@ export class Ledger {
     private readonly identity?: StoreIdentity,
     /** Replicas that must hold a movement before its outcome is returned. */
     private readonly replicas?: Pick<ReplicaWait, 'confirm'>,
+    private readonly limits: LedgerLimits = DEFAULT_LEDGER_LIMITS,
   ) {
-    redis.defineCommand('paystateMove', { numberOfKeys: 4, lua: MOVE_SCRIPT });
+    redis.defineCommand('paystateMove', { numberOfKeys: 5, lua: MOVE_SCRIPT });
   }
 
   withdraw(operationId: string, accountId: string, amountCents: number, token: string, at: number) {
@@ -118,6 +144,7 @@ export class Ledger {
         this.keys.accountOperations(accountId),
         this.keys.accountLedger(accountId),
         identity.keyFor(this.keys.account(accountId)),
+        this.keys.accountOperationTimes(accountId),
         operationId,
         amountCents,
         this.initialBalanceCents,
@@ -125,6 +152,8 @@ export class Ledger {
         token,
         kind,
         identity.id,
+        this.limits.ledgerLimit,
+        this.limits.operationRetentionMs,
       );
       await this.replicas?.confirm(this.keys.account(accountId));
       return { outcome, balanceCents: Number(balance), repeated: repeated === 1 };

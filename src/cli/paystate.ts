@@ -49,10 +49,13 @@ const USAGE = `usage:
                                      tokens in a state, most recently written first
                                      (states: ${PAYMENT_STATES.join(', ')})
   paystate stats [--tenant <name>] [--json]
-                                     how many tokens are in each state
+                                     how many tokens are in each state, and how many
+                                     records cannot be read
   paystate stuck [--older-than 30s] [--tenant <name>] [--json]
                                      tokens whose owed work (charge, refund, timer) was
-                                     written longer ago than that and is not done
+                                     written longer ago than that and is not done, whose
+                                     expiry timer is overdue by that much, and every
+                                     record that cannot be read (docs/operations.md)
   paystate recover <token> [--tenant <name>] [--json]
                                      do a token's owed work now, under its lock, as the
                                      recovery sweep would; shows the token after
@@ -65,7 +68,8 @@ With API keys configured, tokens and accounts are per tenant: --tenant names who
 stuck without it read every token).
 
 exit status:
-  0  found (an account is always found: it starts at the initial balance)
+  0  found (an account is always found: it starts at the initial balance); also when
+     the reader of the output closed it early (paystate get X | head -1)
   1  no state stored for the token (store: the store has no identity)
   2  usage: bad arguments, an invalid token or account id, or an invalid setting
   3  Redis unavailable: refused, or no answer at REDIS_URL within 2 seconds
@@ -361,11 +365,14 @@ async function runIndexCommand(
       return EXIT.ok;
     }
     case 'stats': {
-      const counts = await index.counts(invocation.tenant ?? undefined);
+      const { unreadable = 0, ...counts } = await index.counts(invocation.tenant ?? undefined);
       const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
       print(
-        { counts, total },
-        table(['STATUS', 'COUNT'], [...Object.entries(counts), ['total', total]]),
+        { counts, total, unreadable },
+        table(
+          ['STATUS', 'COUNT'],
+          [...Object.entries(counts), ['total', total], ['(unreadable)', unreadable]],
+        ),
       );
       return EXIT.ok;
     }
@@ -373,19 +380,29 @@ async function runIndexCommand(
       const [seconds, micros] = await redis.time();
       const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
       const { tenant } = invocation;
-      const owed = await index.owedBefore(now - invocation.olderThanMs, 100, tenant ?? undefined);
+      const stuck = await index.stuck(now - invocation.olderThanMs, 100, tenant ?? undefined);
       const payments = await Promise.all(
-        owed.map(async ({ key, owedSince }) => ({
+        stuck.map(async ({ key, owedSince, reason }) => ({
           token: tenant === null ? key : (ownId(tenant, key) ?? key),
-          status: (await readPaymentRecord(redis, keys.state(key)))?.snapshot.value ?? null,
+          status:
+            reason === 'unreadable'
+              ? null
+              : ((await readPaymentRecord(redis, keys.state(key)).catch(() => null))?.snapshot
+                  .value ?? null),
+          reason,
           owedSince: iso(owedSince),
         })),
       );
       print(
         { olderThanMs: invocation.olderThanMs, payments },
         table(
-          ['TOKEN', 'STATUS', 'OWED SINCE'],
-          payments.map((p) => [p.token, p.status ?? '(gone)', p.owedSince]),
+          ['TOKEN', 'STATUS', 'REASON', 'SINCE'],
+          payments.map((p) => [
+            p.token,
+            p.status ?? (p.reason === 'unreadable' ? '(unreadable)' : '(gone)'),
+            p.reason,
+            p.owedSince,
+          ]),
         ),
       );
       return EXIT.ok;
@@ -448,6 +465,18 @@ function failure(error: unknown): { code: number; message: string } {
   }
   return { code: EXIT.failed, message: error instanceof Error ? error.message : String(error) };
 }
+
+/**
+ * A reader that closed its end (`paystate get X | head -1`) has what it
+ * wanted: end quietly with status 0, as a Unix filter does, instead of
+ * dying of the EPIPE every later write fails with. A message for a closed
+ * stderr is dropped; the exit status still tells.
+ */
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(EXIT.ok);
+  throw error;
+});
+process.stderr.on('error', () => undefined);
 
 run(process.argv.slice(2)).then(
   (code) => {

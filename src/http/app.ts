@@ -11,10 +11,11 @@ import { authenticate, tenantOf, type AuthOptions } from './auth.ts';
 import type { Tracing } from '../observability/tracing.ts';
 import { adminRouter } from './admin.ts';
 import { serveDocsPage } from './docs-page.ts';
-import { paymentInspector } from './payment-inspector.ts';
+import { INSPECTOR_POLLED_ROUTES, paymentInspector } from './payment-inspector.ts';
 import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
 import { continueRequestTrace, observeRequests, routeMatcher } from './request-observer.ts';
+import { repeatedMember } from './repeated-member.ts';
 import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
 import type { Tenant } from '../tenants.ts';
@@ -57,6 +58,11 @@ const tooLarge = () => new AppError('payload_too_large', 'body is too large', fa
 /** The bytes of a body as body-parser read them, before it decoded and parsed them. */
 const rawBodies = new WeakMap<Request, { bytes: Buffer; charset: string }>();
 
+/** A member name for an error message: quoted, and cut short when long. */
+function memberName(key: string): string {
+  return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key);
+}
+
 /**
  * The body's value again, with every number kept as the text the client
  * wrote (a JsonNumber), so schemas.ts judges amounts by what was sent.
@@ -69,11 +75,13 @@ function keepNumberText(req: Request): void {
   const text = iconv.decode(raw.bytes, raw.charset);
   // body-parser reads an empty body as {}: keep that.
   if (text === '') return;
+  const repeated = repeatedMember(text);
+  if (repeated !== null) {
+    throw new AppError('invalid_json', `body repeats the member ${memberName(repeated)}`, false);
+  }
   try {
     req.body = parseKeepingNumberText(text, null, {
       parseNumber: (literal) => new JsonNumber(literal),
-      // As JSON.parse does: the last of a repeated field counts.
-      onDuplicateKey: ({ newValue }) => newValue,
     });
   } catch (error) {
     // The parser recurses: nesting JSON.parse took can overflow its stack.
@@ -141,6 +149,7 @@ export function createApp(deps: AppDeps): Express {
       logger: deps.logger,
       metrics: deps.metrics,
       routeOf: routeMatcher(documentedPaths()),
+      pollRoutes: INSPECTOR_POLLED_ROUTES,
       tracing: deps.tracing,
     }),
   );

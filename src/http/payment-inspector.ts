@@ -6,8 +6,12 @@ import type { Payments } from '../payments/payments.ts';
 import { parseToken } from './schemas.ts';
 import { tenantOf } from './auth.ts';
 import { ownId, tenantKey } from '../tenants.ts';
+import { paymentView } from './views.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** What the open page asks for again and again (its counts each second, a watched token every two). */
+export const INSPECTOR_POLLED_ROUTES = ['/inspect/api/counts', '/inspect/api/keys/{key}'] as const;
 
 /** GET /inspect: the payment machine's live statechart; a token's history is its `history`. */
 export function paymentInspector(payments: Payments): Router {
@@ -25,13 +29,15 @@ export function paymentInspector(payments: Payments): Router {
       },
       partition: (req) => tenantOf(req) ?? undefined,
     },
-    describe: (snapshot) => {
+    describe: (snapshot, req) => {
       const c = snapshot.context;
+      // The account id as the tenant named it, as the payment API shows it.
+      const { payment } = paymentView(snapshot, tenantOf(req));
       return {
         state: snapshot.value,
         history: c.history,
         fields: {
-          accountId: c.payment?.accountId ?? null,
+          accountId: payment?.accountId ?? null,
           amountCents: c.payment?.amountCents ?? null,
           attempts: c.attempt,
           lastDecline: c.lastDecline?.reason ?? null,

@@ -82,7 +82,9 @@ export function redisRateLimits(redis: Redis | Cluster, settings: RateLimitSetti
     async addressBlocked(address) {
       try {
         const seen = await failures.get(address);
-        return seen !== null && seen.consumedPoints > settings.authFailuresPerMinute
+        // The limit reached is enough: after 10 failures of 10 the 11th
+        // request is refused, whatever key it carries.
+        return seen !== null && seen.consumedPoints >= settings.authFailuresPerMinute
           ? Math.max(1, seen.msBeforeNext)
           : 0;
       } catch {

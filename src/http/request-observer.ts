@@ -32,6 +32,8 @@ export interface RequestObserverOptions {
   readonly logger?: PinoLogger | undefined;
   readonly metrics?: HttpMetrics | undefined;
   readonly routeOf: RouteMatcher;
+  /** Route patterns polled by a page (the inspector's): their lines are written at debug. */
+  readonly pollRoutes?: readonly string[] | undefined;
   /** Gives each request a span (see continueRequestTrace); absent: tracing is off. */
   readonly tracing?: Pick<Tracing, 'startRequest'> | undefined;
 }
@@ -59,14 +61,18 @@ export function continueRequestTrace(): RequestHandler {
  * token is a client's key), and no header; for a 5xx it carries the error
  * and its cause, so each failure is logged once, with its request. Only that
  * line (an error's fields are not the code's own) goes through redaction.
+ * A poll's line (`pollRoutes`) is written at debug: an open page would
+ * otherwise log a line a second.
  */
 export function observeRequests({
   logger,
   metrics,
   routeOf,
+  pollRoutes = [],
   tracing,
 }: RequestObserverOptions): RequestHandler {
   const lines = logger === undefined ? undefined : unredacted(logger);
+  const polled = new Set(pollRoutes);
   return (req, res, next) => {
     const requestId = assignRequestId(req, res);
     const trace = tracing?.startRequest(req.method, req.get('traceparent'));
@@ -105,6 +111,8 @@ export function observeRequests({
       };
       if (sent?.error !== undefined) {
         logger.error({ message: 'request failed', ...line, err: sent.error });
+      } else if (polled.has(route)) {
+        lines.debug({ message: 'request', ...line });
       } else {
         lines.info({ message: 'request', ...line });
       }

@@ -47,8 +47,12 @@ export interface InspectorConfig<TSnapshot extends AnyMachineSnapshot = AnyMachi
   readonly basePath?: string;
   /** Checks a key typed in the search box; throws a ValidationError for a bad one. */
   readonly parseKey?: (raw: string) => string;
-  /** A key's state, history and facts; by default its state and its context's plain values. */
-  readonly describe?: (snapshot: TSnapshot) => KeyDescription;
+  /**
+   * A key's state, history and facts, shown to the caller of `req` (ids in
+   * them as that caller knows them); by default its state and its context's
+   * plain values.
+   */
+  readonly describe?: (snapshot: TSnapshot, req: Request) => KeyDescription;
   /** How many keys a state's list shows; 20 by default. */
   readonly listLimit?: number;
   /**
@@ -104,6 +108,7 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
   const svg = renderChart(chart);
   const describe = (config.describe ?? describeSnapshot) as (
     s: AnyMachineSnapshot,
+    req: Request,
   ) => KeyDescription;
   const parseKey = config.parseKey ?? ((raw: string) => raw);
   const page = `<!doctype html>
@@ -125,7 +130,17 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
       </form>
     </header>
     <main>
-      <section class="canvas" aria-label="statechart">${svg}</section>
+      <section class="chart">
+        <ul id="legend" class="legend" aria-label="legend">
+          <li><span class="swatch occupied"></span>keys in it now</li>
+          <li><span class="swatch active"></span>the found key's state</li>
+          <li><span class="swatch visited"></span>a state on its path</li>
+          <li><span class="swatch taken"></span>a transition it took</li>
+          <li><span class="swatch selected"></span>the state listed</li>
+          <li><span class="swatch final"></span>a final state</li>
+        </ul>
+        <div class="canvas" aria-label="statechart">${svg}</div>
+      </section>
       <aside id="panel">
         <div id="found" hidden>
           <h2><span id="found-key"></span> <span id="found-state" class="badge"></span></h2>
@@ -175,7 +190,7 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
     const key = parseKey(String(req.params.key));
     const snapshot = await config.actors.get(scope?.key(req, key) ?? key);
     if (snapshot === null) throw new NotFoundError(`no record for ${key}`);
-    const description = describe(snapshot);
+    const description = describe(snapshot, req);
     res.set('Cache-Control', 'no-store');
     res.json({
       key,
@@ -197,13 +212,12 @@ export function inspectorRouter<TSnapshot extends AnyMachineSnapshot>(
       ...(partition === undefined ? {} : { partition }),
     });
     res.set('Cache-Control', 'no-store');
-    res.json({
-      state,
-      keys: page.entries.map((e) => ({
-        key: scope?.own(req, e.key) ?? e.key,
-        updatedAt: new Date(e.updatedAt).toISOString(),
-      })),
+    // A key the caller does not own is left out, never shown as stored.
+    const keys = page.entries.flatMap((e) => {
+      const key = scope === undefined ? e.key : scope.own(req, e.key);
+      return key === null ? [] : [{ key, updatedAt: new Date(e.updatedAt).toISOString() }];
     });
+    res.json({ state, keys });
   });
 
   return router;

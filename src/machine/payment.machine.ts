@@ -120,18 +120,21 @@ export const paymentMachine = setup({
     })),
     markDeclined: assign(({ context, event }) => {
       assertEvent(event, 'CHARGE_DECLINED');
-      // A declined token is kept as `pending`; it expires one window after
-      // its first decline, like every other record.
+      // A declined token is kept as `pending`; like every accepted event, a
+      // decline restarts the window.
       return {
         lastDecline: { reason: event.reason, at: event.at },
-        expiresAt: context.expiresAt ?? event.at + context.expiryMs,
+        expiresAt: event.at + context.expiryMs,
       };
     }),
     markCancelled: assign(({ context, event }) => ({
       cancelledAt: event.at,
       expiresAt: event.at + context.expiryMs,
     })),
-    markRefunded: assign(({ event }) => ({ refundedAt: event.at })),
+    markRefunded: assign(({ context, event }) => ({
+      refundedAt: event.at,
+      expiresAt: event.at + context.expiryMs,
+    })),
     markExpired: assign(({ context, event }) => ({
       expiredAt: event.at,
       removeAt: event.at + context.retentionMs,
@@ -172,7 +175,7 @@ export const paymentMachine = setup({
   states: {
     pending: {
       description:
-        'Known token, nothing charged. Payable. A declined token expires one window after its first decline.',
+        'Known token, nothing charged. Payable. A declined token expires one window after its last decline.',
       entry: { type: 'record', params: { state: 'pending' } },
       on: {
         PAY: { target: 'charging', actions: 'startCharge' },
@@ -208,7 +211,7 @@ export const paymentMachine = setup({
       },
     },
     processed: {
-      description: 'Charged exactly once. Expiry timer set.',
+      description: 'Charged exactly once. Expiry timer set at the charge.',
       entry: { type: 'record', params: { state: 'processed' } },
       on: {
         PAY: [
@@ -232,7 +235,11 @@ export const paymentMachine = setup({
       on: {
         REFUND_COMPLETED: {
           target: 'refunded',
-          actions: ['markRefunded', { type: 'reply', params: { outcome: 'refunded' } }],
+          actions: [
+            'markRefunded',
+            'scheduleExpiry',
+            { type: 'reply', params: { outcome: 'refunded' } },
+          ],
         },
       },
     },
@@ -250,7 +257,8 @@ export const paymentMachine = setup({
       },
     },
     refunded: {
-      description: 'Cancelled after the charge, the amount went back exactly once.',
+      description:
+        'Cancelled after the charge, the amount went back exactly once. Expiry timer set anew at the refund.',
       entry: { type: 'record', params: { state: 'refunded' } },
       on: {
         PAY: { actions: { type: 'reply', params: { outcome: 'rejected' } } },

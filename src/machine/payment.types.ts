@@ -51,8 +51,8 @@ export interface PaymentContext {
   readonly refundedAt: number | null;
   readonly expiredAt: number | null;
   /**
-   * When the expiry timer fires: set when a payment is first declined (a
-   * `pending` record), and anew on `processed` and on `cancelled`.
+   * When the expiry timer fires: one window after the last accepted event,
+   * set anew at each decline (a `pending` record), charge, cancel and refund.
    */
   readonly expiresAt: number | null;
   /** When an expired record is removed. */

@@ -55,6 +55,8 @@ export interface Metrics {
   staleWrite(): void;
   /** A timer fired `seconds` after its due time. */
   timerLateness(seconds: number): void;
+  /** The worker's sweep armed again `count` due timers whose jobs were gone. */
+  timersRearmed(machine: string, count: number): void;
   /** A Redis command failed, by kind. */
   redisError(kind: RedisErrorKind): void;
   /** `read` gives the outbox of `machine` at each scrape. */
@@ -70,7 +72,17 @@ export interface HttpMetrics {
   errorResponse(code: string): void;
 }
 
-export interface ServiceMetrics extends Metrics, HttpMetrics {
+/** The HTTP listener's connections (docs/operations.md#connections). */
+export interface ConnectionMetrics {
+  /** `read` gives a listener's open connections at each scrape (summed over listeners). */
+  observeConnections(read: () => number): void;
+  /** A waiting connection (idle, or its headers not complete) was closed to make room for a new one. */
+  connectionEvicted(): void;
+  /** A new connection was refused: the cap was reached and every open connection was running a request. */
+  connectionRefused(): void;
+}
+
+export interface ServiceMetrics extends Metrics, HttpMetrics, ConnectionMetrics {
   readonly registry: Registry;
   /** The exposition: `text` in `contentType`. */
   scrape(): Promise<{ contentType: string; text: string }>;
@@ -128,6 +140,25 @@ export function createMetrics(): ServiceMetrics {
     help: 'Error responses by error code (the code of the JSON error body).',
     labelNames: ['code'] as const,
   });
+  const connectionSources = new Set<() => number>();
+  const openConnections: Gauge = new Gauge({
+    name: 'paystate_http_open_connections',
+    help: 'Connections open to the API listener.',
+    registers: [registry],
+    collect() {
+      let open = 0;
+      for (const read of connectionSources) open += read();
+      openConnections.set(open);
+    },
+  });
+  const connectionsEvicted = counter({
+    name: 'paystate_http_connections_evicted_total',
+    help: 'Waiting connections (idle, or headers not complete) closed to make room under HTTP_MAX_CONNECTIONS.',
+  });
+  const connectionsRefused = counter({
+    name: 'paystate_http_connections_refused_total',
+    help: 'New connections refused at HTTP_MAX_CONNECTIONS, every open one running a request.',
+  });
   const transitions = counter({
     name: 'paystate_transitions_total',
     help: 'State machine transitions by machine, source state, target state and event.',
@@ -159,6 +190,11 @@ export function createMetrics(): ServiceMetrics {
     help: 'How long after its due time a durable timer fired.',
     buckets: LATENESS_BUCKETS,
     registers: [registry],
+  });
+  const timersRearmed = counter({
+    name: 'paystate_timers_rearmed_total',
+    help: 'Due timers whose job was gone (deleted, lost with a write) armed again by the recovery sweep.',
+    labelNames: ['machine'] as const,
   });
   const redisErrors = counter({
     name: 'paystate_redis_errors_total',
@@ -242,6 +278,15 @@ export function createMetrics(): ServiceMetrics {
     errorResponse(code) {
       httpErrors.inc({ code: bound.code(code) });
     },
+    observeConnections(read) {
+      connectionSources.add(read);
+    },
+    connectionEvicted() {
+      connectionsEvicted.inc();
+    },
+    connectionRefused() {
+      connectionsRefused.inc();
+    },
     transition(machine, from, to, event) {
       transitions.inc({
         machine: bound.machine(machine),
@@ -267,6 +312,9 @@ export function createMetrics(): ServiceMetrics {
     },
     redisError(kind) {
       redisErrors.inc({ kind });
+    },
+    timersRearmed(machine, count) {
+      timersRearmed.inc({ machine: bound.machine(machine) }, count);
     },
     observeOutbox(machine, read) {
       outboxes.set(bound.machine(machine), read);

@@ -9,6 +9,7 @@ import { RedisClock } from './redis/redis-clock.ts';
 import { StoreIdentity, type StoreIdentityEvents } from './redis/store-identity.ts';
 import { startTimerWorker, type TimerJobData } from './redis/timer-queue.ts';
 import { startRecoverySweep, type RecoverySweep } from './recovery-sweep.ts';
+import { startRemovalSweep } from './removal-sweep.ts';
 
 /**
  * The shared part of durable machines: Redis connections, Redis's clock and
@@ -44,6 +45,8 @@ export interface WorkerOptions {
   readonly recoveryIntervalMs?: number;
   /** Keys in the outbox for less than this are left to the command that put them there. */
   readonly recoveryGraceMs?: number;
+  /** How often keys past their removal deadline are removed (default 1000; 5000 on a Cluster). */
+  readonly removalIntervalMs?: number;
   readonly onError?: (error: unknown, where?: { machine: string; key?: string }) => void;
   readonly onEarlyTimer?: (machine: string, data: TimerJobData, earlyByMs: number) => void;
 }
@@ -149,11 +152,20 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       onError: (error, where) => {
         onError(error, where);
       },
+      onRearmed: (machine, count) => observer.onTimersRearmed?.({ machine, count }),
+    });
+    const removal = startRemovalSweep({
+      targets,
+      // A Cluster's pass walks every slot: as often as the recovery sweep's.
+      intervalMs: worker.removalIntervalMs ?? (clusterOf(redis) === null ? 1_000 : 5_000),
+      onError: (error, where) => {
+        onError(error, where);
+      },
     });
     let stopping: Promise<void> | undefined;
     const stop = () => {
       stopping ??= (async () => {
-        await sweep.stop();
+        await Promise.all([sweep.stop(), removal.stop()]);
         await Promise.allSettled(workers.map((w) => w.close()));
         await blocking.quit().catch(() => undefined);
       })();

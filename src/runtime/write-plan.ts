@@ -78,7 +78,8 @@ export function planWrite(record: PlanRecord, step: PlanStep, context: PlanConte
         if (typeof delay !== 'number') break;
         const timerId = id ?? `${version}.${index}`;
         const entry = { seq: version, dueAt: context.now + delay };
-        timers.set(timerId, entry);
+        // The event is kept with the timer: a lost job is re-armed from it.
+        timers.set(timerId, { ...entry, event });
         // Stryker disable next-line BooleanLiteral: the timer is owed, a change by itself; a cancel that takes it back in this step marks its own
         timersChanged = true;
         owed = owed.filter((o) => o.kind !== 'timer' || o.id !== timerId);

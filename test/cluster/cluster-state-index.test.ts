@@ -86,6 +86,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
       shipping: 0,
       shipped: 0,
       closed: 0,
+      unreadable: 0,
     });
   });
 
@@ -169,6 +170,37 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
     expect((await tickets.counts()).open).toBe(1);
   });
 
+  it("has the worker take removed keys of many slots out of their slots' sets and schedules", async () => {
+    const { tickets, engine, prefix } = await setUp({ retentionMs: 300 });
+    const keys = Array.from({ length: 8 }, (_, i) => `removed-${i}`);
+    for (const key of keys) await tickets.send(key, { type: 'CLOSE' });
+    const beside = (base: string, key: string) =>
+      besideKey(`${prefix}:ticket:${base}`, `${prefix}:ticket:{${key}}`);
+    expect(new Set(keys.map((key) => keySlot(beside('index-removals', key)))).size).toBeGreaterThan(
+      1,
+    );
+    const worker = await engine.startWorker([tickets]);
+    stops.push(() => worker.stop());
+    // No listing, no count: the worker alone prunes, slot by slot.
+    await waitFor(
+      async () => {
+        for (const key of keys) {
+          if ((await engine.redis.zcard(beside('index-removals', key))) > 0) return undefined;
+          if ((await engine.redis.zcard(beside('index:closed', key))) > 0) return undefined;
+        }
+        return true;
+      },
+      {
+        what: "every slot's removal schedule and closed set to be empty",
+        intervalMs: 200,
+        timeoutMs: 30_000,
+      },
+    );
+    for (const key of keys) {
+      expect(await engine.redis.exists(`${prefix}:ticket:{${key}}`)).toBe(0);
+    }
+  });
+
   it('names the keys of every slot whose owed work is older than a threshold, oldest first', async () => {
     let reachable = false;
     const { tickets } = await setUp({
@@ -234,6 +266,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
       shipping: 2,
       shipped: 0,
       closed: 1,
+      unreadable: 0,
     });
     const pages: string[][] = [];
     let cursor: string | null = null;
@@ -264,6 +297,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
       shipping: 1,
       shipped: 1,
       closed: 0,
+      unreadable: 0,
     });
     expect((await tickets.stuck(0, 10, 'x')).map((e) => e.key)).toEqual(['x/p1']);
     expect(await tickets.counts('y')).toMatchObject({ open: 6, shipping: 1 });

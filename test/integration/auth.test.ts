@@ -279,6 +279,39 @@ describe('rate limits', () => {
   });
 });
 
+describe('the request after ten failed keys', () => {
+  let service: TestService;
+  beforeAll(async () => {
+    // Its own key prefix: no failures counted before these for this address.
+    service = await startTestService(
+      testConfig(inject('redisUrl'), { PAYSTATE_API_KEYS: TEST_API_KEYS }),
+    );
+  });
+  afterAll(async () => {
+    await service.stop();
+  });
+
+  it('is 429 rate_limited with Retry-After when it carries the right key, and writes nothing', async () => {
+    for (let i = 0; i < 10; i += 1) {
+      const reply = await service.request('GET', '/accounts/guessed', {
+        headers: bearer(`sk_guess_${i}`),
+      });
+      expect(reply.status, `guess ${i + 1}`).toBe(401);
+    }
+    const eleventh = await service.request('POST', '/payments', {
+      headers: { ...A, 'Idempotency-Key': 'after-guesses' },
+      body: { accountId: 'guessed', amountCents: 100 },
+    });
+    expect(eleventh.status).toBe(429);
+    expect(errorOf(eleventh).code).toBe('rate_limited');
+    expect(Number(eleventh.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(eleventh.headers.get('retry-after'))).toBeLessThanOrEqual(60);
+    expect(await service.payments.get('t/alpha/after-guesses')).toBeNull();
+    // The probes stay open.
+    expect((await service.request('GET', '/healthz')).status).toBe(200);
+  });
+});
+
 describe("a tenant's timers", () => {
   let service: TestService;
   beforeAll(async () => {

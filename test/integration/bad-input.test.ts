@@ -137,6 +137,22 @@ const bodyCases: Case[] = [
     status: 400,
     code: 'invalid_request',
   },
+  // JSON.parse keeps the last of a repeated member: {"accountId":"a",…,
+  // "accountId":"b"} charged account b. A repeat at any depth is refused.
+  ...[
+    '{"accountId":"acct-bad","amountCents":7,"accountId":"acct-other"}',
+    '{"accountId":"acct-bad","amountCents":7,"amountCents":7}',
+    '{"accountId":"acct-bad","accountId":"acct-bad","amountCents":7}',
+    '{"accountId":"acct-bad","amountCents":7,"meta":{"x":1,"x":2}}',
+    '{"accountId":"acct-bad","amountCents":7,"meta":[{"x":{"y":1,"y":1}}]}',
+    '{"accountId":"acct-bad","amountCents":7,"__proto__":1,"__proto__":2}',
+    '{"accountId":"acct-bad","amountCents":7,"\\u0061ccountId":"acct-other"}',
+  ].map((rawBody): Case => ({
+    name: `a repeated member in ${rawBody}`,
+    rawBody,
+    status: 400,
+    code: 'invalid_json',
+  })),
   {
     name: 'a body over 16kb',
     rawBody: JSON.stringify({ ...valid, pad: 'x'.repeat(17 * 1024) }),
@@ -238,6 +254,19 @@ describe('bad input', () => {
           message:
             'amountCents must be a whole number of cents written as an integer (no fraction or exponent), got 1.0000000000000001',
         },
+      });
+    });
+  });
+
+  describe('repeated members', () => {
+    it('are refused with a message that names the member', async () => {
+      const response = await service.request('POST', '/payments', {
+        rawBody: '{"accountId":"acct-bad","amountCents":7,"accountId":"acct-other"}',
+        headers: { 'Idempotency-Key': KEY },
+      });
+      await expectRejected(response, 400, 'invalid_json');
+      expect(response.body).toEqual({
+        error: { code: 'invalid_json', message: 'body repeats the member "accountId"' },
       });
     });
   });

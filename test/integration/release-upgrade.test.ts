@@ -17,6 +17,7 @@ import {
   type LegacyExpiryJobData,
 } from '../../src/payments/legacy-records.ts';
 import { createKeys } from '../../src/payments/keys.ts';
+import { expiryJobIdOf, fireNow, paymentTimerQueue } from '../support/timer-jobs.ts';
 import {
   randomPrefix,
   startTestService,
@@ -190,7 +191,7 @@ describe('records and timers of the release before the engine', () => {
     redis.disconnect();
   });
 
-  it('replays the processed payment without a second charge, refunds it once on cancel, and expires it when its old job fires', async () => {
+  it('replays the processed payment without a second charge, refunds it once on cancel, and expires it by the timer of its refund, not its old job', async () => {
     const { service, queue } = await upgrade();
     const { token, lifeId, accountId } = tokenOf('processed');
     const replay = await service.request('POST', '/payments', {
@@ -209,8 +210,19 @@ describe('records and timers of the release before the engine', () => {
       `refund:${token}:${lifeId}`,
     ]);
 
+    // The refund started the window again: the job of the charge's deadline changes nothing.
     await fireLegacyJob(queue, token, lifeId);
-    expect(await statusOf(service, token)).toBe('expired');
+    expect(await statusOf(service, token)).toBe('refunded');
+
+    const timers = paymentTimerQueue(redisUrl, service.config.keyPrefix);
+    queues.push(timers);
+    const jobId = await expiryJobIdOf(redis, service.config.keyPrefix, token);
+    const job = jobId === null ? undefined : await timers.getJob(jobId);
+    expect(await job?.getState()).toBe('delayed');
+    if (job !== undefined) await fireNow(job);
+    await waitFor(async () => ((await statusOf(service, token)) === 'expired' ? true : undefined), {
+      what: `${token} to expire`,
+    });
     expect((await movements(service, accountId, token)).length).toBe(2);
   });
 

@@ -39,14 +39,22 @@ describe('the state index on the engine', () => {
       shipping: 0,
       shipped: 0,
       closed: 0,
+      unreadable: 0,
     });
   });
 
   it('lists newest write first, a page at a time, every key once', async () => {
-    const { tickets } = await setUp();
+    const { tickets, engine } = await setUp();
     const keys = Array.from({ length: 23 }, (_, i) => `k${String(i).padStart(2, '0')}`);
     for (const key of keys) await tickets.send(key, { type: 'TICK' });
-    // A later write moves a key to the front.
+    // A later write moves a key to the front. Entries are scored by Redis's
+    // millisecond: the write must fall in a later one than the last key's.
+    const [last] = (await tickets.list({ state: 'open', limit: 1 })).entries;
+    await waitFor(async () => {
+      const [seconds, micros] = await engine.redis.time();
+      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      return now > (last?.updatedAt ?? Infinity) ? true : undefined;
+    });
     await tickets.send('k03', { type: 'TICK' });
 
     const seen: string[] = [];
@@ -107,6 +115,35 @@ describe('the state index on the engine', () => {
     expect((await tickets.counts()).closed).toBe(1);
   });
 
+  it('has the worker take a removed key out of the index, the schedule and the outbox, keeping a new life', async () => {
+    const { tickets, engine, prefix } = await setUp({ retentionMs: 200 });
+    await tickets.send('gone', { type: 'CLOSE' });
+    await tickets.send('back', { type: 'CLOSE' });
+    for (const key of ['gone', 'back']) {
+      await waitFor(
+        async () =>
+          (await engine.redis.exists(`${prefix}:ticket:{${key}}`)) === 0 ? true : undefined,
+        { what: `the closed record of ${key} to be removed` },
+      );
+    }
+    // A new life of one key, in another state, before any worker ran.
+    await tickets.send('back', { type: 'TICK' });
+    expect(await engine.redis.zcard(`${prefix}:ticket:index-removals`)).toBe(2);
+
+    const worker = await engine.startWorker([tickets]);
+    stops.push(() => worker.stop());
+    // No listing, no count: the worker alone prunes.
+    await waitFor(
+      async () =>
+        (await engine.redis.zcard(`${prefix}:ticket:index-removals`)) === 0 ? true : undefined,
+      { what: 'the removal schedule to be empty' },
+    );
+    expect(await engine.redis.zrange(`${prefix}:ticket:index:closed`, 0, -1)).toEqual([]);
+    expect(await engine.redis.zrange(`${prefix}:ticket:index:open`, 0, -1)).toEqual(['back']);
+    expect(await engine.redis.zcard(`${prefix}:ticket:outbox`)).toBe(0);
+    expect((await tickets.get('back'))?.value).toBe('open');
+  });
+
   it('drops a key whose record was deleted by hand when a listing meets it', async () => {
     const { tickets, engine, prefix } = await setUp();
     await tickets.send('deleted', { type: 'TICK' });
@@ -139,7 +176,9 @@ describe('the state index on the engine', () => {
     await waitFor(async () => ((await tickets.stuck(50)).length === 1 ? true : undefined), {
       what: 'the owed work to age',
     });
-    expect(await tickets.stuck(50)).toEqual([{ key: 'parcel', owedSince: Number(since) }]);
+    expect(await tickets.stuck(50)).toEqual([
+      { key: 'parcel', owedSince: Number(since), reason: 'owed' },
+    ]);
     expect(await tickets.stuck(600_000)).toEqual([]);
     expect((await tickets.list({ state: 'shipping' })).entries.map((e) => e.key)).toEqual([
       'parcel',

@@ -60,7 +60,7 @@ describe("the runtime's errors at the app's edge", () => {
     ['busy', 'token_busy', 'another request for token t-1 is in progress; retry shortly'],
     ['stale_write', 'conflict', 'token t-1 was changed by another process; retry'],
     ['store_lost', 'store_lost', expect.stringContaining('payment store was emptied') as string],
-    ['record_unreadable', 'stored_data_unreadable', 'the message'],
+    ['record_unreadable', 'record_unreadable', 'the message'],
     ['invalid_cursor', 'invalid_cursor', 'the message'],
     ['storage_full', 'storage_full', 'the message'],
     ['unavailable', 'unavailable', 'the message'],

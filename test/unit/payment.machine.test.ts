@@ -81,7 +81,7 @@ describe('payment machine rules', () => {
       reason: 'insufficient_funds',
       at: 2_010,
     });
-    // A declined token is kept, and expires one window after its first decline.
+    // A declined token is kept, and expires one window after its decline.
     expect(declined.snapshot.context.expiresAt).toBe(2_510);
     expect(declined.effects).toEqual([
       { type: 'scheduleExpiry', params: { expiresAt: 2_510 } },
@@ -144,7 +144,12 @@ describe('payment machine rules', () => {
     const done = stepPayment(refunding.snapshot, { type: 'REFUND_COMPLETED', at: 3_010 });
     expect(done.snapshot.value).toBe('refunded');
     expect(done.snapshot.context.refundedAt).toBe(3_010);
-    expect(done.effects).toEqual([{ type: 'reply', params: { outcome: 'refunded' } }]);
+    // The refund is an accepted event: the window starts again from it.
+    expect(done.snapshot.context.expiresAt).toBe(3_510);
+    expect(done.effects).toEqual([
+      { type: 'scheduleExpiry', params: { expiresAt: 3_510 } },
+      { type: 'reply', params: { outcome: 'refunded' } },
+    ]);
   });
 
   it('refunds exactly once: a second cancel answers the same and refunds nothing', () => {
@@ -185,7 +190,7 @@ describe('payment machine rules', () => {
     expect(unchanged(expired(), expire(9_000))).toEqual([]);
   });
 
-  it('expires a declined pending token when its timer fires, and keeps a second decline from moving the deadline', () => {
+  it('expires a declined pending token when its timer fires, one window after its last decline', () => {
     const declined = run(pay(2_000), {
       type: 'CHARGE_DECLINED',
       reason: 'insufficient_funds',
@@ -198,10 +203,10 @@ describe('payment machine rules', () => {
       { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_110 },
     );
     expect(declined.snapshot.context.expiresAt).toBe(2_510);
-    expect(again.snapshot.context.expiresAt).toBe(2_510);
-    const expired = stepPayment(again.snapshot, expire(2_600));
+    expect(again.snapshot.context.expiresAt).toBe(2_610);
+    const expired = stepPayment(again.snapshot, expire(2_610));
     expect(expired.snapshot.value).toBe('expired');
-    expect(expired.snapshot.context.removeAt).toBe(2_600 + input.retentionMs);
+    expect(expired.snapshot.context.removeAt).toBe(2_610 + input.retentionMs);
   });
 
   it('moves the deadline of a declined token that is charged later: the same timer, raised again', () => {
@@ -366,7 +371,7 @@ describe('what a record shows an operator', () => {
     expect(charged.payment).toEqual(body);
   });
 
-  it('expires a declined token one window after its first decline and removes it after retention', () => {
+  it('expires a declined token one window after its decline and removes it after retention', () => {
     const declined = run(pay(2_000), decline(2_010)).snapshot;
     const gone = stepPayment(declined, expire(2_510));
     expect(gone.snapshot.value).toBe('expired');
@@ -425,7 +430,7 @@ describe('the expiry timer the engine arms', () => {
     ]);
   });
 
-  it('counts down from the first decline on a second one', () => {
+  it('counts down from the last decline on a second one', () => {
     const again = run(
       pay(2_000),
       {
@@ -437,10 +442,10 @@ describe('the expiry timer the engine arms', () => {
     ).snapshot;
     expect(
       timerOf(again, { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_110 }),
-    ).toEqual([{ id: 'expire', delay: 400, event: { type: 'EXPIRE', at: 2_510 } }]);
+    ).toEqual([{ id: 'expire', delay: 500, event: { type: 'EXPIRE', at: 2_610 } }]);
   });
 
-  it('is due at once, never in the past, when a decline comes after the deadline', () => {
+  it('gives a decline that comes after the first deadline a whole window of its own', () => {
     const late = run(
       pay(2_000),
       {
@@ -452,6 +457,6 @@ describe('the expiry timer the engine arms', () => {
     ).snapshot;
     expect(
       timerOf(late, { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 2_700 }),
-    ).toEqual([{ id: 'expire', delay: 0, event: { type: 'EXPIRE', at: 2_510 } }]);
+    ).toEqual([{ id: 'expire', delay: 500, event: { type: 'EXPIRE', at: 3_200 } }]);
   });
 });

@@ -1,4 +1,4 @@
-/* global document, fetch, setInterval, clearInterval, URLSearchParams, window, CSS */
+/* global document, fetch, setInterval, clearInterval, URLSearchParams, window, CSS, ResizeObserver, getComputedStyle */
 // The inspector page: live counts, a key's state and history, a state's newest keys.
 'use strict';
 
@@ -157,6 +157,28 @@
     node.addEventListener('keydown', (event) => {
       if (event.key === 'Enter') void listState(node.dataset.state);
     });
+  }
+
+  // The diagram at the largest scale that fits its area, within these bounds:
+  // below the smallest its text would be unreadable, so it scrolls instead.
+  const SMALLEST = 0.45;
+  const LARGEST = 1.5;
+  const canvas = document.querySelector('.canvas');
+  const chart = document.querySelector('.canvas .statechart');
+  if (canvas && chart) {
+    const [, , width, height] = chart.getAttribute('viewBox').split(' ').map(Number);
+    const fit = () => {
+      const style = getComputedStyle(canvas);
+      const across =
+        canvas.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      const down =
+        canvas.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+      const scale = Math.min(LARGEST, Math.max(SMALLEST, Math.min(across / width, down / height)));
+      chart.setAttribute('width', String(Math.floor(width * scale)));
+      chart.setAttribute('height', String(Math.floor(height * scale)));
+    };
+    fit();
+    new ResizeObserver(fit).observe(canvas);
   }
 
   void refreshCounts();

@@ -13,6 +13,8 @@
     KEYS[7] partition's set of the new state (KEYS[4] again for none)
     KEYS[8] partition's set of the previous state (KEYS[5] again for none)
     KEYS[9] partition's outbox (KEYS[2] again for none)
+    KEYS[10] timer dues: the machine's (keys with live timers, by earliest due time)
+    KEYS[11] timer dues: the partition's (KEYS[10] again for none)
 
     ARGV[1]  expected version ('0': no record)
     ARGV[2]  expected life id ('' : no record)
@@ -27,6 +29,7 @@
     ARGV[11] store id
     ARGV[12] the new state (state index)
     ARGV[13] '1' when the key has a partition, else ''
+    ARGV[14] the earliest due time of the live timers ('' for none)
 
   Output:
     { new version, TIME seconds, TIME microseconds }
@@ -56,6 +59,12 @@ elseif redis.call('HDEL', KEYS[1], 'o') == 1 then
   if part then redis.call('ZREM', KEYS[9], ARGV[10]) end
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[8]) else redis.call('HDEL', KEYS[1], 't') end
+if ARGV[14] ~= '' then
+  redis.call('ZADD', KEYS[10], ARGV[14], ARGV[10])
+  if part then redis.call('ZADD', KEYS[11], ARGV[14], ARGV[10]) end
+elseif redis.call('ZREM', KEYS[10], ARGV[10]) == 1 and part then
+  redis.call('ZREM', KEYS[11], ARGV[10])
+end
 -- state index: begin
 if was and was ~= ARGV[12] then
   redis.call('ZREM', KEYS[5], ARGV[10])

@@ -8,6 +8,7 @@ import {
   partitionIndexKey,
   partitionOf,
   partitionOutboxKey,
+  partitionSetKey,
   partitionsBuiltKey,
   type Partitioning,
 } from './partitions.ts';
@@ -22,10 +23,13 @@ import type { MachineKeys } from './record-store.ts';
  *   the state its record holds (field `i` of the record);
  * - `MachineKeys.removals`: when a write gives a record its removal deadline
  *   (a final state, `PEXPIREAT`), the member `state\nkey` scored by that
- *   deadline. Redis drops the record at the deadline but cannot drop a member
- *   of a sorted set; every count takes the entries whose deadline has passed
- *   (on Redis's clock) out of their state's set, unless the key has a record
- *   in that state again (a new life), and counts again.
+ *   deadline. Redis drops the record at the deadline (`PEXPIREAT`, so no
+ *   read sees it after) but cannot drop a member of a sorted set: the
+ *   worker's removal pass (removeDue, every second; 5 s on a Cluster) takes each key whose
+ *   deadline has passed out of its state's sets, the outboxes and the
+ *   schedule in one script, unless the key has a record again (a new life),
+ *   whose own entries stay. A count that finds due entries (no worker ran
+ *   since) removes them the same way before it counts.
  *
  * A listing checks each key it returns against its record's `i` and
  * unindexes the ones that do not match, so a record removed at its deadline
@@ -87,8 +91,19 @@ export interface ListPage {
 
 export interface OwedEntry {
   readonly key: string;
-  /** Redis's time the owed actions were written, epoch ms. */
+  /**
+   * Redis's time, epoch ms: when the owed actions were written (`owed`), when
+   * the earliest live timer was due (`timer`), when the record was first
+   * found unreadable (`unreadable`).
+   */
   readonly owedSince: number;
+  /**
+   * `owed`: actions a write owes have not run; `timer`: a timer is overdue
+   * (its job may be gone); `unreadable`: the record cannot be read and waits
+   * for an operator. A key with several reasons is listed once, by the first
+   * of unreadable, owed, timer.
+   */
+  readonly reason: 'owed' | 'timer' | 'unreadable';
 }
 
 const PRUNE_BATCH = 500;
@@ -98,13 +113,16 @@ const FETCH_FACTOR = 2;
 
 // The index's scripts (lua/*.lua: KEYS, ARGV and output in each header).
 const UNINDEX_SCRIPT = luaScript('unindex');
+const REMOVE_SCRIPT = luaScript('remove-due');
 const BACKFILL_SCRIPT = luaScript('backfill-partition');
+const DUE = luaScript('due-removals');
 const COUNT = luaScript('count-states');
 const FETCH = luaScript('fetch-page');
 const OWED = luaScript('owed-before');
 const NONEMPTY = luaScript('nonempty-states');
 
 const SCRIPTS = {
+  due: { cluster: slotsScript(DUE), one: slotsScript(DUE, { cluster: false }) },
   count: { cluster: slotsScript(COUNT), one: slotsScript(COUNT, { cluster: false }) },
   fetch: { cluster: slotsScript(FETCH), one: slotsScript(FETCH, { cluster: false }) },
   owed: { cluster: slotsScript(OWED), one: slotsScript(OWED, { cluster: false }) },
@@ -123,6 +141,17 @@ declare module 'ioredis' {
       removal: string,
     ): Result<1, Context>;
     engineBackfillPartition(numberOfKeys: number, ...keysAndArgs: string[]): Result<0 | 1, Context>;
+    engineRemoveDue(
+      recordKey: string,
+      setKey: string,
+      removalsKey: string,
+      partitionSetKey: string,
+      outboxKey: string,
+      partitionOutboxKey: string,
+      state: string,
+      key: string,
+      removal: string,
+    ): Result<0 | 1, Context>;
   }
 }
 
@@ -161,6 +190,7 @@ export class StateIndex {
   ) {
     redis.defineCommand('engineUnindex', { numberOfKeys: 4, lua: UNINDEX_SCRIPT });
     redis.defineCommand('engineBackfillPartition', { lua: BACKFILL_SCRIPT });
+    redis.defineCommand('engineRemoveDue', { numberOfKeys: 6, lua: REMOVE_SCRIPT });
   }
 
   /** When this process last found the partitions built (epoch ms), or the build it runs. */
@@ -321,15 +351,53 @@ export class StateIndex {
     return perMaster(cluster, script.cluster, args, only);
   }
 
-  /** Unindexes removal members (`state\nkey`) whose deadline has passed. */
-  private async unindexDue(members: readonly string[]): Promise<void> {
-    await Promise.all(
+  /** Removes what is left of the keys of removal members (`state\nkey`) whose deadline has passed. */
+  private async unindexDue(members: readonly string[]): Promise<number> {
+    const done = await Promise.all(
       members.map((member) => {
         const cut = member.indexOf('\n');
-        const state = member.slice(0, cut);
-        return this.unindex(state, member.slice(cut + 1), member);
+        return this.removeKey(member.slice(0, cut), member.slice(cut + 1), member);
       }),
     );
+    return done.filter((n) => n === 1).length;
+  }
+
+  /** One key's removal at its deadline (REMOVE_SCRIPT). */
+  private removeKey(state: string, key: string, removal: string): Promise<0 | 1> {
+    const partition = partitionOf(this.partitioning, key);
+    const outbox = this.besideRecord(this.keys.outbox, key);
+    return this.redis.engineRemoveDue(
+      this.keys.record(key),
+      this.besideRecord(this.keys.index(state), key),
+      this.besideRecord(this.keys.removals, key),
+      this.partitionSetOf(state, key),
+      outbox,
+      partition === null || this.partitioning === null
+        ? outbox
+        : this.besideRecord(partitionOutboxKey(this.partitioning.base, partition), key),
+      state,
+      key,
+      removal,
+    );
+  }
+
+  /**
+   * The worker's removal pass: up to `limit` keys whose removal deadline
+   * has passed (Redis's clock) leave with everything the runtime wrote for
+   * them (REMOVE_SCRIPT), so the index never holds a removed key for its
+   * readers to skip. Returns how many were removed; fewer than `limit`
+   * means none is due any more.
+   */
+  async removeDue(limit = PRUNE_BATCH): Promise<number> {
+    try {
+      const calls = await this.walk(SCRIPTS.due, [this.keys.removals, limit]);
+      const due = calls.flatMap(({ reply }) => reply as string[]).slice(0, limit);
+      if (due.length === 0) return 0;
+      await this.unindexDue(due);
+      return due.length;
+    } catch (error) {
+      throw toRuntimeError(error);
+    }
   }
 
   /**
@@ -340,17 +408,18 @@ export class StateIndex {
    */
   async counts(partition?: string): Promise<Record<string, number>> {
     // A programming error (no partitions, a bad name) is thrown as it is.
-    const sets = this.states.map((state) => this.stateSet(state, partition));
+    // The unreadable records are counted as one more "state" of the walk.
+    const sets = [
+      ...this.states.map((state) => this.stateSet(state, partition)),
+      partition === undefined
+        ? this.keys.unreadable
+        : partitionSetKey(this.partitionBase(partition), partition, 'unreadable'),
+    ];
     try {
       if (partition !== undefined) await this.partitionsBuilt();
       for (;;) {
         const calls = (
-          await this.walk(SCRIPTS.count, [
-            this.keys.removals,
-            PRUNE_BATCH,
-            this.states.length,
-            ...sets,
-          ])
+          await this.walk(SCRIPTS.count, [this.keys.removals, PRUNE_BATCH, sets.length, ...sets])
         ).map(({ reply }) => reply as [number[], string[]]);
         const due = calls.flatMap(([, members]) => members);
         if (due.length > 0) {
@@ -359,9 +428,11 @@ export class StateIndex {
           continue;
         }
         const counts: Record<string, number> = {};
+        const sum = (i: number) => calls.reduce((total, [perSet]) => total + (perSet[i] ?? 0), 0);
         this.states.forEach((state, i) => {
-          counts[state] = calls.reduce((sum, [perState]) => sum + (perState[i] ?? 0), 0);
+          counts[state] = sum(i);
         });
+        counts['unreadable'] = sum(this.states.length);
         return counts;
       }
     } catch (error) {
@@ -498,9 +569,63 @@ export class StateIndex {
       .flatMap(({ reply }) => pairs(reply as string[]))
       .sort((a, b) => a.score - b.score || Buffer.compare(bytes(a.key), bytes(b.key)))
       .slice(0, limit)
-      .map(({ key, score }) => ({ key, owedSince: score }));
+      .map(({ key, score }) => ({ key, owedSince: score, reason: 'owed' }));
+  }
+
+  /**
+   * Keys (of a partition, if given) that wait for the worker or an operator,
+   * oldest first: owed actions written before `before`, a live timer due
+   * before it, and every record noted unreadable (see OwedEntry). Three
+   * reads of sorted sets the writes keep: no record is scanned.
+   */
+  async stuck(before: number, limit: number, partition?: string): Promise<readonly OwedEntry[]> {
+    const set = (name: 'outbox' | 'timers' | 'unreadable') => {
+      if (partition === undefined) return this.keys[name];
+      const base = this.partitionBase(partition);
+      return name === 'outbox'
+        ? partitionOutboxKey(base, partition)
+        : partitionSetKey(base, partition, name);
+    };
+    const read = async (name: 'outbox' | 'timers' | 'unreadable', upTo: number | '+inf') =>
+      (await this.walk(SCRIPTS.owed, [set(name), upTo, limit])).flatMap(({ reply }) =>
+        pairs(reply as string[]),
+      );
+    let found: { key: string; score: number; reason: OwedEntry['reason'] }[];
+    try {
+      if (partition !== undefined) await this.partitionsBuilt();
+      const [owed, timers, unreadable] = await Promise.all([
+        read('outbox', before),
+        read('timers', before),
+        read('unreadable', '+inf'),
+      ]);
+      found = [
+        ...unreadable.map((p) => ({ ...p, reason: 'unreadable' as const })),
+        ...owed.map((p) => ({ ...p, reason: 'owed' as const })),
+        ...timers.map((p) => ({ ...p, reason: 'timer' as const })),
+      ];
+    } catch (error) {
+      throw toRuntimeError(error);
+    }
+    const byKey = new Map<string, (typeof found)[number]>();
+    for (const entry of found) {
+      const seen = byKey.get(entry.key);
+      if (seen === undefined || REASON_RANK[entry.reason] < REASON_RANK[seen.reason]) {
+        byKey.set(entry.key, entry);
+      }
+    }
+    return [...byKey.values()]
+      .sort((a, b) => a.score - b.score || Buffer.compare(bytes(a.key), bytes(b.key)))
+      .slice(0, limit)
+      .map(({ key, score, reason }) => ({ key, owedSince: score, reason }));
   }
 }
+
+/** The order `stuck` keeps one reason of a key listed for several. */
+const REASON_RANK: Readonly<Record<OwedEntry['reason'], number>> = {
+  unreadable: 0,
+  owed: 1,
+  timer: 2,
+};
 
 /** How long a process trusts the store's marker that the partitions were built. */
 const BUILT_CHECK_MS = 30_000;
