@@ -73,6 +73,7 @@ describe('the inspector mounted for the order machine', () => {
       shipped: 1,
       delivered: 0,
       cancelled: 1,
+      unreadable: 0,
     });
 
     const order = await fetch(`${url}/inspect/api/keys/o-1`);

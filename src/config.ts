@@ -323,7 +323,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     e.PAYMENT_EXPIRY_MS + e.EXPIRED_RETENTION_MS + e.LOCK_TTL_MS + e.RECOVERY_INTERVAL_MS;
   const operationRetentionMs =
     e.ACCOUNT_OPERATION_RETENTION_MS === 0
-      ? e.PAYMENT_EXPIRY_MS + e.EXPIRED_RETENTION_MS + 3_600_000
+      ? // The default is never below the floor (a recovery interval over an hour).
+        Math.max(e.PAYMENT_EXPIRY_MS + e.EXPIRED_RETENTION_MS + 3_600_000, operationFloor)
       : e.ACCOUNT_OPERATION_RETENTION_MS;
   if (operationRetentionMs < operationFloor) {
     problems.push(

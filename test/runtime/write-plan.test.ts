@@ -43,7 +43,9 @@ describe('planWrite', () => {
   it('owes a delayed raise as a timer due at now + delay, sequenced by the write', () => {
     const remind = plan(record(opened, 4), { type: 'REMIND_IN', ms: 1_000 });
     expect(remind.write).toBe(true);
-    expect(remind.timers).toEqual({ remind: { seq: 5, dueAt: NOW + 1_000 } });
+    expect(remind.timers).toEqual({
+      remind: { seq: 5, dueAt: NOW + 1_000, event: { type: 'REMIND' } },
+    });
     expect(remind.owed).toEqual([
       { kind: 'timer', id: 'remind', seq: 5, dueAt: NOW + 1_000, event: { type: 'REMIND' } },
     ]);

@@ -78,6 +78,11 @@ describe('loadConfig', () => {
     expect(config.paymentExpiryMs).toBe(86_400_000);
   });
 
+  it('keeps the default retention of operation ids above its floor when the sweep runs hourly or less', () => {
+    const config = loadConfig({ RECOVERY_INTERVAL_MS: '3600000', LOCK_TTL_MS: '200' });
+    expect(config.accountOperationRetentionMs).toBe(2 * 86_400_000 + 3_600_000 + 200);
+  });
+
   it('takes every documented variable from the environment', () => {
     const config = loadConfig({
       PORT: '9090',
