@@ -1,12 +1,18 @@
 /**
- * Money and state checks run after a load, against what Redis holds: every
- * ledger chains from the initial balance to the stored one and never goes
- * negative, a token is charged at most once and refunded at most once (and
- * only after a charge), a record's status agrees with its ledger entries,
- * nothing is left in flight or owed.
+ * Money and state checks run after a load, against what Redis holds: the
+ * money rules of test/support/money-invariants.ts (the ones the tests
+ * check: ledgers chain and never go negative, a token is charged at most
+ * once, a record's status agrees with its ledger entries), and nothing is
+ * left in flight or owed.
  */
 import type { LedgerEntry } from '../src/accounts/ledger.ts';
 import { contextOf, statusOf } from '../src/payments/payment.snapshot.ts';
+import {
+  ledgerProblems,
+  moneyByToken,
+  tokenMoneyProblems,
+  type TokenMoney,
+} from '../test/support/money-invariants.ts';
 import { INITIAL_BALANCE_CENTS, type Deployment } from './deployment.ts';
 
 /** Violations are listed up to this many; the count is always exact. */
@@ -35,10 +41,7 @@ export class InvariantReport {
   }
 }
 
-export interface TokenMoney {
-  withdrawals: number;
-  deposits: number;
-}
+export type { TokenMoney } from '../test/support/money-invariants.ts';
 
 export interface LedgerTally {
   readonly withdrawals: number;
@@ -68,7 +71,7 @@ export async function auditAccounts(
   report.check('each token has at most one withdrawal, and no more deposits than withdrawals');
   const { client } = deployment.redis;
   const { keys } = deployment;
-  const byToken = new Map<string, TokenMoney>();
+  const all: LedgerEntry[] = [];
   let withdrawals = 0;
   let deposits = 0;
   let withdrawnCents = 0;
@@ -85,57 +88,29 @@ export async function auditAccounts(
       const [ledgerError, ledgerReply] = replies[2 * i + 1] ?? [];
       const error = balanceError ?? ledgerError;
       if (error) throw error;
-      const stored = balanceReply == null ? INITIAL_BALANCE_CENTS : Number(balanceReply);
-      let balance = INITIAL_BALANCE_CENTS;
-      for (const raw of ledgerReply as string[]) {
-        const entry = JSON.parse(raw) as LedgerEntry;
-        balance += entry.kind === 'withdrawal' ? -entry.amountCents : entry.amountCents;
-        if (entry.balanceCents !== balance) {
-          report.violation(
-            `account ${accountId}: entry ${entry.operationId} says ${entry.balanceCents}, the chain gives ${balance}`,
-          );
-          balance = entry.balanceCents;
-        }
-        if (balance < 0) report.violation(`account ${accountId} went negative (${balance})`);
-        const money = byToken.get(entry.token) ?? { withdrawals: 0, deposits: 0 };
+      const stored = balanceReply == null ? null : Number(balanceReply);
+      const entries = (ledgerReply as string[]).map((raw) => JSON.parse(raw) as LedgerEntry);
+      for (const problem of ledgerProblems(accountId, INITIAL_BALANCE_CENTS, stored, entries)) {
+        report.violation(problem);
+      }
+      for (const entry of entries) {
         if (entry.kind === 'withdrawal') {
-          money.withdrawals++;
           withdrawals++;
           withdrawnCents += entry.amountCents;
         } else {
-          money.deposits++;
           deposits++;
           depositedCents += entry.amountCents;
         }
-        byToken.set(entry.token, money);
       }
-      if (stored !== balance) {
-        report.violation(`account ${accountId}: stored balance ${stored}, ledger gives ${balance}`);
-      }
+      all.push(...entries);
     });
   }
+  const byToken = moneyByToken(all);
   for (const [token, money] of byToken) {
-    if (money.withdrawals > 1) {
-      report.violation(`token ${token} was charged ${money.withdrawals} times`);
-    }
-    if (money.deposits > money.withdrawals) {
-      report.violation(
-        `token ${token} was refunded ${money.deposits} times after ${money.withdrawals} charges`,
-      );
-    }
+    for (const problem of tokenMoneyProblems(token, null, money)) report.violation(problem);
   }
   return { withdrawals, deposits, withdrawnCents, depositedCents, byToken };
 }
-
-/** What each final status allows the ledger to hold for its token. */
-const MONEY_BY_STATUS: Readonly<Record<string, TokenMoney | null>> = {
-  pending: { withdrawals: 0, deposits: 0 },
-  processed: { withdrawals: 1, deposits: 0 },
-  cancelled: { withdrawals: 0, deposits: 0 },
-  refunded: { withdrawals: 1, deposits: 1 },
-  // An expired token may have been charged, refunded, or neither.
-  expired: null,
-};
 
 /**
  * Loads each token's record and checks it against its ledger entries:
@@ -166,15 +141,7 @@ export async function auditTokens(
         if (status === 'charging' || status === 'refunding')
           report.violation(`token ${token} is left ${status}`);
         if (record.owed) report.violation(`token ${token} still owes effects`);
-        const expected = status === null ? null : MONEY_BY_STATUS[status];
-        if (
-          expected != null &&
-          (expected.withdrawals !== held.withdrawals || expected.deposits !== held.deposits)
-        ) {
-          report.violation(
-            `token ${token} is ${status} with ${held.withdrawals} charge(s) and ${held.deposits} refund(s)`,
-          );
-        }
+        for (const problem of tokenMoneyProblems(token, status, held)) report.violation(problem);
         if (contextOf(record.snapshot).token !== token) {
           report.violation(`record of ${token} names another token`);
         }

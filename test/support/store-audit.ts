@@ -3,8 +3,9 @@
  * outbox) in one atomic step, straight from Redis, and checks that the
  * snapshots and the ledger agree with each other and with the money rules:
  *
- * - every balance is the initial balance minus the withdrawals plus the
- *   deposits of its ledger, and no running balance ever went below zero;
+ * - the money rules of money-invariants.ts (shared with the bench): every
+ *   ledger chains from the initial balance to the stored one, never below
+ *   zero; each token's state says what its money did;
  * - every applied ledger operation is in the ledger once, no declined one is;
  * - every movement belongs to the current life of a token on record, with
  *   that token's account and amount;
@@ -27,6 +28,7 @@ import { timerJobId, timerQueueName } from '../../src/runtime/testing.ts';
 import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { createKeys } from '../../src/payments/keys.ts';
+import { ledgerProblems, tokenMoneyProblems } from './money-invariants.ts';
 
 export interface TokenAudit {
   readonly status: string | null;
@@ -56,17 +58,6 @@ export interface StoreAuditor {
 }
 
 const TIMED_STATES = new Set(['processed', 'cancelled', 'refunded']);
-
-/** Money each state allows: withdrawals and deposits of the token's current life. */
-const MONEY: Record<string, { w: readonly number[]; d: readonly number[] }> = {
-  pending: { w: [0], d: [0] },
-  cancelled: { w: [0], d: [0] },
-  charging: { w: [0, 1], d: [0] },
-  processed: { w: [1], d: [0] },
-  refunding: { w: [1], d: [0, 1] },
-  refunded: { w: [1], d: [1] },
-  expired: { w: [0, 1], d: [0, 1] },
-};
 
 // ARGV: key prefix, 'cluster' on a cluster node. Test-only: KEYS inside a
 // script is what makes the read one atomic step (on a cluster, one step per
@@ -232,20 +223,11 @@ export function storeAuditor(options: {
         for (let i = 0; i + 1 < flatOperations.length; i += 2) {
           operations.set(flatOperations[i] ?? '', flatOperations[i + 1] ?? '');
         }
-        let running = options.initialBalanceCents;
-        const seen = new Set<string>();
-        for (const entry of rawEntries.map((e) => JSON.parse(e) as LedgerEntry)) {
-          running += entry.kind === 'deposit' ? entry.amountCents : -entry.amountCents;
-          if (entry.balanceCents !== running) {
-            problems.push(
-              `${accountId}: entry ${entry.operationId} says balance ${entry.balanceCents}, the entries before it make ${running}`,
-            );
-          }
-          if (running < 0) problems.push(`${accountId}: balance went negative (${running})`);
-          if (seen.has(entry.operationId)) {
-            problems.push(`${accountId}: operation ${entry.operationId} is in the ledger twice`);
-          }
-          seen.add(entry.operationId);
+        const entries = rawEntries.map((e) => JSON.parse(e) as LedgerEntry);
+        const stored = balance === '' ? options.initialBalanceCents : Number(balance);
+        problems.push(...ledgerProblems(accountId, options.initialBalanceCents, stored, entries));
+        const seen = new Set(entries.map((entry) => entry.operationId));
+        for (const entry of entries) {
           if (operations.get(entry.operationId) !== 'applied') {
             problems.push(
               `${accountId}: ledger has ${entry.operationId}, recorded as ${operations.get(entry.operationId) ?? 'nothing'}`,
@@ -282,10 +264,6 @@ export function storeAuditor(options: {
             );
           }
         }
-        const stored = balance === '' ? options.initialBalanceCents : Number(balance);
-        if (stored !== running) {
-          problems.push(`${accountId}: balance ${stored} but its ledger adds up to ${running}`);
-        }
         if (stored < 0) problems.push(`${accountId}: balance ${stored} is negative`);
       }
 
@@ -300,12 +278,7 @@ export function storeAuditor(options: {
         tokens.set(token, { status, owed: record.owed, withdrawals, deposits });
         if (status === 'charging' || status === 'refunding') inFlight++;
         if (status === 'charging' && withdrawals === 1) ledgerAhead++;
-        const money = MONEY[status];
-        if (money === undefined || !money.w.includes(withdrawals) || !money.d.includes(deposits)) {
-          problems.push(
-            `${token}: ${status} with ${withdrawals} withdrawal(s) and ${deposits} deposit(s)`,
-          );
-        }
+        problems.push(...tokenMoneyProblems(token, status, { withdrawals, deposits }));
         if (!settled) continue;
         if (status === 'charging' || status === 'refunding') {
           problems.push(`${token}: still ${status} after recovery`);
