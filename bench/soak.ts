@@ -198,8 +198,8 @@ async function soak(options: Options): Promise<SoakResult> {
   const prefix = tokenPrefix('soak');
   const requests: Record<string, number> = {};
   const statuses: Record<string, number> = {};
-  /** Tokens paid lately: replays and cancellations pick from them. */
-  const recent: string[] = [];
+  /** Tokens paid lately, with their account: replays and cancellations pick from them. */
+  const recent: { token: string; account: string }[] = [];
   let sent = 0;
   let inFlight = 0;
   let answered = 0;
@@ -210,9 +210,11 @@ async function soak(options: Options): Promise<SoakResult> {
     let body: string | undefined;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     // Not by `i`: the mix is by `i`, and every account must see every kind.
-    const account = accounts[Math.floor(Math.random() * ACCOUNTS)] ?? 'soak-0';
-    if ((kind === 'replay' || kind === 'cancel') && recent.length > 0) {
-      token = recent[Math.floor(Math.random() * recent.length)] ?? token;
+    let account = accounts[Math.floor(Math.random() * ACCOUNTS)] ?? 'soak-0';
+    const earlier = recent[Math.floor(Math.random() * recent.length)];
+    if ((kind === 'replay' || kind === 'cancel') && earlier !== undefined) {
+      // A replay is the same body again.
+      ({ token, account } = earlier);
     } else if (kind !== 'decline') kind = 'pay';
     if (kind === 'cancel') path = `/payments/${token}/cancel`;
     else {
@@ -232,7 +234,7 @@ async function soak(options: Options): Promise<SoakResult> {
       await reply.arrayBuffer();
       statuses[reply.status] = (statuses[reply.status] ?? 0) + 1;
       if (kind === 'pay' && reply.status === 201) {
-        recent.push(token);
+        recent.push({ token, account });
         if (recent.length > 200) recent.shift();
       }
     } catch {
@@ -365,7 +367,7 @@ async function writeDoc(result: SoakResult): Promise<void> {
   } else {
     const notesEnd = doc.indexOf('<!-- notes:end -->');
     if (notesEnd < 0) throw new Error('docs/benchmarks.md has no Notes section');
-    next = `${doc.slice(0, notesEnd)}${section}\n\n${doc.slice(notesEnd)}`;
+    next = `${doc.slice(0, notesEnd)}\n${section}\n\n${doc.slice(notesEnd)}`;
   }
   const options = (await resolveConfig(path)) ?? {};
   writeFileSync(path, await format(next, { ...options, parser: 'markdown' }));
