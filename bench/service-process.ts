@@ -4,6 +4,7 @@
  * from package.json), with its environment, as a child process whose pid the
  * bench watches (RSS, CPU) and whose node flags it may add to (e.g. --cpu-prof).
  */
+import { copyLuaScripts } from '../scripts/copy-lua.ts';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,6 +48,8 @@ export function buildService(root: string = ROOT): void {
     [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
     { cwd: root, stdio: 'inherit' },
   );
+  // The Lua scripts are read beside the compiled modules (none before they were files).
+  copyLuaScripts(root);
 }
 
 /** Keep only the end of a chatty process's output. */
