@@ -127,4 +127,21 @@ describe('durableMachine()', () => {
       }),
     );
   });
+
+  it('runs a machine given neither input nor a retention: its final record is kept a day', async () => {
+    const prefix = randomPrefix();
+    const { engine } = await startTickets(inject('redisUrl'), prefix);
+    engines.push(engine);
+    const door = createMachine({
+      id: 'door',
+      initial: 'open',
+      states: { open: { on: { SHUT: 'shut' } }, shut: { type: 'final' } },
+    });
+    const doors = durableMachine(engine, { name: 'door', machine: door, version: 1 });
+    const { snapshot } = await doors.send('front', { type: 'SHUT' });
+    expect(snapshot.value).toBe('shut');
+    const ttl = await engine.redis.pttl(`${prefix}:door:{front}`);
+    expect(ttl).toBeGreaterThan(86_400_000 - 60_000);
+    expect(ttl).toBeLessThanOrEqual(86_400_000);
+  });
 });
