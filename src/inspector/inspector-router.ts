@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Router, type Request, type Response } from 'express';
 import type { AnyMachineSnapshot, AnyStateMachine, StateValue } from 'xstate';
 // The state names the engine's index uses, to list keys by them.
-import { indexState, type ListPage } from '../runtime/testing.ts';
+import { indexState } from '../runtime/testing.ts';
+import type { DurableActors } from '../runtime/index.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { chartOf, renderChart } from './statechart.ts';
 
@@ -20,7 +21,11 @@ import { chartOf, renderChart } from './statechart.ts';
 /** What the page reads of a durable machine (DurableActors has all of it). */
 export interface InspectedActors {
   counts(partition?: string): Promise<Record<string, number>>;
-  list(options: { state: string; limit?: number; partition?: string }): Promise<ListPage>;
+  list(options: {
+    state: string;
+    limit?: number;
+    partition?: string;
+  }): ReturnType<DurableActors<AnyStateMachine>['list']>;
   get(key: string): Promise<AnyMachineSnapshot | null>;
 }
 

@@ -1,7 +1,5 @@
 import { DelayedError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import type { DurableActors } from '../runtime/index.ts';
-// The release before the engine's records, read as the engine's own: its internals.
-import type { LegacyRecord, OwedAction, Timers } from '../runtime/testing.ts';
+import type { DurableActors, DurableMachineConfig } from '../runtime/index.ts';
 import {
   chargeParams,
   EXPIRY_TIMER_ID,
@@ -44,17 +42,20 @@ export function legacyExpiryJobId(token: string, lifeId: string): string {
 /** The machine version that release stored; the snapshot format has not changed since. */
 const LEGACY_MACHINE_VERSION = 1;
 
-export function adoptLegacyPayment(record: LegacyRecord): {
-  owed: OwedAction[];
-  timers: Timers;
-} {
+/** What the runtime's `adoptLegacy` gets and answers, in its terms. */
+type AdoptLegacy = NonNullable<DurableMachineConfig<PaymentMachine>['adoptLegacy']>;
+type LegacyRecord = Parameters<AdoptLegacy>[0];
+type Adopted = ReturnType<AdoptLegacy>;
+type OwedAction = Adopted['owed'][number];
+
+export function adoptLegacyPayment(record: LegacyRecord): Adopted {
   if (record.machineVersion !== LEGACY_MACHINE_VERSION) {
     throw new Error(`a record of machine version ${record.machineVersion} in the earlier format`);
   }
   const snapshot = readPaymentSnapshot(record.snapshot);
   const { context } = snapshot;
   const dueAt = snapshot.value === 'expired' ? null : context.expiresAt;
-  const timers: Timers =
+  const timers: Adopted['timers'] =
     dueAt === null ? {} : { [EXPIRY_TIMER_ID]: { seq: LEGACY_TIMER_SEQ, dueAt } };
   const owed: OwedAction[] = [];
   // That release finished a step in flight whatever its flag said.

@@ -14,7 +14,6 @@ import {
   StateIndex,
   type HookInfo,
   type HookPoint,
-  type ListPage,
   type MachineKeys,
 } from '../runtime/testing.ts';
 import { tenantOfStoredKey, type Tenant } from '../tenants.ts';
@@ -173,7 +172,7 @@ export class Payments {
     limit?: number;
     cursor?: string | null;
     tenant?: Tenant;
-  }): Promise<ListPage> {
+  }): ReturnType<DurableActors<PaymentMachine>['list']> {
     return this.actors.list({
       state: options.status,
       ...(options.limit === undefined ? {} : { limit: options.limit }),
