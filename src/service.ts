@@ -24,6 +24,7 @@ import { createLogger, fieldLogger, type PinoLogger } from './observability/log.
 import { metricsObserver, observeMachine } from './observability/engine-metrics.ts';
 import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';
 import { startTracing, type Tracing } from './observability/tracing.ts';
+import { WebhookEndpoints } from './webhooks/endpoints.ts';
 
 export { connectRedis };
 
@@ -269,6 +270,13 @@ export async function startService(
             },
           }),
       ...(tracing === null ? {} : { tracing }),
+      webhooks: {
+        endpoints: new WebhookEndpoints(engine.redis, {
+          prefix: config.keyPrefix,
+          now: () => clock.now(),
+        }),
+        guard: { allowPrivate: config.webhookAllowPrivate },
+      },
     });
     http = await listenHttp(app, config.port, config.host, {
       limits,
