@@ -263,6 +263,58 @@ describe('webhook endpoints in local mode', () => {
   });
 });
 
+describe('webhook endpoints named by a host name', () => {
+  let service: TestService;
+  const asked: string[] = [];
+  beforeAll(async () => {
+    // No name reaches a real resolver, and nothing connects: registration only resolves.
+    const names: Record<string, string> = {
+      'hooks.example.com': '93.184.215.14',
+      'internal.example.com': '10.0.0.5',
+      'metadata.example.com': '169.254.169.254',
+    };
+    service = await startTestService(testConfig(inject('redisUrl'), { PAYSTATE_ROLES: 'api' }), {
+      webhookResolver: (hostname) => {
+        asked.push(hostname);
+        const address = names[hostname];
+        return address === undefined
+          ? Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))
+          : Promise.resolve([{ address, family: 4 }]);
+      },
+    });
+  });
+  afterAll(async () => {
+    await service.stop();
+  });
+
+  it('refuses a name that resolves to a private or metadata address, after DNS, and one that does not resolve', async () => {
+    for (const [url, message] of [
+      [
+        'https://internal.example.com/hook',
+        'internal.example.com resolves to 10.0.0.5 is a private address',
+      ],
+      ['http://metadata.example.com/', 'cloud metadata address'],
+      ['https://nowhere.example.com/', 'nowhere.example.com does not resolve'],
+    ] as const) {
+      const response = await service.request('POST', '/webhook-endpoints', { body: { url } });
+      expect(response.status, url).toBe(400);
+      expect(response.body).toMatchObject({ error: { code: 'invalid_webhook_url' } });
+      expect((response.body as { error: { message: string } }).error.message).toContain(message);
+    }
+    expect((await service.request('GET', '/webhook-endpoints')).body).toEqual({ endpoints: [] });
+    const allowed = await service.request('POST', '/webhook-endpoints', {
+      body: { url: 'https://hooks.example.com/paystate' },
+    });
+    expect(allowed.status).toBe(201);
+    expect(asked).toEqual([
+      'internal.example.com',
+      'metadata.example.com',
+      'nowhere.example.com',
+      'hooks.example.com',
+    ]);
+  });
+});
+
 describe('webhook endpoints while Redis is down', () => {
   let redisServer: TestRedisServer;
   let service: TestService;
