@@ -1,8 +1,8 @@
 /**
  * The registry of webhook endpoints, per tenant, in Redis.
  *
- * One hash per tenant holds its endpoints (id → JSON of url, events, secret,
- * createdAt) under the hash tag `{webhooks:<tenant>}` (`{webhooks}` in local
+ * One hash per tenant holds its endpoints (id → JSON of seq, url, events,
+ * secret, createdAt; seq counted by a key beside it) under the hash tag `{webhooks:<tenant>}` (`{webhooks}` in local
  * mode), so a tenant's endpoints live in one Cluster slot and are counted,
  * created and listed by one command. A tenant has at most
  * `maxPerTenant` (16) endpoints: the check and the write are one script.
@@ -53,6 +53,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     paystateAddWebhookEndpoint(
       endpoints: string,
+      sequence: string,
       id: string,
       record: string,
       limit: number,
@@ -60,16 +61,23 @@ declare module 'ioredis' {
   }
 }
 
-// KEYS[1]: the tenant's endpoints hash. ARGV[1]: the new id, ARGV[2]: its
-// record (JSON), ARGV[3]: the most endpoints the tenant may have.
-// Returns 1 when written, 0 when the tenant is at the limit (nothing written).
+// KEYS[1]: the tenant's endpoints hash, KEYS[2]: its registration counter.
+// ARGV[1]: the new id, ARGV[2]: its record (a JSON object), ARGV[3]: the
+// most endpoints the tenant may have.
+// Writes the record with `seq`, the tenant's next registration number, as
+// its first member (so two registrations in one millisecond list in the
+// order they were made). Returns 1 when written, 0 when the tenant is at
+// the limit (nothing written).
 const ADD_SCRIPT = `
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local seq = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], '{"seq":' .. seq .. ',' .. string.sub(ARGV[2], 2))
 return 1
 `;
 
 interface StoredEndpoint {
+  /** The tenant's registration number of it (set by the script). */
+  readonly seq: number;
   readonly id: string;
   readonly url: string;
   readonly events: readonly string[];
@@ -95,7 +103,7 @@ function parseStored(json: string): StoredEndpoint {
   return JSON.parse(json) as StoredEndpoint;
 }
 
-function publicView(stored: StoredEndpoint): WebhookEndpoint {
+function publicView(stored: Omit<StoredEndpoint, 'seq'>): WebhookEndpoint {
   return {
     id: stored.id,
     url: stored.url,
@@ -129,12 +137,17 @@ export class WebhookEndpoints {
     this.prefix = options.prefix;
     this.maxPerTenant = options.maxPerTenant ?? DEFAULT_MAX_ENDPOINTS_PER_TENANT;
     this.now = options.now ?? Date.now;
-    redis.defineCommand('paystateAddWebhookEndpoint', { numberOfKeys: 1, lua: ADD_SCRIPT });
+    redis.defineCommand('paystateAddWebhookEndpoint', { numberOfKeys: 2, lua: ADD_SCRIPT });
   }
 
   /** The hash of a tenant's endpoints. */
   key(tenant: Tenant): string {
     return `${this.prefix}:{webhooks${tenant === null ? '' : `:${tenant}`}}:endpoints`;
+  }
+
+  /** The counter of a tenant's registrations, beside its endpoints (same hash tag). */
+  private sequenceKey(tenant: Tenant): string {
+    return `${this.prefix}:{webhooks${tenant === null ? '' : `:${tenant}`}}:seq`;
   }
 
   /**
@@ -146,7 +159,7 @@ export class WebhookEndpoints {
     tenant: Tenant,
     request: { url: string; events?: readonly WebhookEventType[] },
   ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
-    const stored: StoredEndpoint = {
+    const stored: Omit<StoredEndpoint, 'seq'> = {
       id: `we_${randomBytes(12).toString('hex')}`,
       url: request.url,
       events: canonicalEvents(request.events ?? WEBHOOK_EVENT_TYPES),
@@ -156,6 +169,7 @@ export class WebhookEndpoints {
     const written = await redisCall(() =>
       this.redis.paystateAddWebhookEndpoint(
         this.key(tenant),
+        this.sequenceKey(tenant),
         stored.id,
         JSON.stringify(stored),
         this.maxPerTenant,
@@ -193,8 +207,6 @@ export class WebhookEndpoints {
 
   private async readAll(tenant: Tenant): Promise<StoredEndpoint[]> {
     const all = await redisCall(() => this.redis.hvals(this.key(tenant)));
-    return all
-      .map(parseStored)
-      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return all.map(parseStored).sort((a, b) => a.seq - b.seq);
   }
 }

@@ -217,8 +217,19 @@ describe('webhook endpoints with API keys', () => {
   it("keeps each tenant's endpoints under one hash tag, and the secret out of every listing", async () => {
     const { id, secret } = (await create({ url: 'https://93.184.215.14/tag' })).body as Created;
     const keys = await storedKeys(redis, service.config.keyPrefix);
-    const endpointKeys = keys.filter((key) => key.includes('webhooks'));
-    expect(endpointKeys).toEqual([`${service.config.keyPrefix}:{webhooks:alpha}:endpoints`]);
+    const prefix = service.config.keyPrefix;
+    const alphas = keys.filter((key) => key.startsWith(`${prefix}:{webhooks:alpha}`));
+    expect(alphas).toEqual([
+      `${prefix}:{webhooks:alpha}:endpoints`,
+      `${prefix}:{webhooks:alpha}:seq`,
+    ]);
+    // Nothing of a tenant's endpoints outside its own hash tag.
+    expect(
+      keys.filter(
+        (key) =>
+          key.includes('webhooks') && !/^[^:]+:\{webhooks:[a-z]+\}:(endpoints|seq)$/.test(key),
+      ),
+    ).toEqual([]);
     expect(JSON.stringify((await list()).body)).not.toContain(secret);
     expect((await remove(id)).status).toBe(204);
   });
