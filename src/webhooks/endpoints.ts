@@ -15,6 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
 import { AppError, toAppError } from '../errors.ts';
+import { readLuaScript } from '../runtime/lua/scripts.ts';
 import type { Tenant } from '../tenants.ts';
 import { WEBHOOK_EVENT_TYPES, isWebhookEventType, type WebhookEventType } from './events.ts';
 
@@ -61,19 +62,8 @@ declare module 'ioredis' {
   }
 }
 
-// KEYS[1]: the tenant's endpoints hash, KEYS[2]: its registration counter.
-// ARGV[1]: the new id, ARGV[2]: its record (a JSON object), ARGV[3]: the
-// most endpoints the tenant may have.
-// Writes the record with `seq`, the tenant's next registration number, as
-// its first member (so two registrations in one millisecond list in the
-// order they were made). Returns 1 when written, 0 when the tenant is at
-// the limit (nothing written).
-const ADD_SCRIPT = `
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], '{"seq":' .. seq .. ',' .. string.sub(ARGV[2], 2))
-return 1
-`;
+// lua/add-endpoint.lua (KEYS, ARGV and output in its header).
+const ADD_SCRIPT = readLuaScript(new URL('./lua/add-endpoint.lua', import.meta.url));
 
 interface StoredEndpoint {
   /** The tenant's registration number of it (set by the script). */
