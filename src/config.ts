@@ -107,6 +107,7 @@ const envSchema = z.object({
       message: 'REDIS_KEY_PREFIX must be 1-64 characters of A-Z a-z 0-9 _ . -',
     }),
   PAYMENT_EXPIRY_MS: integer('PAYMENT_EXPIRY_MS', 86_400_000, 1),
+  PAYMENT_CAPTURE_WINDOW_MS: integer('PAYMENT_CAPTURE_WINDOW_MS', 7 * 86_400_000, 1),
   EXPIRED_RETENTION_MS: integer('EXPIRED_RETENTION_MS', 86_400_000, 1),
   ACCOUNT_INITIAL_BALANCE_CENTS: integer('ACCOUNT_INITIAL_BALANCE_CENTS', 100_000, 0),
   ACCOUNT_LEDGER_LIMIT: integer('ACCOUNT_LEDGER_LIMIT', 1_000, 1, 1_000_000),
@@ -234,6 +235,8 @@ export interface Config {
   readonly timerQueues: number;
   readonly keyPrefix: string;
   readonly paymentExpiryMs: number;
+  /** How long an authorization (capture: manual) waits for its capture before it is voided. */
+  readonly paymentCaptureWindowMs: number;
   readonly expiredRetentionMs: number;
   readonly accountInitialBalanceCents: number;
   /** Ledger entries kept per account, newest kept. */
@@ -341,6 +344,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     timerQueues: e.TIMER_QUEUES,
     keyPrefix: e.REDIS_KEY_PREFIX,
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
+    paymentCaptureWindowMs: e.PAYMENT_CAPTURE_WINDOW_MS,
     expiredRetentionMs: e.EXPIRED_RETENTION_MS,
     accountInitialBalanceCents: e.ACCOUNT_INITIAL_BALANCE_CENTS,
     accountLedgerLimit: e.ACCOUNT_LEDGER_LIMIT,

@@ -179,6 +179,7 @@ export async function startService(
     ledger,
     keys: paymentRecordKeys(keys),
     paymentExpiryMs: config.paymentExpiryMs,
+    captureWindowMs: config.paymentCaptureWindowMs,
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),
   });

@@ -416,6 +416,7 @@ async function runIndexCommand(
           ),
           keys: paymentRecordKeys(keys),
           paymentExpiryMs: config.paymentExpiryMs,
+          captureWindowMs: config.paymentCaptureWindowMs,
           expiredRetentionMs: config.expiredRetentionMs,
         });
         await payments.recover(token);
