@@ -1,6 +1,6 @@
 import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Ledger } from './accounts/ledger.ts';
+import { Ledger, ledgerSettingsOf } from './accounts/ledger.ts';
 import { WORKER_METRICS_PORT, type Config } from './config.ts';
 import {
   createEngine,
@@ -170,10 +170,7 @@ export async function startService(
     config.accountInitialBalanceCents,
     identity,
     engine.replicas,
-    {
-      ledgerLimit: config.accountLedgerLimit,
-      operationRetentionMs: config.accountOperationRetentionMs,
-    },
+    ledgerSettingsOf(config),
   );
   const payments = new Payments(engine, {
     ledger,

@@ -18,6 +18,7 @@ import { continueRequestTrace, observeRequests, routeMatcher } from './request-o
 import { repeatedMember } from './repeated-member.ts';
 import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
+import { parseCurrency } from '../money/currency.ts';
 import type { Tenant } from '../tenants.ts';
 
 export interface AppDeps {
@@ -272,7 +273,10 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/accounts/:accountId', async (req, res) => {
     const accountId = parseAccountId(req.params.accountId);
-    res.json(accountView(await scope(req).account(accountId), tenantOf(req)));
+    // A repeated ?currency= is an array: not a currency either.
+    const { currency } = req.query;
+    const selected = currency === undefined ? undefined : parseCurrency(currency);
+    res.json(accountView(await scope(req).account(accountId, selected), tenantOf(req)));
   });
 
   // Operators' routes after the payment routes: a payment request does not

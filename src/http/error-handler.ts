@@ -11,6 +11,7 @@ export const STATUS_BY_CODE = {
   invalid_json: 400,
   invalid_token: 400,
   invalid_account_id: 400,
+  invalid_currency: 400,
   missing_idempotency_key: 400,
   unauthenticated: 401,
   invalid_cursor: 400,

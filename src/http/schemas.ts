@@ -145,15 +145,51 @@ export const paymentViewSchema = z.strictObject({
 });
 export type PaymentView = z.output<typeof paymentViewSchema>;
 
+export const currencySchema = z
+  .string()
+  .regex(/^[A-Z]{3}$/)
+  .meta({ description: 'ISO 4217 code, upper case', examples: ['EUR'] });
+
+const cents = (description: string) => z.int().min(0).meta({ description });
+
+/** GET /accounts/{id}'s query (the route reads it with parseCurrency, which names the problem). */
+export const accountQuerySchema = z.strictObject({
+  currency: currencySchema.optional().meta({
+    description:
+      "Show this currency only: `balances` holds it alone, `balanceCents` is its available funds and `ledger` its movements. Not a currency of ISO 4217's list: 400 `invalid_currency`",
+  }),
+});
+
 export const accountViewSchema = z.strictObject({
   accountId: z.string(),
-  balanceCents: z.int(),
+  balanceCents: z.int().meta({
+    description:
+      'Available funds of the selected currency (`?currency=`), else of the default currency, in its minor unit',
+  }),
+  balances: z
+    .record(
+      currencySchema,
+      z.strictObject({
+        availableCents: cents('Funds that can be charged or authorized, in the minor unit'),
+        heldCents: cents('Funds held by authorizations not yet captured or voided'),
+      }),
+    )
+    .meta({
+      description:
+        'Per currency: the selected one, or the default one and every currency the account has used',
+    }),
   ledger: z.array(
     z.strictObject({
       operationId: z.string(),
-      kind: z.enum(['withdrawal', 'deposit']),
+      kind: z.enum(['withdrawal', 'hold', 'capture', 'release', 'deposit']).meta({
+        description:
+          'withdrawal: a charge; hold: an authorization; capture: a hold settled (amountCents captured, releasedCents given back); release: a hold voided; deposit: a refund',
+      }),
+      currency: currencySchema,
       amountCents: z.int(),
-      balanceCents: z.int(),
+      releasedCents: z.int(),
+      balanceCents: z.int().meta({ description: "The currency's available funds after it" }),
+      heldCents: z.int().meta({ description: "The currency's held funds after it" }),
       token: z.string(),
       at: timestamp,
     }),
