@@ -1,11 +1,12 @@
 /**
- * Money and state checks run after a load, against what Redis holds: every
- * ledger chains from the initial balance to the stored one and never goes
- * negative, a token is charged at most once and refunded at most once (and
- * only after a charge), a record's status agrees with its ledger entries,
- * nothing is left in flight or owed.
+ * Money and state checks run after a load, against what Redis holds: the
+ * money invariants the tests check (test/support/money-invariants.ts: per
+ * account and currency the ledger chains to the stored balances, never
+ * negative, available + held + captured − refunded = initial; a token charged
+ * at most once, refunded no more than captured), a record's status agrees
+ * with its ledger entries, nothing is left in flight or owed.
  */
-import type { LedgerEntry } from '../src/accounts/ledger.ts';
+import { auditMoney, readAccounts, type TokenMoney } from '../test/support/money-invariants.ts';
 import { contextOf, statusOf } from '../src/payments/payment.snapshot.ts';
 import { INITIAL_BALANCE_CENTS, type Deployment } from './deployment.ts';
 
@@ -35,10 +36,7 @@ export class InvariantReport {
   }
 }
 
-export interface TokenMoney {
-  withdrawals: number;
-  deposits: number;
-}
+export type { TokenMoney };
 
 export interface LedgerTally {
   readonly withdrawals: number;
@@ -56,79 +54,43 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
-/** Reads every ledger of `accountIds` in full and checks it; tallies the money per token. */
+/**
+ * Reads every ledger of `accountIds` in full and checks the money invariants
+ * the tests check (test/support/money-invariants.ts); tallies the money per token.
+ */
 export async function auditAccounts(
   deployment: Deployment,
   accountIds: Iterable<string>,
   report: InvariantReport,
 ): Promise<LedgerTally> {
   report.check(
-    'each ledger chains from the initial balance to the stored balance, never below zero',
+    'per account and currency, the ledger chains from the initial balance to the stored balances, never below zero, and available + held + captured − refunded = initial',
   );
-  report.check('each token has at most one withdrawal, and no more deposits than withdrawals');
-  const { client } = deployment.redis;
-  const { keys } = deployment;
-  const byToken = new Map<string, TokenMoney>();
+  report.check(
+    'each token is charged at most once, settles a hold at most once, and is refunded no more than was captured',
+  );
+  const accounts = await readAccounts(deployment.redis.client, deployment.keys, accountIds, {
+    batch: BATCH,
+  });
+  const audit = auditMoney(accounts, { initialBalanceCents: INITIAL_BALANCE_CENTS });
+  for (const problem of audit.problems) report.violation(problem);
   let withdrawals = 0;
   let deposits = 0;
   let withdrawnCents = 0;
   let depositedCents = 0;
-  for (const batch of chunks([...new Set(accountIds)], BATCH)) {
-    const pipeline = client.pipeline();
-    for (const id of batch) {
-      pipeline.hget(keys.account(id), 'balance');
-      pipeline.lrange(keys.accountLedger(id), 0, -1);
-    }
-    const replies = (await pipeline.exec()) ?? [];
-    batch.forEach((accountId, i) => {
-      const [balanceError, balanceReply] = replies[2 * i] ?? [];
-      const [ledgerError, ledgerReply] = replies[2 * i + 1] ?? [];
-      const error = balanceError ?? ledgerError;
-      if (error) throw error;
-      const stored = balanceReply == null ? INITIAL_BALANCE_CENTS : Number(balanceReply);
-      let balance = INITIAL_BALANCE_CENTS;
-      for (const raw of ledgerReply as string[]) {
-        const entry = JSON.parse(raw) as LedgerEntry;
-        balance += entry.kind === 'withdrawal' ? -entry.amountCents : entry.amountCents;
-        if (entry.balanceCents !== balance) {
-          report.violation(
-            `account ${accountId}: entry ${entry.operationId} says ${entry.balanceCents}, the chain gives ${balance}`,
-          );
-          balance = entry.balanceCents;
-        }
-        if (balance < 0) report.violation(`account ${accountId} went negative (${balance})`);
-        const money = byToken.get(entry.token) ?? { withdrawals: 0, deposits: 0 };
-        if (entry.kind === 'withdrawal') {
-          money.withdrawals++;
-          withdrawals++;
-          withdrawnCents += entry.amountCents;
-        } else {
-          money.deposits++;
-          deposits++;
-          depositedCents += entry.amountCents;
-        }
-        byToken.set(entry.token, money);
-      }
-      if (stored !== balance) {
-        report.violation(`account ${accountId}: stored balance ${stored}, ledger gives ${balance}`);
-      }
-    });
+  for (const money of audit.byToken.values()) {
+    withdrawals += money.withdrawals + money.captures;
+    deposits += money.deposits;
+    withdrawnCents += money.capturedCents;
+    depositedCents += money.refundedCents;
   }
-  for (const [token, money] of byToken) {
-    if (money.withdrawals > 1) {
-      report.violation(`token ${token} was charged ${money.withdrawals} times`);
-    }
-    if (money.deposits > money.withdrawals) {
-      report.violation(
-        `token ${token} was refunded ${money.deposits} times after ${money.withdrawals} charges`,
-      );
-    }
-  }
-  return { withdrawals, deposits, withdrawnCents, depositedCents, byToken };
+  return { withdrawals, deposits, withdrawnCents, depositedCents, byToken: audit.byToken };
 }
 
 /** What each final status allows the ledger to hold for its token. */
-const MONEY_BY_STATUS: Readonly<Record<string, TokenMoney | null>> = {
+const MONEY_BY_STATUS: Readonly<
+  Record<string, Pick<TokenMoney, 'withdrawals' | 'deposits'> | null>
+> = {
   pending: { withdrawals: 0, deposits: 0 },
   processed: { withdrawals: 1, deposits: 0 },
   cancelled: { withdrawals: 0, deposits: 0 },
@@ -157,7 +119,12 @@ export async function auditTokens(
     const records = await Promise.all(batch.map((token) => deployment.store.load(token)));
     batch.forEach((token, i) => {
       const record = records[i] ?? null;
-      const held = money.byToken.get(token) ?? { withdrawals: 0, deposits: 0 };
+      const tally = money.byToken.get(token);
+      // Money captured (a charge, or a capture of a hold) and refunds, as counts.
+      const held = {
+        withdrawals: (tally?.withdrawals ?? 0) + (tally?.captures ?? 0),
+        deposits: tally?.deposits ?? 0,
+      };
       const status = record === null ? null : statusOf(record.snapshot);
       statuses.set(token, status);
       if (record === null) {

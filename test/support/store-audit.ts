@@ -3,9 +3,11 @@
  * outbox) in one atomic step, straight from Redis, and checks that the
  * snapshots and the ledger agree with each other and with the money rules:
  *
- * - every balance is the initial balance minus the withdrawals plus the
- *   deposits of its ledger, and no running balance ever went below zero;
- * - every applied ledger operation is in the ledger once, no declined one is;
+ * - the money invariants of money-invariants.ts (shared with the bench): per
+ *   account and currency the ledger chains from the initial balance to the
+ *   stored balances, never below zero, available + held + captured −
+ *   refunded = initial; every applied operation is in the ledger once, no
+ *   declined one is;
  * - every movement belongs to the current life of a token on record, with
  *   that token's account and amount;
  * - a token's state says what its money did: processed ⇒ one withdrawal;
@@ -23,6 +25,7 @@ import { Cluster, Redis } from 'ioredis';
 import { spreadTags } from '../../src/runtime/redis/cluster.ts';
 import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
+import { auditMoney } from './money-invariants.ts';
 import { timerJobId, timerQueueName } from '../../src/runtime/index.ts';
 import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
@@ -88,7 +91,7 @@ for id in pairs(accounts) do
   local base = prefix .. ':{account:' .. id .. '}:'
   table.insert(ledgers, {
     id,
-    redis.call('HGET', base .. 'balance', 'balance') or '',
+    redis.call('HGETALL', base .. 'balance'),
     redis.call('LRANGE', base .. 'ledger', 0, -1),
     redis.call('HGETALL', base .. 'ops'),
   })
@@ -106,7 +109,7 @@ return {states, ledgers, outbox}
 
 type ReadAllReply = [
   states: [key: string, v: string, l: string, m: string, s: string, o: string, t: string][],
-  ledgers: [id: string, balance: string, ledger: string[], ops: string[]][],
+  ledgers: [id: string, balances: string[], ledger: string[], ops: string[]][],
   outbox: number,
 ];
 
@@ -226,31 +229,28 @@ export function storeAuditor(options: {
         }
       }
 
+      const pairs = (flat: readonly string[]) => {
+        const map = new Map<string, string>();
+        for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i] ?? '', flat[i + 1] ?? '');
+        return map;
+      };
+      // The money invariants (chain, never negative, the balance identity,
+      // each id once), as the bench checks them.
+      const money = auditMoney(
+        rawLedgers.map(([accountId, balances, entries, operations]) => ({
+          accountId,
+          balances: Object.fromEntries(pairs(balances)),
+          entries,
+          operations: pairs(operations),
+        })),
+        { initialBalanceCents: options.initialBalanceCents },
+      );
+      problems.push(...money.problems);
+
+      // Each movement against the record of its token.
       const movements = new Map<string, LedgerEntry[]>();
-      for (const [accountId, balance, rawEntries, flatOperations] of rawLedgers) {
-        const operations = new Map<string, string>();
-        for (let i = 0; i + 1 < flatOperations.length; i += 2) {
-          operations.set(flatOperations[i] ?? '', flatOperations[i + 1] ?? '');
-        }
-        let running = options.initialBalanceCents;
-        const seen = new Set<string>();
+      for (const [accountId, , rawEntries] of rawLedgers) {
         for (const entry of rawEntries.map((e) => JSON.parse(e) as LedgerEntry)) {
-          running += entry.kind === 'deposit' ? entry.amountCents : -entry.amountCents;
-          if (entry.balanceCents !== running) {
-            problems.push(
-              `${accountId}: entry ${entry.operationId} says balance ${entry.balanceCents}, the entries before it make ${running}`,
-            );
-          }
-          if (running < 0) problems.push(`${accountId}: balance went negative (${running})`);
-          if (seen.has(entry.operationId)) {
-            problems.push(`${accountId}: operation ${entry.operationId} is in the ledger twice`);
-          }
-          seen.add(entry.operationId);
-          if (operations.get(entry.operationId) !== 'applied') {
-            problems.push(
-              `${accountId}: ledger has ${entry.operationId}, recorded as ${operations.get(entry.operationId) ?? 'nothing'}`,
-            );
-          }
           const list = movements.get(entry.token) ?? [];
           list.push(entry);
           movements.set(entry.token, list);
@@ -275,18 +275,6 @@ export function storeAuditor(options: {
             );
           }
         }
-        for (const [operationId, outcome] of operations) {
-          if (outcome === 'applied' && !seen.has(operationId)) {
-            problems.push(
-              `${accountId}: ${operationId} is recorded as applied but not in the ledger`,
-            );
-          }
-        }
-        const stored = balance === '' ? options.initialBalanceCents : Number(balance);
-        if (stored !== running) {
-          problems.push(`${accountId}: balance ${stored} but its ledger adds up to ${running}`);
-        }
-        if (stored < 0) problems.push(`${accountId}: balance ${stored} is negative`);
       }
 
       const tokens = new Map<string, TokenAudit>();
