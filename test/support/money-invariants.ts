@@ -298,3 +298,60 @@ function storedBalances(
   }
   return balances;
 }
+
+/**
+ * What a token's state allows its money to be, or why it is not (null: it
+ * agrees). States of the payment machine, internal steps included; a step
+ * whose movement may or may not be in the ledger yet allows both.
+ */
+export function tokenMoneyProblem(status: string, money: TokenMoney | undefined): string | null {
+  const m = money ?? noMoney();
+  const charged = m.withdrawals + m.holds;
+  const said = () =>
+    `${status} with ${m.withdrawals} charge(s), ${m.holds} hold(s), ${m.captures} capture(s), ${m.releases} release(s), ${m.deposits} refund(s) (captured ${m.capturedCents}, refunded ${m.refundedCents}, held ${m.heldCents})`;
+  const settled = m.captures + m.releases;
+  let ok: boolean;
+  switch (status) {
+    case 'pending':
+      ok = charged === 0;
+      break;
+    case 'charging':
+    case 'authorizing':
+      ok = charged <= 1 && settled === 0 && m.deposits === 0;
+      break;
+    case 'authorized':
+      ok = m.holds === 1 && m.withdrawals === 0 && settled === 0 && m.deposits === 0;
+      break;
+    case 'capturing':
+    case 'voiding':
+      ok = m.holds === 1 && m.withdrawals === 0 && settled <= 1 && m.deposits === 0;
+      break;
+    case 'cancelled':
+      // Cancelled before any capture: nothing captured, no hold left.
+      ok = m.capturedCents === 0 && m.heldCents === 0 && m.deposits === 0;
+      break;
+    case 'processed':
+      ok = charged === 1 && m.capturedCents > 0 && m.heldCents === 0 && m.deposits === 0;
+      break;
+    case 'partially_refunded':
+      ok =
+        charged === 1 &&
+        m.heldCents === 0 &&
+        m.refundedCents > 0 &&
+        m.refundedCents < m.capturedCents;
+      break;
+    case 'refunding':
+      ok = charged === 1 && m.capturedCents > 0 && m.heldCents === 0;
+      break;
+    case 'refunded':
+      ok = charged === 1 && m.capturedCents > 0 && m.refundedCents === m.capturedCents;
+      break;
+    case 'expired':
+      // Expired after any end but an authorization (which does not expire).
+      ok = m.heldCents === 0;
+      break;
+    default:
+      return `${status} is not a state of the payment machine`;
+  }
+  return ok ? null : said();
+}

@@ -10,10 +10,11 @@
  *   declined one is;
  * - every movement belongs to the current life of a token on record, with
  *   that token's account and amount;
- * - a token's state says what its money did: processed ⇒ one withdrawal;
- *   refunded ⇒ one withdrawal and one deposit; pending/cancelled ⇒ nothing;
- *   charging ⇒ at most the withdrawal (a charge whose outcome is not recorded
- *   yet); refunding ⇒ the withdrawal and at most the deposit.
+ * - a token's state says what its money did (tokenMoneyProblem, shared with
+ *   the bench): processed ⇒ one charge, nothing refunded; refunded ⇒ all of
+ *   it refunded; pending/cancelled ⇒ nothing captured or held; charging ⇒ at
+ *   most the charge (its outcome not recorded yet); refunding ⇒ the charge
+ *   and any refunds.
  *
  * These hold at every moment, under load too: the read is one script, so it
  * sees the store between two commands. Once recovery has run (`settled`),
@@ -25,7 +26,7 @@ import { Cluster, Redis } from 'ioredis';
 import { spreadTags } from '../../src/runtime/redis/cluster.ts';
 import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
-import { auditMoney } from './money-invariants.ts';
+import { auditMoney, tokenMoneyProblem } from './money-invariants.ts';
 import { timerJobId, timerQueueName } from '../../src/runtime/index.ts';
 import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
@@ -59,17 +60,6 @@ export interface StoreAuditor {
 }
 
 const TIMED_STATES = new Set(['processed', 'cancelled', 'refunded']);
-
-/** Money each state allows: withdrawals and deposits of the token's current life. */
-const MONEY: Record<string, { w: readonly number[]; d: readonly number[] }> = {
-  pending: { w: [0], d: [0] },
-  cancelled: { w: [0], d: [0] },
-  charging: { w: [0, 1], d: [0] },
-  processed: { w: [1], d: [0] },
-  refunding: { w: [1], d: [0, 1] },
-  refunded: { w: [1], d: [1] },
-  expired: { w: [0, 1], d: [0, 1] },
-};
 
 // ARGV: key prefix, 'cluster' on a cluster node. Test-only: KEYS inside a
 // script is what makes the read one atomic step (on a cluster, one step per
@@ -288,12 +278,8 @@ export function storeAuditor(options: {
         tokens.set(token, { status, owed: record.owed, withdrawals, deposits });
         if (status === 'charging' || status === 'refunding') inFlight++;
         if (status === 'charging' && withdrawals === 1) ledgerAhead++;
-        const money = MONEY[status];
-        if (money === undefined || !money.w.includes(withdrawals) || !money.d.includes(deposits)) {
-          problems.push(
-            `${token}: ${status} with ${withdrawals} withdrawal(s) and ${deposits} deposit(s)`,
-          );
-        }
+        const problem = tokenMoneyProblem(status, money.byToken.get(token));
+        if (problem !== null) problems.push(`${token}: ${problem}`);
         if (!settled) continue;
         if (status === 'charging' || status === 'refunding') {
           problems.push(`${token}: still ${status} after recovery`);

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { auditMoney, type StoredAccount } from '../support/money-invariants.ts';
+import {
+  auditMoney,
+  tokenMoneyProblem,
+  type StoredAccount,
+  type TokenMoney,
+} from '../support/money-invariants.ts';
 
 const INITIAL = 1_000;
 
@@ -125,5 +130,49 @@ describe('the money invariants', () => {
         ],
       }),
     ).toEqual([]);
+  });
+});
+
+describe("a token's state against its money", () => {
+  const money = (m: Partial<TokenMoney>): TokenMoney => ({
+    withdrawals: 0,
+    holds: 0,
+    captures: 0,
+    releases: 0,
+    deposits: 0,
+    capturedCents: 0,
+    refundedCents: 0,
+    heldCents: 0,
+    ...m,
+  });
+  const charged = { withdrawals: 1, capturedCents: 500 };
+
+  it.each([
+    ['pending', undefined],
+    ['processed', money(charged)],
+    ['authorized', money({ holds: 1, heldCents: 500 })],
+    ['processed', money({ holds: 1, captures: 1, capturedCents: 300 })],
+    ['cancelled', money({ holds: 1, releases: 1 })],
+    ['partially_refunded', money({ ...charged, deposits: 2, refundedCents: 200 })],
+    ['refunded', money({ ...charged, deposits: 2, refundedCents: 500 })],
+    ['charging', money(charged)],
+    ['charging', undefined],
+    ['expired', money({ ...charged, deposits: 1, refundedCents: 500 })],
+  ])('%s agrees with %j', (status, m) => {
+    expect(tokenMoneyProblem(status, m)).toBeNull();
+  });
+
+  it.each([
+    ['pending', money(charged)],
+    ['processed', money({ ...charged, deposits: 1, refundedCents: 1 })],
+    ['processed', money({ holds: 1, heldCents: 500 })],
+    ['cancelled', money({ holds: 1, heldCents: 500 })],
+    ['partially_refunded', money({ ...charged, deposits: 1, refundedCents: 500 })],
+    ['refunded', money({ ...charged, deposits: 1, refundedCents: 400 })],
+    ['authorized', money(charged)],
+    ['expired', money({ holds: 1, heldCents: 500 })],
+    ['lost', undefined],
+  ])('%s disagrees with %j', (status, m) => {
+    expect(tokenMoneyProblem(status, m)).not.toBeNull();
   });
 });
