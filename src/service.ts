@@ -1,6 +1,6 @@
 import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Ledger } from './accounts/ledger.ts';
+import { Ledger, ledgerSettingsOf } from './accounts/ledger.ts';
 import { WORKER_METRICS_PORT, type Config } from './config.ts';
 import {
   createEngine,
@@ -170,16 +170,14 @@ export async function startService(
     config.accountInitialBalanceCents,
     identity,
     engine.replicas,
-    {
-      ledgerLimit: config.accountLedgerLimit,
-      operationRetentionMs: config.accountOperationRetentionMs,
-    },
+    ledgerSettingsOf(config),
   );
   const payments = new Payments(engine, {
     ledger,
     keys: paymentRecordKeys(keys),
     paymentExpiryMs: config.paymentExpiryMs,
     captureWindowMs: config.paymentCaptureWindowMs,
+    defaultCurrency: config.defaultCurrency,
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),
   });

@@ -13,7 +13,7 @@
 import { parseArgs } from 'node:util';
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { connectCluster } from '../runtime/redis/cluster.ts';
-import { Ledger } from '../accounts/ledger.ts';
+import { Ledger, ledgerSettingsOf } from '../accounts/ledger.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createEngine } from '../runtime/index.ts';
 import { AppError, ValidationError, isRedisUnavailable } from '../errors.ts';
@@ -261,7 +261,10 @@ async function run(args: string[]): Promise<number> {
     }
     if (invocation.kind === 'get') {
       const { token, tenant, json } = invocation;
-      const record = await readPaymentRecord(redis, keys.state(tenantKey(tenant, token)));
+      const record = await readPaymentRecord(redis, keys.state(tenantKey(tenant, token)), {
+        defaultCurrency: config.defaultCurrency,
+        captureWindowMs: config.paymentCaptureWindowMs,
+      });
       if (record === null) {
         console.error(
           `No state stored for token ${token}${tenant === null ? '' : ` of tenant ${tenant}`}.`,
@@ -286,9 +289,14 @@ async function run(args: string[]): Promise<number> {
     }
     const { accountId, tenant, json } = invocation;
     const view = accountView(
-      await new Ledger(redis, keys, config.accountInitialBalanceCents).view(
-        tenantKey(tenant, accountId),
-      ),
+      await new Ledger(
+        redis,
+        keys,
+        config.accountInitialBalanceCents,
+        undefined,
+        undefined,
+        ledgerSettingsOf(config),
+      ).view(tenantKey(tenant, accountId)),
       tenant,
     );
     if (json) {
@@ -299,7 +307,13 @@ async function run(args: string[]): Promise<number> {
       header('Account:', [
         ...(tenant === null ? [] : [['Tenant', tenant] as [string, string]]),
         ['Account', accountId],
-        ['Balance', `${view.balanceCents} cents`],
+        ...Object.entries(view.balances).map(
+          ([currency, b]) =>
+            [currency, `${b.availableCents} available, ${b.heldCents} held (minor units)`] as [
+              string,
+              string,
+            ],
+        ),
       ]),
     );
     console.log(
@@ -308,8 +322,10 @@ async function run(args: string[]): Promise<number> {
           e.operationId,
           {
             kind: e.kind,
+            currency: e.currency,
             amountCents: e.amountCents,
             balanceCents: e.balanceCents,
+            heldCents: e.heldCents,
             token: e.token,
             at: e.at,
           },
@@ -413,10 +429,13 @@ async function runIndexCommand(
             keys,
             config.accountInitialBalanceCents,
             engine.identity,
+            undefined,
+            ledgerSettingsOf(config),
           ),
           keys: paymentRecordKeys(keys),
           paymentExpiryMs: config.paymentExpiryMs,
           captureWindowMs: config.paymentCaptureWindowMs,
+          defaultCurrency: config.defaultCurrency,
           expiredRetentionMs: config.expiredRetentionMs,
         });
         await payments.recover(token);

@@ -26,6 +26,7 @@ import {
   parseToken,
 } from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
+import { parseCurrency } from '../money/currency.ts';
 import type { Tenant } from '../tenants.ts';
 import { shownStatus } from '../machine/payment.types.ts';
 
@@ -369,7 +370,10 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/accounts/:accountId', async (req, res) => {
     const accountId = parseAccountId(req.params.accountId);
-    res.json(accountView(await scope(req).account(accountId), tenantOf(req)));
+    // A repeated ?currency= is an array: not a currency either.
+    const { currency } = req.query;
+    const selected = currency === undefined ? undefined : parseCurrency(currency);
+    res.json(accountView(await scope(req).account(accountId, selected), tenantOf(req)));
   });
 
   // Operators' routes after the payment routes: a payment request does not

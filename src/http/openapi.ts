@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
 import {
   accountIdSchema,
+  accountQuerySchema,
   accountViewSchema,
   adminListQuerySchema,
   adminPaymentListSchema,
@@ -276,9 +277,9 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
   '/accounts/{accountId}': {
     post: undefined,
     get: {
-      summary: 'Balance and last 100 ledger movements',
+      summary: 'Balances per currency and the last 100 ledger movements',
       tags: ['accounts'],
-      parameters: [ref('parameters', 'AccountId')],
+      parameters: [ref('parameters', 'AccountId'), ...queryParameters(accountQuerySchema)],
       responses: { 200: ok('The account view', json(ref('schemas', 'AccountView'))) },
     },
   },

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
 import { INTERNAL_STATES, PROCESSING, PUBLIC_STATES } from '../machine/payment.types.ts';
-import { isCurrency } from '../money/currency.ts';
+import { currencyProblem } from '../money/currency.ts';
 import type { PaymentRequest, RefundRequest } from '../payments/payments.ts';
 
 /**
@@ -65,12 +65,14 @@ export const accountIdSchema = z
   .regex(ACCOUNT_ID_PATTERN)
   .meta({ description: '1-128 characters of A-Z a-z 0-9 . _ ~ -, not "." or ".."' });
 
-export const currencySchema = z
-  .string({ error: 'currency must be a string' })
-  .refine(isCurrency, {
-    error: (issue) =>
-      `currency must be an upper-case ISO 4217 code such as USD or EUR, got ${JSON.stringify(issue.input)}`,
+/** A payment's currency: what currencyProblem says of it is the message. */
+export const paymentCurrencySchema = z
+  .unknown()
+  .superRefine((value, ctx) => {
+    const problem = currencyProblem(value);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
   })
+  .transform((value) => value as string)
   .meta({
     type: 'string',
     pattern: '^[A-Z]{3}$',
@@ -101,7 +103,7 @@ export const seedPaymentBodySchema = z
 
 export const paymentBodySchema = seedPaymentBodySchema
   .extend({
-    currency: currencySchema.optional(),
+    currency: paymentCurrencySchema.optional(),
     capture: captureModeSchema.optional(),
   })
   .strict();
@@ -246,15 +248,51 @@ export const paymentViewSchema = z.strictObject({
 });
 export type PaymentView = z.output<typeof paymentViewSchema>;
 
+export const currencySchema = z
+  .string()
+  .regex(/^[A-Z]{3}$/)
+  .meta({ description: 'ISO 4217 code, upper case', examples: ['EUR'] });
+
+const cents = (description: string) => z.int().min(0).meta({ description });
+
+/** GET /accounts/{id}'s query (the route reads it with parseCurrency, which names the problem). */
+export const accountQuerySchema = z.strictObject({
+  currency: currencySchema.optional().meta({
+    description:
+      "Show this currency only: `balances` holds it alone, `balanceCents` is its available funds and `ledger` its movements. Not a currency of ISO 4217's list: 400 `invalid_currency`",
+  }),
+});
+
 export const accountViewSchema = z.strictObject({
   accountId: z.string(),
-  balanceCents: z.int(),
+  balanceCents: z.int().meta({
+    description:
+      'Available funds of the selected currency (`?currency=`), else of the default currency, in its minor unit',
+  }),
+  balances: z
+    .record(
+      currencySchema,
+      z.strictObject({
+        availableCents: cents('Funds that can be charged or authorized, in the minor unit'),
+        heldCents: cents('Funds held by authorizations not yet captured or voided'),
+      }),
+    )
+    .meta({
+      description:
+        'Per currency: the selected one, or the default one and every currency the account has used',
+    }),
   ledger: z.array(
     z.strictObject({
       operationId: z.string(),
-      kind: z.enum(['withdrawal', 'deposit']),
+      kind: z.enum(['withdrawal', 'hold', 'capture', 'release', 'deposit']).meta({
+        description:
+          'withdrawal: a charge; hold: an authorization; capture: a hold settled (amountCents captured, releasedCents given back); release: a hold voided; deposit: a refund',
+      }),
+      currency: currencySchema,
       amountCents: z.int(),
-      balanceCents: z.int(),
+      releasedCents: z.int(),
+      balanceCents: z.int().meta({ description: "The currency's available funds after it" }),
+      heldCents: z.int().meta({ description: "The currency's held funds after it" }),
       token: z.string(),
       at: timestamp,
     }),

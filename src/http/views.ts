@@ -58,6 +58,7 @@ export function accountView(account: AccountView, tenant: Tenant = null): Accoun
   return {
     accountId: shown(tenant, account.accountId),
     balanceCents: account.balanceCents,
+    balances: account.balances,
     ledger: account.ledger.map((e) => ({
       ...e,
       operationId: tenant === null ? e.operationId : e.operationId.replace(storedPrefix, ':'),

@@ -1,4 +1,5 @@
 import type { AccountView, Ledger } from '../accounts/ledger.ts';
+import type { Currency } from '../money/currency.ts';
 import { StaleWriteError, TokenBusyError } from '../errors.ts';
 import { tenantKey, type Tenant } from '../tenants.ts';
 import type { PaymentSnapshot } from './payment.snapshot.ts';
@@ -39,8 +40,9 @@ export class TenantPayments {
     return this.payments.get(tenantKey(this.tenant, token));
   }
 
-  account(accountId: string): Promise<AccountView> {
-    return this.ledger.view(tenantKey(this.tenant, accountId));
+  /** `currency`: that currency's balance and movements only. */
+  account(accountId: string, currency?: Currency): Promise<AccountView> {
+    return this.ledger.view(tenantKey(this.tenant, accountId), currency);
   }
 
   /** Errors that name the token name the client's, not the stored key. */

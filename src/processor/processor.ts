@@ -1,47 +1,67 @@
 /**
- * The processor: where a payment's money moves. Every call is idempotent by
- * `operationId` (a repeat returns the first outcome and moves nothing); `at`
- * is when the movement was first asked for, the same on every re-run.
+ * What the payment service asks of a payment processor: charge (or
+ * authorize), capture, void and refund. The built-in one is the account
+ * ledger (ledger-processor.ts).
+ *
+ * Every call is idempotent by `operationId`: a repeat returns the first
+ * outcome and moves nothing. `at` is when the movement was first asked for
+ * (stored with the write that owes it, so the same on every re-run after a
+ * crash), not the time of this attempt. Amounts are integers in the
+ * currency's minor unit.
  */
-export type Currency = string; // ISO 4217 code, upper case, validated at the edge
+import type { Currency } from '../money/currency.ts';
+
+export type { Currency };
+
 export interface ChargeRequest {
-  operationId: string;
-  accountId: string;
-  currency: Currency;
-  amountCents: number;
-  capture: boolean;
-  token: string;
-  at: number;
+  readonly operationId: string;
+  readonly accountId: string;
+  readonly currency: Currency;
+  readonly amountCents: number;
+  /** false: authorize only (funds held until a capture or a void). */
+  readonly capture: boolean;
+  readonly token: string;
+  readonly at: number;
 }
+
 export type ChargeOutcome =
-  | { status: 'succeeded' } // captured (capture: true)
-  | { status: 'requires_capture' } // authorized, funds held (capture: false)
-  | { status: 'declined'; reason: string }; // e.g. 'insufficient_funds'
+  /** Captured (capture: true). */
+  | { readonly status: 'succeeded' }
+  /** Authorized, funds held (capture: false). */
+  | { readonly status: 'requires_capture' }
+  /** Nothing moved, e.g. `insufficient_funds`. */
+  | { readonly status: 'declined'; readonly reason: string };
+
+/** Captures `amountCents` of an authorization of `authorizedCents`; the rest is released. */
 export interface CaptureRequest {
-  operationId: string;
-  accountId: string;
-  currency: Currency;
-  authorizedCents: number;
-  amountCents: number;
-  token: string;
-  at: number;
-} // rest released
-export interface VoidRequest {
-  operationId: string;
-  accountId: string;
-  currency: Currency;
-  amountCents: number;
-  token: string;
-  at: number;
-} // hold released
-export interface RefundRequest {
-  operationId: string;
-  accountId: string;
-  currency: Currency;
-  amountCents: number;
-  token: string;
-  at: number;
+  readonly operationId: string;
+  readonly accountId: string;
+  readonly currency: Currency;
+  readonly authorizedCents: number;
+  readonly amountCents: number;
+  readonly token: string;
+  readonly at: number;
 }
+
+/** Releases an authorization's hold of `amountCents`. */
+export interface VoidRequest {
+  readonly operationId: string;
+  readonly accountId: string;
+  readonly currency: Currency;
+  readonly amountCents: number;
+  readonly token: string;
+  readonly at: number;
+}
+
+export interface RefundRequest {
+  readonly operationId: string;
+  readonly accountId: string;
+  readonly currency: Currency;
+  readonly amountCents: number;
+  readonly token: string;
+  readonly at: number;
+}
+
 export interface Processor {
   charge(r: ChargeRequest): Promise<ChargeOutcome>;
   capture(r: CaptureRequest): Promise<{ status: 'succeeded' }>;

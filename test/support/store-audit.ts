@@ -3,15 +3,18 @@
  * outbox) in one atomic step, straight from Redis, and checks that the
  * snapshots and the ledger agree with each other and with the money rules:
  *
- * - every balance is the initial balance minus the withdrawals plus the
- *   deposits of its ledger, and no running balance ever went below zero;
- * - every applied ledger operation is in the ledger once, no declined one is;
+ * - the money invariants of money-invariants.ts (shared with the bench): per
+ *   account and currency the ledger chains from the initial balance to the
+ *   stored balances, never below zero, available + held + captured −
+ *   refunded = initial; every applied operation is in the ledger once, no
+ *   declined one is;
  * - every movement belongs to the current life of a token on record, with
  *   that token's account and amount;
- * - a token's state says what its money did: processed ⇒ one withdrawal;
- *   refunded ⇒ one withdrawal and one deposit; pending/cancelled ⇒ nothing;
- *   charging ⇒ at most the withdrawal (a charge whose outcome is not recorded
- *   yet); refunding ⇒ the withdrawal and at most the deposit.
+ * - a token's state says what its money did (tokenMoneyProblem, shared with
+ *   the bench): processed ⇒ one charge, nothing refunded; refunded ⇒ all of
+ *   it refunded; pending/cancelled ⇒ nothing captured or held; charging ⇒ at
+ *   most the charge (its outcome not recorded yet); refunding ⇒ the charge
+ *   and any refunds.
  *
  * These hold at every moment, under load too: the read is one script, so it
  * sees the store between two commands. Once recovery has run (`settled`),
@@ -23,6 +26,7 @@ import { Cluster, Redis } from 'ioredis';
 import { spreadTags } from '../../src/runtime/redis/cluster.ts';
 import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
+import { auditMoney, tokenMoneyProblem } from './money-invariants.ts';
 import { timerJobId, timerQueueName } from '../../src/runtime/index.ts';
 import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
@@ -57,17 +61,6 @@ export interface StoreAuditor {
 
 const TIMED_STATES = new Set(['processed', 'cancelled', 'refunded']);
 
-/** Money each state allows: withdrawals and deposits of the token's current life. */
-const MONEY: Record<string, { w: readonly number[]; d: readonly number[] }> = {
-  pending: { w: [0], d: [0] },
-  cancelled: { w: [0], d: [0] },
-  charging: { w: [0, 1], d: [0] },
-  processed: { w: [1], d: [0] },
-  refunding: { w: [1], d: [0, 1] },
-  refunded: { w: [1], d: [1] },
-  expired: { w: [0, 1], d: [0, 1] },
-};
-
 // ARGV: key prefix, 'cluster' on a cluster node. Test-only: KEYS inside a
 // script is what makes the read one atomic step (on a cluster, one step per
 // master: exact once the load has stopped).
@@ -88,7 +81,7 @@ for id in pairs(accounts) do
   local base = prefix .. ':{account:' .. id .. '}:'
   table.insert(ledgers, {
     id,
-    redis.call('HGET', base .. 'balance', 'balance') or '',
+    redis.call('HGETALL', base .. 'balance'),
     redis.call('LRANGE', base .. 'ledger', 0, -1),
     redis.call('HGETALL', base .. 'ops'),
   })
@@ -106,7 +99,7 @@ return {states, ledgers, outbox}
 
 type ReadAllReply = [
   states: [key: string, v: string, l: string, m: string, s: string, o: string, t: string][],
-  ledgers: [id: string, balance: string, ledger: string[], ops: string[]][],
+  ledgers: [id: string, balances: string[], ledger: string[], ops: string[]][],
   outbox: number,
 ];
 
@@ -226,31 +219,28 @@ export function storeAuditor(options: {
         }
       }
 
+      const pairs = (flat: readonly string[]) => {
+        const map = new Map<string, string>();
+        for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i] ?? '', flat[i + 1] ?? '');
+        return map;
+      };
+      // The money invariants (chain, never negative, the balance identity,
+      // each id once), as the bench checks them.
+      const money = auditMoney(
+        rawLedgers.map(([accountId, balances, entries, operations]) => ({
+          accountId,
+          balances: Object.fromEntries(pairs(balances)),
+          entries,
+          operations: pairs(operations),
+        })),
+        { initialBalanceCents: options.initialBalanceCents },
+      );
+      problems.push(...money.problems);
+
+      // Each movement against the record of its token.
       const movements = new Map<string, LedgerEntry[]>();
-      for (const [accountId, balance, rawEntries, flatOperations] of rawLedgers) {
-        const operations = new Map<string, string>();
-        for (let i = 0; i + 1 < flatOperations.length; i += 2) {
-          operations.set(flatOperations[i] ?? '', flatOperations[i + 1] ?? '');
-        }
-        let running = options.initialBalanceCents;
-        const seen = new Set<string>();
+      for (const [accountId, , rawEntries] of rawLedgers) {
         for (const entry of rawEntries.map((e) => JSON.parse(e) as LedgerEntry)) {
-          running += entry.kind === 'deposit' ? entry.amountCents : -entry.amountCents;
-          if (entry.balanceCents !== running) {
-            problems.push(
-              `${accountId}: entry ${entry.operationId} says balance ${entry.balanceCents}, the entries before it make ${running}`,
-            );
-          }
-          if (running < 0) problems.push(`${accountId}: balance went negative (${running})`);
-          if (seen.has(entry.operationId)) {
-            problems.push(`${accountId}: operation ${entry.operationId} is in the ledger twice`);
-          }
-          seen.add(entry.operationId);
-          if (operations.get(entry.operationId) !== 'applied') {
-            problems.push(
-              `${accountId}: ledger has ${entry.operationId}, recorded as ${operations.get(entry.operationId) ?? 'nothing'}`,
-            );
-          }
           const list = movements.get(entry.token) ?? [];
           list.push(entry);
           movements.set(entry.token, list);
@@ -275,18 +265,6 @@ export function storeAuditor(options: {
             );
           }
         }
-        for (const [operationId, outcome] of operations) {
-          if (outcome === 'applied' && !seen.has(operationId)) {
-            problems.push(
-              `${accountId}: ${operationId} is recorded as applied but not in the ledger`,
-            );
-          }
-        }
-        const stored = balance === '' ? options.initialBalanceCents : Number(balance);
-        if (stored !== running) {
-          problems.push(`${accountId}: balance ${stored} but its ledger adds up to ${running}`);
-        }
-        if (stored < 0) problems.push(`${accountId}: balance ${stored} is negative`);
       }
 
       const tokens = new Map<string, TokenAudit>();
@@ -300,12 +278,8 @@ export function storeAuditor(options: {
         tokens.set(token, { status, owed: record.owed, withdrawals, deposits });
         if (status === 'charging' || status === 'refunding') inFlight++;
         if (status === 'charging' && withdrawals === 1) ledgerAhead++;
-        const money = MONEY[status];
-        if (money === undefined || !money.w.includes(withdrawals) || !money.d.includes(deposits)) {
-          problems.push(
-            `${token}: ${status} with ${withdrawals} withdrawal(s) and ${deposits} deposit(s)`,
-          );
-        }
+        const problem = tokenMoneyProblem(status, money.byToken.get(token));
+        if (problem !== null) problems.push(`${token}: ${problem}`);
         if (!settled) continue;
         if (status === 'charging' || status === 'refunding') {
           problems.push(`${token}: still ${status} after recovery`);
