@@ -109,6 +109,7 @@ const envSchema = z.object({
     }),
   PAYMENT_EXPIRY_MS: integer('PAYMENT_EXPIRY_MS', 86_400_000, 1),
   PAYMENT_CAPTURE_WINDOW_MS: integer('PAYMENT_CAPTURE_WINDOW_MS', 7 * 86_400_000, 1),
+  PAYMENT_REFUND_LIMIT: integer('PAYMENT_REFUND_LIMIT', 100, 1, 1_000),
   EXPIRED_RETENTION_MS: integer('EXPIRED_RETENTION_MS', 86_400_000, 1),
   ACCOUNT_INITIAL_BALANCE_CENTS: integer('ACCOUNT_INITIAL_BALANCE_CENTS', 100_000, 0),
   PAYSTATE_DEFAULT_CURRENCY: z
@@ -250,6 +251,8 @@ export interface Config {
   readonly paymentExpiryMs: number;
   /** How long an authorization (capture: manual) waits for its capture before it is voided. */
   readonly paymentCaptureWindowMs: number;
+  /** Refunds one payment may have; fixed in each payment's record when it is created. */
+  readonly paymentRefundLimit: number;
   readonly expiredRetentionMs: number;
   /** Balance of each currency of an account the first time it is used, in that currency's minor unit. */
   readonly accountInitialBalanceCents: number;
@@ -361,6 +364,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keyPrefix: e.REDIS_KEY_PREFIX,
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
     paymentCaptureWindowMs: e.PAYMENT_CAPTURE_WINDOW_MS,
+    paymentRefundLimit: e.PAYMENT_REFUND_LIMIT,
     expiredRetentionMs: e.EXPIRED_RETENTION_MS,
     accountInitialBalanceCents: e.ACCOUNT_INITIAL_BALANCE_CENTS,
     defaultCurrency: e.PAYSTATE_DEFAULT_CURRENCY,

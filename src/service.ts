@@ -177,6 +177,7 @@ export async function startService(
     keys: paymentRecordKeys(keys),
     paymentExpiryMs: config.paymentExpiryMs,
     captureWindowMs: config.paymentCaptureWindowMs,
+    refundLimit: config.paymentRefundLimit,
     defaultCurrency: config.defaultCurrency,
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),

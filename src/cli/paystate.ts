@@ -435,6 +435,7 @@ async function runIndexCommand(
           keys: paymentRecordKeys(keys),
           paymentExpiryMs: config.paymentExpiryMs,
           captureWindowMs: config.paymentCaptureWindowMs,
+          refundLimit: config.paymentRefundLimit,
           defaultCurrency: config.defaultCurrency,
           expiredRetentionMs: config.expiredRetentionMs,
         });

@@ -131,13 +131,15 @@ const seedPaymentBody = {
   content: json(ref('schemas', 'SeedPaymentBody')),
 };
 
-const replayedHeader = {
+const replayedHeader = (required: boolean) => ({
   'Idempotent-Replayed': {
-    description: 'Always `true`: nothing moved by this request',
+    description: required
+      ? 'Always `true`: nothing moved by this request'
+      : '`true` when this is a replay: nothing moved by this request',
     schema: { type: 'string', const: 'true' },
-    required: true,
+    required,
   },
-};
+});
 
 const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
   '/PaymentProcessor/{token}/makePayment': {
@@ -230,7 +232,7 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
         200: ok(
           'Captured (processed); or, with Idempotent-Replayed, the same capture again',
           json(ref('schemas', 'PaymentView')),
-          replayedHeader,
+          replayedHeader(false),
         ),
       },
       errors: [404, 409, 410, 422],
@@ -258,7 +260,7 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
         200: ok(
           'Replay of the refund key with the same body',
           json(ref('schemas', 'PaymentView')),
-          replayedHeader,
+          replayedHeader(true),
         ),
       },
       errors: [404, 409, 410, 422],

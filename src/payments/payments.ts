@@ -66,6 +66,8 @@ export interface PaymentsOptions {
   readonly defaultCurrency?: string;
   /** How long an authorization waits for its capture (`PAYMENT_CAPTURE_WINDOW_MS`); 7 days by default. */
   readonly captureWindowMs?: number;
+  /** Refunds one payment may have (`PAYMENT_REFUND_LIMIT`); REFUND_LIMIT by default. */
+  readonly refundLimit?: number;
   /** Where the records live (the layout of the release before the engine, kept). */
   readonly keys: MachineKeys;
   readonly paymentExpiryMs: number;
@@ -168,6 +170,7 @@ export class Payments {
         at: now,
         expiryMs: options.paymentExpiryMs,
         captureWindowMs: defaults.captureWindowMs,
+        ...(options.refundLimit === undefined ? {} : { refundLimit: options.refundLimit }),
         retentionMs: options.expiredRetentionMs,
       }),
       // A timer's EXPIRE carries Redis's time of its delivery.
