@@ -271,7 +271,8 @@ async function run(args: string[]): Promise<number> {
         );
         return EXIT.notFound;
       }
-      const view = paymentView(record.snapshot, tenant);
+      // An operator sees the machine's own state (`capturing`, not `processing`).
+      const view = { ...paymentView(record.snapshot, tenant), state: record.snapshot.value };
       if (json) {
         console.log(JSON.stringify({ ...view, version: record.version }, null, 2));
         return EXIT.ok;
