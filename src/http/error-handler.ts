@@ -13,6 +13,7 @@ export const STATUS_BY_CODE = {
   invalid_account_id: 400,
   missing_idempotency_key: 400,
   invalid_currency: 400,
+  invalid_webhook_url: 400,
   unauthenticated: 401,
   invalid_cursor: 400,
   payment_declined: 402,
@@ -24,6 +25,7 @@ export const STATUS_BY_CODE = {
   capture_conflict: 409,
   token_busy: 409,
   conflict: 409,
+  webhook_endpoint_limit: 409,
   request_timeout: 408,
   token_expired: 410,
   payload_too_large: 413,
@@ -37,7 +39,7 @@ export const STATUS_BY_CODE = {
   unavailable: 503,
   store_lost: 503,
   storage_full: 503,
-  stored_data_unreadable: 500,
+  record_unreadable: 500,
   internal: 500,
 } as const satisfies Record<string, number>;
 
@@ -48,6 +50,15 @@ function statusOf(code: string): number {
 }
 
 const RETRY_AFTER_SECONDS = 1;
+
+/**
+ * What a 5xx says instead of the error's own message (which may name stored
+ * keys or a library's words); any other 5xx says `internal error`.
+ */
+const PUBLIC_5XX_MESSAGES: Readonly<Record<string, string>> = {
+  record_unreadable:
+    'the stored record of this payment cannot be read; it is kept as it is until an operator resolves it',
+};
 
 /** What an error response recorded for the request's log line and the error counter. */
 export interface SentError {
@@ -139,7 +150,8 @@ export function errorHandler(): ErrorRequestHandler {
     if (appError instanceof UnauthenticatedError) {
       res.set('WWW-Authenticate', 'Bearer realm="paystate"');
     }
-    const message = status === 500 ? 'internal error' : appError.message;
+    const message =
+      status === 500 ? (PUBLIC_5XX_MESSAGES[appError.code] ?? 'internal error') : appError.message;
     writeError(
       res,
       status,

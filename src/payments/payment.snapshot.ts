@@ -116,7 +116,8 @@ export async function readPaymentRecord(
     's',
     'o',
   );
-  if (version == null || json == null) return null;
+  if (version == null) return null;
+  if (json == null) throw new Error(`the record ${recordKey} has no snapshot: it cannot be read`);
   const stored = Number(machineVersion);
   if (
     (machine ?? 'payment') !== 'payment' ||
