@@ -78,6 +78,8 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
     PAYSTATE_MANAGED_REDIS: 'never',
     PAYSTATE_TEST_CRASH_AT: '',
     ACCOUNT_INITIAL_BALANCE_CENTS: String(INITIAL_BALANCE_CENTS),
+    // The audits chain every account's whole ledger from its initial balance.
+    ACCOUNT_LEDGER_LIMIT: '1000000',
     NODE_ENV: 'production',
     ...options.env,
   };

@@ -396,7 +396,8 @@ export function renderReport(results: BenchResults, notes: string | null): strin
     '```sh\nnpm run bench          # this report (a few minutes; run it on an otherwise quiet machine)\n' +
       'npm run bench:smoke    # every scenario for a moment (CI); writes bench/results/smoke.json only\n' +
       'npm run bench -- --only new-payments,profile   # some scenarios; writes bench/results/partial.json\n' +
-      'npm run bench -- --report   # this file again from bench/results/latest.json, nothing measured\n```',
+      'npm run bench -- --report   # this file again from bench/results/latest.json, nothing measured\n' +
+      'npm run bench:soak -- --minutes 30   # storage under churn: the soak section of the Notes\n```',
   );
   return `${out.join('\n\n')}\n`;
 }

@@ -78,10 +78,14 @@ export class StorageFullError extends AppError {
   }
 }
 
-/** Stored data this build cannot read (e.g. a snapshot of an unknown machine version). */
+/**
+ * A stored record this build cannot read: its snapshot is missing or does not
+ * decode, or it is of an unknown machine or version. The record is kept and
+ * listed (stuck, counts) for an operator; nothing is written over it.
+ */
 export class StoredDataError extends AppError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('stored_data_unreadable', message, false, options);
+    super('record_unreadable', message, false, options);
   }
 }
 

@@ -93,6 +93,8 @@ export async function runRedisMemory(
 
     const kindOf = (key: string): string => {
       if (key === keys.outbox) return 'outbox';
+      if (key === keys.timerDues) return 'timer dues (earliest due time per token with a timer)';
+      if (key === keys.unreadable) return 'unreadable records';
       if (key === keys.indexRemovals || key.startsWith(keys.stateIndex(''))) {
         return 'state index (a sorted set per state, removal deadlines)';
       }

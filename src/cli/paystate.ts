@@ -49,10 +49,13 @@ const USAGE = `usage:
                                      tokens in a state, most recently written first
                                      (states: ${PAYMENT_STATES.join(', ')})
   paystate stats [--tenant <name>] [--json]
-                                     how many tokens are in each state
+                                     how many tokens are in each state, and how many
+                                     records cannot be read
   paystate stuck [--older-than 30s] [--tenant <name>] [--json]
                                      tokens whose owed work (charge, refund, timer) was
-                                     written longer ago than that and is not done
+                                     written longer ago than that and is not done, whose
+                                     expiry timer is overdue by that much, and every
+                                     record that cannot be read (docs/operations.md)
   paystate recover <token> [--tenant <name>] [--json]
                                      do a token's owed work now, under its lock, as the
                                      recovery sweep would; shows the token after
@@ -375,11 +378,14 @@ async function runIndexCommand(
       return EXIT.ok;
     }
     case 'stats': {
-      const counts = await index.counts(invocation.tenant ?? undefined);
+      const { unreadable = 0, ...counts } = await index.counts(invocation.tenant ?? undefined);
       const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
       print(
-        { counts, total },
-        table(['STATUS', 'COUNT'], [...Object.entries(counts), ['total', total]]),
+        { counts, total, unreadable },
+        table(
+          ['STATUS', 'COUNT'],
+          [...Object.entries(counts), ['total', total], ['(unreadable)', unreadable]],
+        ),
       );
       return EXIT.ok;
     }
@@ -387,19 +393,29 @@ async function runIndexCommand(
       const [seconds, micros] = await redis.time();
       const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
       const { tenant } = invocation;
-      const owed = await index.owedBefore(now - invocation.olderThanMs, 100, tenant ?? undefined);
+      const stuck = await index.stuck(now - invocation.olderThanMs, 100, tenant ?? undefined);
       const payments = await Promise.all(
-        owed.map(async ({ key, owedSince }) => ({
+        stuck.map(async ({ key, owedSince, reason }) => ({
           token: tenant === null ? key : (ownId(tenant, key) ?? key),
-          status: (await readPaymentRecord(redis, keys.state(key)))?.snapshot.value ?? null,
+          status:
+            reason === 'unreadable'
+              ? null
+              : ((await readPaymentRecord(redis, keys.state(key)).catch(() => null))?.snapshot
+                  .value ?? null),
+          reason,
           owedSince: iso(owedSince),
         })),
       );
       print(
         { olderThanMs: invocation.olderThanMs, payments },
         table(
-          ['TOKEN', 'STATUS', 'OWED SINCE'],
-          payments.map((p) => [p.token, p.status ?? '(gone)', p.owedSince]),
+          ['TOKEN', 'STATUS', 'REASON', 'SINCE'],
+          payments.map((p) => [
+            p.token,
+            p.status ?? (p.reason === 'unreadable' ? '(unreadable)' : '(gone)'),
+            p.reason,
+            p.owedSince,
+          ]),
         ),
       );
       return EXIT.ok;

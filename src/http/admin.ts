@@ -56,10 +56,11 @@ export function adminRouter(payments: Payments): Router {
   router.get('/admin/payments/stats', async (req, res) => {
     parseQuery(adminListQuerySchema.pick({}), req.query);
     const tenant = tenantOf(req);
-    const counts = await payments.counts(tenant);
+    const { counts, unreadable } = await payments.counts(tenant);
     const body: AdminPaymentStats = {
       counts,
       total: Object.values(counts).reduce((sum, n) => sum + n, 0),
+      unreadable,
     };
     res.json(body);
   });
@@ -78,6 +79,7 @@ export function adminRouter(payments: Payments): Router {
       payments: stuck.map((entry) => ({
         token: entry.token,
         status: entry.status,
+        reason: entry.reason,
         owedSince: new Date(entry.owedSince).toISOString(),
       })),
     };

@@ -31,7 +31,7 @@ export const STATUS_BY_CODE = {
   unavailable: 503,
   store_lost: 503,
   storage_full: 503,
-  stored_data_unreadable: 500,
+  record_unreadable: 500,
   internal: 500,
 } as const satisfies Record<string, number>;
 
@@ -42,6 +42,15 @@ function statusOf(code: string): number {
 }
 
 const RETRY_AFTER_SECONDS = 1;
+
+/**
+ * What a 5xx says instead of the error's own message (which may name stored
+ * keys or a library's words); any other 5xx says `internal error`.
+ */
+const PUBLIC_5XX_MESSAGES: Readonly<Record<string, string>> = {
+  record_unreadable:
+    'the stored record of this payment cannot be read; it is kept as it is until an operator resolves it',
+};
 
 /** What an error response recorded for the request's log line and the error counter. */
 export interface SentError {
@@ -133,7 +142,8 @@ export function errorHandler(): ErrorRequestHandler {
     if (appError instanceof UnauthenticatedError) {
       res.set('WWW-Authenticate', 'Bearer realm="paystate"');
     }
-    const message = status === 500 ? 'internal error' : appError.message;
+    const message =
+      status === 500 ? (PUBLIC_5XX_MESSAGES[appError.code] ?? 'internal error') : appError.message;
     writeError(
       res,
       status,

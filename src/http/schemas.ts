@@ -287,6 +287,10 @@ export const adminPaymentStatsSchema = z.strictObject({
     >,
   ),
   total: z.int().min(0),
+  unreadable: z.int().min(0).meta({
+    description:
+      'Tokens whose stored record cannot be read (counted in their status too); see docs/operations.md',
+  }),
 });
 export type AdminPaymentStats = z.output<typeof adminPaymentStatsSchema>;
 
@@ -295,8 +299,17 @@ export const adminStuckListSchema = z.strictObject({
   payments: z.array(
     z.strictObject({
       token: z.string(),
-      status: paymentStatus.nullable().meta({ description: 'null: the record is gone' }),
-      owedSince: timestamp.meta({ description: 'When the owed work was written (Redis time)' }),
+      status: paymentStatus
+        .nullable()
+        .meta({ description: 'null: the record is gone or cannot be read' }),
+      reason: z.enum(['owed', 'timer', 'unreadable']).meta({
+        description:
+          'owed: work a write owes has not run; timer: the expiry timer is overdue (its job may be gone: the worker re-arms it); unreadable: the record cannot be read and waits for an operator',
+      }),
+      owedSince: timestamp.meta({
+        description:
+          'When the owed work was written, the timer was due, or the record was first found unreadable (Redis time)',
+      }),
     }),
   ),
 });

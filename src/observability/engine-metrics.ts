@@ -25,6 +25,9 @@ export function metricsObserver(metrics: Metrics): EngineObserver {
     onTimerFired: ({ latenessMs }) => {
       metrics.timerLateness(latenessMs / 1000);
     },
+    onTimersRearmed: ({ machine, count }) => {
+      metrics.timersRearmed(machine, count);
+    },
     onRedisError: (kind) => {
       metrics.redisError(kind);
     },

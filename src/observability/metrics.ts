@@ -55,6 +55,8 @@ export interface Metrics {
   staleWrite(): void;
   /** A timer fired `seconds` after its due time. */
   timerLateness(seconds: number): void;
+  /** The worker's sweep armed again `count` due timers whose jobs were gone. */
+  timersRearmed(machine: string, count: number): void;
   /** A Redis command failed, by kind. */
   redisError(kind: RedisErrorKind): void;
   /** `read` gives the outbox of `machine` at each scrape. */
@@ -189,6 +191,11 @@ export function createMetrics(): ServiceMetrics {
     buckets: LATENESS_BUCKETS,
     registers: [registry],
   });
+  const timersRearmed = counter({
+    name: 'paystate_timers_rearmed_total',
+    help: 'Due timers whose job was gone (deleted, lost with a write) armed again by the recovery sweep.',
+    labelNames: ['machine'] as const,
+  });
   const redisErrors = counter({
     name: 'paystate_redis_errors_total',
     help: 'Failed Redis commands by kind: unavailable, full (maxmemory), lost (store emptied or replaced).',
@@ -305,6 +312,9 @@ export function createMetrics(): ServiceMetrics {
     },
     redisError(kind) {
       redisErrors.inc({ kind });
+    },
+    timersRearmed(machine, count) {
+      timersRearmed.inc({ machine: bound.machine(machine) }, count);
     },
     observeOutbox(machine, read) {
       outboxes.set(bound.machine(machine), read);

@@ -13,6 +13,9 @@ export interface Keys {
   /** Sorted set per state of the tokens in it, by last write; and their removal deadlines. */
   readonly stateIndex: (state: string) => string;
   readonly indexRemovals: string;
+  /** Sorted sets of tokens with live timers (by earliest due time) and of unreadable records. */
+  readonly timerDues: string;
+  readonly unreadable: string;
   /** Base of each tenant's part of the index: `PARTITIONS:TENANT:index:STATE`, `…:outbox`. */
   readonly partitions: string;
   readonly account: (accountId: string) => string;
@@ -34,6 +37,8 @@ export function createKeys(prefix: string): Keys {
     outbox: `${prefix}:outbox`,
     stateIndex: (state) => `${prefix}:index:${state}`,
     indexRemovals: `${prefix}:index-removals`,
+    timerDues: `${prefix}:timer-dues`,
+    unreadable: `${prefix}:unreadable`,
     partitions: `${prefix}:tenant`,
     account: (id) => `${prefix}:{account:${id}}:balance`,
     accountOperations: (id) => `${prefix}:{account:${id}}:ops`,
@@ -52,6 +57,8 @@ export function paymentRecordKeys(keys: Keys) {
     outbox: keys.outbox,
     index: keys.stateIndex,
     removals: keys.indexRemovals,
+    timers: keys.timerDues,
+    unreadable: keys.unreadable,
     partitions: keys.partitions,
   };
 }

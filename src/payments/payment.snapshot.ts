@@ -107,7 +107,8 @@ export async function readPaymentRecord(
     's',
     'o',
   );
-  if (version == null || json == null) return null;
+  if (version == null) return null;
+  if (json == null) throw new Error(`the record ${recordKey} has no snapshot: it cannot be read`);
   if ((machine ?? 'payment') !== 'payment' || Number(machineVersion) !== PAYMENT_MACHINE_VERSION) {
     throw new Error(
       `the record ${recordKey} holds ${machine ?? 'payment'} v${machineVersion ?? '?'}`,

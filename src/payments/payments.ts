@@ -11,6 +11,7 @@ import {
   type SendResult,
   StateIndex,
 } from '../runtime/index.ts';
+import { StoredDataError } from '../errors.ts';
 import { tenantOfStoredKey, type Tenant } from '../tenants.ts';
 import { adoptLegacyPayment } from './legacy-records.ts';
 import {
@@ -94,6 +95,15 @@ export function paymentIndex(redis: Redis, keys: MachineKeys): StateIndex {
   );
 }
 
+/** Why a token is listed as stuck (see DurableActors.stuck). */
+export type StuckReason = 'owed' | 'timer' | 'unreadable';
+
+/** A record found unreadable between the listing and its read: no state to show. */
+function unreadableAsNull(error: unknown): null {
+  if (error instanceof StoredDataError) return null;
+  throw error;
+}
+
 /** A read of one tenant's part of the index; none for local mode (every token). */
 function partitionOf(tenant: Tenant | undefined): { partition?: string } {
   return tenant == null ? {} : { partition: tenant };
@@ -171,27 +181,42 @@ export class Payments {
     });
   }
 
-  /** Tokens per state, every state of the machine; of one tenant when given. */
-  counts(tenant: Tenant = null): Promise<Record<PaymentStatus, number>> {
-    return this.actors.counts(tenant ?? undefined);
+  /**
+   * Tokens per state, every state of the machine, and how many of them hold
+   * a record that cannot be read (counted in their state too); of one tenant
+   * when given.
+   */
+  async counts(
+    tenant: Tenant = null,
+  ): Promise<{ counts: Record<PaymentStatus, number>; unreadable: number }> {
+    const { unreadable = 0, ...counts } = await this.actors.counts(tenant ?? undefined);
+    return { counts: counts as Record<PaymentStatus, number>, unreadable };
   }
 
   /**
-   * Tokens whose owed work (a charge, a refund, arming the expiry timer) was
-   * written more than `olderThanMs` ago and has not been done, oldest first,
-   * with the state each is in now (`null`: its record is gone).
+   * Tokens that wait for the worker or an operator, oldest first: owed work
+   * (a charge, a refund, arming the expiry timer) written more than
+   * `olderThanMs` ago and not done, an expiry timer due more than that ago,
+   * a record that cannot be read. With the state each is in now (`null`: its
+   * record is gone or cannot be read).
    */
   async stuck(
     olderThanMs: number,
     limit = 100,
     tenant: Tenant = null,
-  ): Promise<{ token: string; owedSince: number; status: PaymentStatus | null }[]> {
+  ): Promise<
+    { token: string; owedSince: number; status: PaymentStatus | null; reason: StuckReason }[]
+  > {
     const owed = await this.actors.stuck(olderThanMs, limit, tenant ?? undefined);
     return Promise.all(
-      owed.map(async ({ key, owedSince }) => ({
+      owed.map(async ({ key, owedSince, reason }) => ({
         token: key,
         owedSince,
-        status: (await this.actors.get(key))?.value ?? null,
+        status:
+          reason === 'unreadable'
+            ? null
+            : ((await this.actors.get(key).catch(unreadableAsNull))?.value ?? null),
+        reason,
       })),
     );
   }

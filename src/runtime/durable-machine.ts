@@ -174,6 +174,14 @@ export interface WorkerTarget {
   listOwed(before: number, limit: number): Promise<string[]>;
   /** Removes up to `limit` keys past their removal deadline; returns how many. */
   removeDue(limit: number): Promise<number>;
+  /** Keys whose earliest live timer was due before `before` (Redis's clock). */
+  listDueTimers(before: number, limit: number): Promise<string[]>;
+  /** Arms again `key`'s timers due before `before` whose job is gone; how many it did. */
+  rearmOverdue(key: string, before: number): Promise<number>;
+  /** Keys noted as holding a record that cannot be read. */
+  listUnreadable(limit: number): Promise<string[]>;
+  /** Whether `key` still holds one; forgets the note when not. */
+  stillUnreadable(key: string): Promise<boolean>;
 }
 
 const STALE_WRITE_RETRIES = 3;
@@ -332,8 +340,72 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
 
   /** The stored snapshot, as it is; takes no lock. `null`: no record. */
   async get(key: string): Promise<SnapshotFrom<TMachine> | null> {
-    const record = this.adopt(key, await this.observeFailure(this.store.load(key)));
-    return record === null ? null : (this.resolve(key, record) as SnapshotFrom<TMachine>);
+    const loaded = await this.observeFailure(this.loadReadable(key));
+    return loaded === null ? null : (loaded.snapshot as SnapshotFrom<TMachine>);
+  }
+
+  /** The record and its snapshot, read without the lock; one that cannot be read is noted. */
+  private loadReadable(
+    key: string,
+  ): Promise<{ record: StoredRecord; snapshot: AnyMachineSnapshot } | null> {
+    return this.readable(key, async () => {
+      const record = this.adopt(key, await this.store.load(key));
+      return record === null ? null : { record, snapshot: this.resolve(key, record) };
+    });
+  }
+
+  /**
+   * Runs a read of `key`'s record. One that cannot be read is noted in the
+   * machine's unreadable set (listed by `stuck`, counted by `counts`) before
+   * the error goes on: it is kept for an operator, never taken for no record.
+   */
+  private async readable<T>(key: string, read: () => T | Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof StoredDataError) {
+        await this.store.noteUnreadable(key, true).catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+
+  /** See WorkerTarget.rearmOverdue. */
+  async rearmOverdue(key: string, before: number): Promise<number> {
+    const loaded = await this.loadReadable(key);
+    const timers = Object.entries(loaded?.record.timers ?? {});
+    if (loaded === null || timers.length === 0) {
+      await this.store.settleTimers(key);
+      return 0;
+    }
+    let rearmed = 0;
+    for (const [id, timer] of timers) {
+      // A timer of a record from before events were kept with timers is left to its job.
+      if (timer.dueAt > before || timer.event === undefined) continue;
+      const data = { key, lifeId: loaded.record.lifeId, id, ...timer, event: timer.event };
+      if (await this.timers.ensure(data)) rearmed++;
+    }
+    return rearmed;
+  }
+
+  listDueTimers(before: number, limit: number): Promise<string[]> {
+    return this.store.listDueTimers(before, limit);
+  }
+
+  listUnreadable(limit: number): Promise<string[]> {
+    return this.store.listUnreadable(limit);
+  }
+
+  /** See WorkerTarget.stillUnreadable. */
+  async stillUnreadable(key: string): Promise<boolean> {
+    try {
+      await this.loadReadable(key);
+    } catch (error) {
+      if (error instanceof StoredDataError) return true;
+      throw error;
+    }
+    await this.store.noteUnreadable(key, false);
+    return false;
   }
 
   /** Runs what a crashed command left owed for `key` (the sweep calls it). */
@@ -351,17 +423,23 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     return this.index.list(options);
   }
 
-  /** How many keys (of one partition, if given) are in each top-level state; takes no lock. */
+  /**
+   * How many keys (of one partition, if given) are in each top-level state,
+   * and `unreadable`: how many hold a record that cannot be read (counted in
+   * their state too); takes no lock.
+   */
   counts(partition?: string): Promise<Record<string, number>> {
     return this.index.counts(partition);
   }
 
   /**
-   * Keys (of one partition, if given) whose owed actions were written more
-   * than `olderThanMs` ago (Redis's clock), oldest first.
+   * Keys (of one partition, if given) that need the worker or an operator,
+   * oldest first: owed actions written more than `olderThanMs` ago (Redis's
+   * clock), a live timer due more than that ago (its job may be gone: the
+   * sweep re-arms it), and every record that cannot be read.
    */
   stuck(olderThanMs: number, limit = 100, partition?: string): Promise<readonly OwedEntry[]> {
-    return this.index.owedBefore(this.engine.clock.now() - olderThanMs, limit, partition);
+    return this.index.stuck(this.engine.clock.now() - olderThanMs, limit, partition);
   }
 
   /**
@@ -404,9 +482,9 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
     key: string,
     event: EventFromLogic<TMachine>,
   ): Promise<SendResult<TMachine> | null> {
-    const record = this.adopt(key, await this.store.load(key));
-    if (record === null || record.owed.length > 0) return null;
-    const snapshot = this.resolve(key, record);
+    const loaded = await this.loadReadable(key);
+    if (loaded === null || loaded.record.owed.length > 0) return null;
+    const { snapshot } = loaded;
     const step = this.steps.transition(snapshot, event);
     if (!sameState(snapshot, step.snapshot)) return null;
     const emitted: EventObject[] = [];
@@ -478,9 +556,11 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
               machine: this.name,
               ms: performance.now() - asked,
             });
-            const record = this.adopt(key, await this.store.loaded(key, held.read));
+            const record = await this.readable(key, async () =>
+              this.adopt(key, await this.store.loaded(key, held.read)),
+            );
             await this.config.hook?.('after-load', { key, command });
-            let cursor = this.cursorOf(key, record);
+            let cursor = await this.readable(key, () => this.cursorOf(key, record));
             const run: Run = { key, command, emitted: [], clear: null, deferred: null };
             if (record !== null) {
               // What a command that died before its actions all ran left owed
@@ -654,7 +734,7 @@ export class DurableActors<TMachine extends AnyStateMachine> implements WorkerTa
           if (typeof delay !== 'number') break;
           const timerId = id ?? `${version}.${index}`;
           const entry = { seq: version, dueAt: now + delay };
-          timers.set(timerId, entry);
+          timers.set(timerId, { ...entry, event });
           // Stryker disable next-line BooleanLiteral: the timer is owed, a change by itself; a cancel that takes it back in this step marks its own
           timersChanged = true;
           owed = owed.filter((o) => o.kind !== 'timer' || o.id !== timerId);

@@ -31,6 +31,8 @@ export interface EngineObserver {
   onStaleWrite?(stale: { readonly machine: string }): void;
   /** A timer was delivered `latenessMs` after its due time (Redis's clock). */
   onTimerFired?(timer: { readonly machine: string; readonly latenessMs: number }): void;
+  /** The worker's sweep armed again `count` due timers of a key whose jobs were gone. */
+  onTimersRearmed?(rearmed: { readonly machine: string; readonly count: number }): void;
   /** A command failed on Redis: unreachable, out of memory, or the store was lost. */
   onRedisError?(kind: RedisErrorKind): void;
   /**

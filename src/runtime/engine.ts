@@ -152,6 +152,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       onError: (error, where) => {
         onError(error, where);
       },
+      onRearmed: (machine, count) => observer.onTimersRearmed?.({ machine, count }),
     });
     const removal = startRemovalSweep({
       targets,

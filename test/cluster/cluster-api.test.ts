@@ -3,6 +3,7 @@ import { keySlot } from '../../src/runtime/redis/cluster.ts';
 import { AppProcesses, type AppProcess } from '../support/app-process.ts';
 import { bearer, TEST_API_KEYS, TEST_KEYS } from '../support/api-keys.ts';
 import { runCli } from '../support/processes.ts';
+import { clusterTimerQueues } from '../support/timer-jobs.ts';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.ts';
 import { waitFor } from '../support/service-harness.ts';
 
@@ -293,6 +294,43 @@ describe('the API on a Redis Cluster (3 masters, 3 replicas)', () => {
       },
       { timeoutMs: 30_000, intervalMs: 500, what: 'every token to expire' },
     );
+  });
+
+  it('re-arms a timer whose job was deleted from its queue, and the token expires', async () => {
+    const lost = await apps.start('lost', {
+      REDIS_KEY_PREFIX: 'lj',
+      PAYMENT_EXPIRY_MS: '2000',
+      LOCK_TTL_MS: '200',
+      RECOVERY_INTERVAL_MS: '300',
+      TIMER_QUEUES: '6',
+    });
+    const queues = clusterTimerQueues(cluster.seeds, 'lj', 6);
+    try {
+      const token = 'lost-job';
+      const reply = await lost.request('POST', '/payments', {
+        body: { accountId: 'lost-acct', amountCents: 100 },
+        headers: { 'Idempotency-Key': token },
+      });
+      expect(reply.status).toBe(201);
+      const job = await waitFor(async () =>
+        (await queues.queueFor(token).getDelayed()).find((j) => j.data.key === token),
+      );
+      await job.remove();
+
+      await waitFor(
+        async () => {
+          const view = await lost.request('GET', `/payments/${token}`);
+          return (view.body as { status?: string }).status === 'expired' ? true : undefined;
+        },
+        { timeoutMs: 20_000, what: 'the token to expire on its re-armed timer' },
+      );
+      const metrics = await lost.request('GET', '/metrics');
+      expect(String(metrics.body)).toMatch(
+        /^paystate_timers_rearmed_total\{machine="payment"\} 1$/m,
+      );
+    } finally {
+      await queues.close();
+    }
   });
 
   it('refuses requests while one master has an evicting maxmemory-policy, and serves again once it has not', async () => {

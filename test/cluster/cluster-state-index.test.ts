@@ -85,6 +85,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
       shipping: 0,
       shipped: 0,
       closed: 0,
+      unreadable: 0,
     });
   });
 
@@ -264,6 +265,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
       shipping: 2,
       shipped: 0,
       closed: 1,
+      unreadable: 0,
     });
     const pages: string[][] = [];
     let cursor: string | null = null;
@@ -294,6 +296,7 @@ describe('the state index on a Redis Cluster', { timeout: 120_000 }, () => {
       shipping: 1,
       shipped: 1,
       closed: 0,
+      unreadable: 0,
     });
     expect((await tickets.stuck(0, 10, 'x')).map((e) => e.key)).toEqual(['x/p1']);
     expect(await tickets.counts('y')).toMatchObject({ open: 6, shipping: 1 });

@@ -184,7 +184,7 @@ describe('paystate CLI', () => {
         payments: [{ token, status: 'charging' }],
       });
       const text = await runCli(['stuck', '--older-than', '0s'], env);
-      expect(text.stdout).toMatch(/cli-stuck\s+charging\s+\d{4}-/);
+      expect(text.stdout).toMatch(/cli-stuck\s+charging\s+owed\s+\d{4}-/);
 
       const run = await runCli(['recover', token, '--json'], env);
       expect(run.code).toBe(0);

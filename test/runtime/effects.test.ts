@@ -152,6 +152,41 @@ describe('effects, final states and racing writers on the engine', () => {
     expect(await worker.sweep()).toBe(0);
   });
 
+  it('keeps the outbox entries of records it cannot read, reports each once, and recovers the keys behind more than a batch of them', async () => {
+    const prefix = randomPrefix();
+    const { ship, on } = failingOnce(prefix);
+    const { engine, tickets } = await start(prefix, { ship });
+    on.engine = engine;
+    const errors: string[] = [];
+    const worker = await engine.startWorker([tickets], {
+      recoveryIntervalMs: 60_000,
+      recoveryGraceMs: 0,
+      onError: (_error, where) => errors.push(where?.key ?? '?'),
+    });
+    stops.push(() => worker.stop());
+    const outbox = `${prefix}:ticket:outbox`;
+    // More unreadable records than a pass's batch (100), all older than the key that owes.
+    const bad = Array.from({ length: 120 }, (_, i) => `bad-${i}`);
+    for (const key of bad) {
+      await tickets.send(key, { type: 'TICK' });
+      await engine.redis.hset(`${prefix}:ticket:{${key}}`, 'o', '[]');
+      await engine.redis.hdel(`${prefix}:ticket:{${key}}`, 's');
+      await engine.redis.zadd(outbox, 1, key);
+    }
+    await expect(tickets.send('crate', { type: 'SHIP' })).rejects.toThrow('carrier unreachable');
+
+    await worker.sweep();
+    await worker.sweep();
+    await worker.sweep();
+
+    expect((await tickets.get('crate'))?.value).toBe('shipped');
+    expect(await engine.redis.zrange(outbox, 0, -1)).toEqual([...bad].sort());
+    expect((await tickets.counts()).unreadable).toBe(120);
+    expect([...errors].sort()).toEqual([...bad].sort());
+    const stuck = await tickets.stuck(0, 200);
+    expect(stuck.filter((e) => e.reason === 'unreadable')).toHaveLength(120);
+  });
+
   it('drops an outbox entry whose record is gone, so the sweep does not visit it again', async () => {
     const prefix = randomPrefix();
     const { engine, tickets } = await start(prefix);

@@ -90,6 +90,8 @@ describe('machine options on the engine', () => {
         outbox: `${p}:outbox`,
         index: (state) => `${p}:index:${state}`,
         removals: `${p}:index-removals`,
+        timers: `${p}:timer-dues`,
+        unreadable: `${p}:unreadable`,
       }),
     });
     await tickets.send('placed', { type: 'TICK' });

@@ -16,7 +16,7 @@ const byOwner = (key: string) => {
   return cut < 0 ? null : key.slice(0, cut);
 };
 
-const NONE = { open: 0, held: 0, shipping: 0, shipped: 0, closed: 0 };
+const NONE = { open: 0, held: 0, shipping: 0, shipped: 0, closed: 0, unreadable: 0 };
 
 describe('a partition of the keys of a machine', () => {
   const stops: (() => Promise<void>)[] = [];

@@ -39,6 +39,7 @@ describe('the state index on the engine', () => {
       shipping: 0,
       shipped: 0,
       closed: 0,
+      unreadable: 0,
     });
   });
 
@@ -175,7 +176,9 @@ describe('the state index on the engine', () => {
     await waitFor(async () => ((await tickets.stuck(50)).length === 1 ? true : undefined), {
       what: 'the owed work to age',
     });
-    expect(await tickets.stuck(50)).toEqual([{ key: 'parcel', owedSince: Number(since) }]);
+    expect(await tickets.stuck(50)).toEqual([
+      { key: 'parcel', owedSince: Number(since), reason: 'owed' },
+    ]);
     expect(await tickets.stuck(600_000)).toEqual([]);
     expect((await tickets.list({ state: 'shipping' })).entries.map((e) => e.key)).toEqual([
       'parcel',

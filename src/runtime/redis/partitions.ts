@@ -51,6 +51,15 @@ export function partitionOutboxKey(base: string, partition: string): string {
   return `${base}:${partition}:outbox`;
 }
 
+/** The partition's copy of a machine's timer dues or unreadable set (see MachineKeys). */
+export function partitionSetKey(
+  base: string,
+  partition: string,
+  set: 'timers' | 'unreadable',
+): string {
+  return `${base}:${partition}:${set === 'timers' ? 'timer-dues' : 'unreadable'}`;
+}
+
 /** Set once the partitions hold every key indexed before they were kept (see StateIndex.backfill). */
 export function partitionsBuiltKey(base: string): string {
   return `${base}:built`;

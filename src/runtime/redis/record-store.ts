@@ -5,6 +5,7 @@ import {
   partitionIndexKey,
   partitionOf,
   partitionOutboxKey,
+  partitionSetKey,
   type Partitioning,
 } from './partitions.ts';
 import type { LockRequest } from './key-lock.ts';
@@ -23,13 +24,19 @@ import { storeGuard, type StoreIdentity } from './store-identity.ts';
  * | `m` | machine version (the format of `s`) |
  * | `s` | the machine's persisted snapshot, JSON |
  * | `o` | owed actions (effects, timers) of the last write, JSON; absent once they ran |
- * | `t` | live timers: timer id → { seq, dueAt }, JSON; absent when none |
+ * | `t` | live timers: timer id → { seq, dueAt, event }, JSON; absent when none |
  * | `i` | the state the key is indexed under (see state-index.ts) |
  *
  * The owed actions are written by the same script as the snapshot, and the
  * key enters the outbox in that script too: no crash can leave a snapshot
  * whose actions are lost, and the next access or the recovery sweep runs
  * exactly what was stored.
+ *
+ * The same script keeps the key in the machine's timer dues (`MachineKeys.timers`,
+ * scored by its earliest live timer's due time), so the worker's sweep finds a
+ * due timer whose job is gone without reading every record. A record that
+ * cannot be read is put in `MachineKeys.unreadable` by whoever finds it and
+ * left as it is for an operator.
  */
 
 /** An effect to run, or a timer to arm, recorded by the write that decided it. */
@@ -48,6 +55,8 @@ export interface TimerEntry {
   readonly seq: number;
   /** Epoch ms on Redis's clock. */
   readonly dueAt: number;
+  /** The event it delivers (what its job carries): the sweep re-arms a lost job from it. */
+  readonly event?: { readonly type: string };
 }
 
 export type Timers = Readonly<Record<string, TimerEntry>>;
@@ -85,6 +94,16 @@ export interface MachineKeys {
   /** Sorted set of `state\nkey` scored by the record's removal deadline (see state-index.ts). */
   readonly removals: string;
   /**
+   * Sorted set of the keys with live timers, scored by the earliest due time
+   * (Redis's clock); kept by the save script. On a Cluster, one per slot.
+   */
+  readonly timers: string;
+  /**
+   * Sorted set of the keys whose record could not be read, scored by when
+   * that was first seen (Redis's clock). On a Cluster, one per slot.
+   */
+  readonly unreadable: string;
+  /**
    * Base of the keys of a machine whose keys are partitioned (partitions.ts):
    * `${partitions}:PARTITION:index:STATE`, `${partitions}:PARTITION:outbox`.
    */
@@ -102,6 +121,8 @@ export function machineKeys(prefix: string, name: string): MachineKeys {
     outbox: `${prefix}:${name}:outbox`,
     index: (state) => `${prefix}:${name}:index:${state}`,
     removals: `${prefix}:${name}:index-removals`,
+    timers: `${prefix}:${name}:timer-dues`,
+    unreadable: `${prefix}:${name}:unreadable`,
     partitions: `${prefix}:${name}:partition`,
   };
 }
@@ -116,6 +137,8 @@ const FIELDS = "'v', 'l', 'n', 'm', 's', 'o', 't'";
 // Partition (partitions.ts): KEYS the partition's set of the new state, of
 // the previous state, the partition's outbox; ARGV '1' when the key has a
 // partition (else those KEYS repeat the machine's and are not touched).
+// Timer dues: KEYS the machine's, the partition's (the machine's again for
+// none); ARGV the earliest due time of the live timers ('' for none).
 // Returns { new version, TIME s, TIME us }, or { -1 } when the stored (version, life) differ; fails with STORE_LOST when the store
 // is not the one the process knows. A final snapshot gets a removal deadline
 // on Redis's clock, once (a later write keeps the first deadline).
@@ -137,6 +160,12 @@ elseif redis.call('HDEL', KEYS[1], 'o') == 1 then
   if part then redis.call('ZREM', KEYS[9], ARGV[10]) end
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[8]) else redis.call('HDEL', KEYS[1], 't') end
+if ARGV[14] ~= '' then
+  redis.call('ZADD', KEYS[10], ARGV[14], ARGV[10])
+  if part then redis.call('ZADD', KEYS[11], ARGV[14], ARGV[10]) end
+elseif redis.call('ZREM', KEYS[10], ARGV[10]) == 1 and part then
+  redis.call('ZREM', KEYS[11], ARGV[10])
+end
 -- state index: begin
 if was and was ~= ARGV[12] then
   redis.call('ZREM', KEYS[5], ARGV[10])
@@ -175,6 +204,29 @@ if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return redis.call('ZREM', KEYS[2], ARGV[1])
 `;
 
+// KEYS: record, the timer dues, the key's partition's (the dues again for
+// none). ARGV: key. Takes the key out of the dues when its record has no
+// live timers (or is gone): an entry left by a record deleted by other means.
+const SETTLE_TIMERS_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], 't') == 1 then return 0 end
+if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[1]) end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+`;
+
+// KEYS: record, the unreadable set, the key's partition's (the set again for
+// none). ARGV: key, '1' to add (when the record is there), '' to remove.
+const UNREADABLE_SCRIPT = `
+if ARGV[2] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  local t = redis.call('TIME')
+  local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+  if KEYS[3] ~= KEYS[2] then redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1]) end
+  return redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
+end
+if KEYS[3] ~= KEYS[2] then redis.call('ZREM', KEYS[3], ARGV[1]) end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+`;
+
 // KEYS: record, the key's lock. ARGV: the lock's value, its lease (ms).
 // Takes the lock as Redlock does (SET NX PX) and, only then, reads the
 // record's fields and Redis's TIME: what is read is read under the lock.
@@ -202,6 +254,9 @@ declare module 'ioredis' {
       partitionStateKey: string,
       partitionPreviousStateKey: string,
       partitionOutboxKey: string,
+      // timer dues
+      duesKey: string,
+      partitionDuesKey: string,
       expectedVersion: number,
       expectedLifeId: string,
       lifeId: string,
@@ -215,7 +270,21 @@ declare module 'ioredis' {
       storeId: string,
       state: string, // state index
       partitioned: '1' | '', // partition
+      earliestDue: number | '', // timer dues
     ): Result<(number | string)[], Context>;
+    engineSettleTimers(
+      recordKey: string,
+      duesKey: string,
+      partitionDuesKey: string,
+      key: string,
+    ): Result<0 | 1, Context>;
+    engineUnreadable(
+      recordKey: string,
+      setKey: string,
+      partitionSetKey: string,
+      key: string,
+      add: '1' | '',
+    ): Result<0 | 1, Context>;
     engineLockAndLoad(
       recordKey: string,
       lockKey: string,
@@ -269,7 +338,9 @@ export class RecordStore {
     /** The partition of the machine's keys (partitions.ts); `null`: none. */
     private readonly partitioning: Partitioning | null = null,
   ) {
-    redis.defineCommand('engineSave', { numberOfKeys: 9, lua: SAVE_SCRIPT });
+    redis.defineCommand('engineSave', { numberOfKeys: 11, lua: SAVE_SCRIPT });
+    redis.defineCommand('engineSettleTimers', { numberOfKeys: 3, lua: SETTLE_TIMERS_SCRIPT });
+    redis.defineCommand('engineUnreadable', { numberOfKeys: 3, lua: UNREADABLE_SCRIPT });
     redis.defineCommand('engineClearOwed', { numberOfKeys: 3, lua: CLEAR_SCRIPT });
     redis.defineCommand('engineLockAndLoad', { numberOfKeys: 2, lua: LOCK_AND_LOAD_SCRIPT });
     redis.defineCommand('engineSettleOutbox', { numberOfKeys: 3, lua: SETTLE_SCRIPT });
@@ -323,7 +394,8 @@ export class RecordStore {
 
   /** Writes if the stored record is still `expected`; returns the new version. */
   async save(key: string, request: SaveRequest): Promise<number> {
-    const hasTimers = Object.keys(request.timers).length > 0;
+    const dues = Object.values(request.timers).map((timer) => timer.dueAt);
+    const hasTimers = dues.length > 0;
     const partition = partitionOf(this.partitioning, key);
     const base = this.partitioning?.base ?? '';
     const partitionSet = (state: string) =>
@@ -344,6 +416,9 @@ export class RecordStore {
         partitionSet(request.state),
         partitionSet(request.previousState ?? request.state),
         this.partitionOutboxOf(key),
+        // timer dues
+        this.besideRecord(this.keys.timers, key),
+        this.partitionSetOf(key, 'timers'),
         request.expected?.version ?? 0,
         request.expected?.lifeId ?? '',
         request.lifeId,
@@ -357,6 +432,7 @@ export class RecordStore {
         this.identity.id,
         request.state, // state index
         partition === null ? '' : '1', // partition
+        hasTimers ? Math.min(...dues) : '', // timer dues
       );
     } catch (error) {
       const appError = toAppError(error);
@@ -382,6 +458,14 @@ export class RecordStore {
     return partition === null || this.partitioning === null
       ? this.outboxOf(key)
       : this.besideRecord(partitionOutboxKey(this.partitioning.base, partition), key);
+  }
+
+  /** `key`'s partition's timer dues or unreadable set in its record's slot; the machine's for none. */
+  private partitionSetOf(key: string, set: 'timers' | 'unreadable'): string {
+    const partition = partitionOf(this.partitioning, key);
+    return partition === null || this.partitioning === null
+      ? this.besideRecord(this.keys[set], key)
+      : this.besideRecord(partitionSetKey(this.partitioning.base, partition, set), key);
   }
 
   /** A machine-wide key as is on one Redis; on a Cluster, its copy in the slot of `key`'s record. */
@@ -420,6 +504,48 @@ export class RecordStore {
     }
   }
 
+  /** Takes `key` out of the timer dues if its record has no live timers (or is gone). */
+  async settleTimers(key: string): Promise<void> {
+    try {
+      await this.redis.engineSettleTimers(
+        this.keys.record(key),
+        this.besideRecord(this.keys.timers, key),
+        this.partitionSetOf(key, 'timers'),
+        key,
+      );
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  /**
+   * Notes that `key`'s record cannot be read (`unreadable` true; a record
+   * that is gone is not noted), or that it no longer holds one that cannot.
+   */
+  async noteUnreadable(key: string, unreadable: boolean): Promise<void> {
+    try {
+      await this.redis.engineUnreadable(
+        this.keys.record(key),
+        this.besideRecord(this.keys.unreadable, key),
+        this.partitionSetOf(key, 'unreadable'),
+        key,
+        unreadable ? '1' : '',
+      );
+    } catch (error) {
+      throw toAppError(error);
+    }
+  }
+
+  /** Keys whose earliest live timer was due before `before` (Redis's clock), earliest first. */
+  listDueTimers(before: number, limit: number): Promise<string[]> {
+    return this.listSet(this.keys.timers, before, limit);
+  }
+
+  /** Keys noted unreadable, the first noted first. */
+  listUnreadable(limit: number): Promise<string[]> {
+    return this.listSet(this.keys.unreadable, '+inf', limit);
+  }
+
   /** How many keys are in the outbox, and the score (Redis's time) of the oldest: two cheap reads. */
   async outboxState(): Promise<{ depth: number; oldestAt: number | null }> {
     try {
@@ -453,22 +579,20 @@ export class RecordStore {
   }
 
   /** Keys put in the outbox before `before` (Redis's clock) whose owed actions may not have run. */
-  async listOwed(before: number, limit: number): Promise<string[]> {
+  listOwed(before: number, limit: number): Promise<string[]> {
+    return this.listSet(this.keys.outbox, before, limit);
+  }
+
+  /** Members of a machine-wide sorted set (every slot's copy on a Cluster) scored up to `before`. */
+  private async listSet(set: string, before: number | '+inf', limit: number): Promise<string[]> {
     try {
       const cluster = clusterOf(this.redis);
       if (cluster === null) {
-        return await this.redis.zrangebyscore(this.keys.outbox, '-inf', before, 'LIMIT', 0, limit);
+        return await this.redis.zrangebyscore(set, '-inf', before, 'LIMIT', 0, limit);
       }
-      // Every slot's outbox, in pipelines per master.
+      // Every slot's copy, in pipelines per master.
       const { replies, errors } = await perSlot<string[]>(cluster, (pipeline, slot) => {
-        pipeline.zrangebyscore(
-          slotCopyKey(this.keys.outbox, slot),
-          '-inf',
-          before,
-          'LIMIT',
-          0,
-          limit,
-        );
+        pipeline.zrangebyscore(slotCopyKey(set, slot), '-inf', before, 'LIMIT', 0, limit);
       });
       // What the reachable masters owe is recovered now; the rest on a later pass.
       if (replies.size === 0 && errors.length > 0) throw errors[0];
@@ -481,7 +605,14 @@ export class RecordStore {
 
 function parse(key: string, fields: readonly (string | null | undefined)[]): StoredRecord | null {
   const [version, lifeId, machine, machineVersion, snapshot, owed, timers] = fields;
-  if (version == null || lifeId == null || snapshot == null) return null;
+  if (version == null) return null;
+  // A record without them was damaged (an operator's HDEL, a partial restore):
+  // it is not "no record", which a write would then be refused over forever.
+  if (lifeId == null || snapshot == null) {
+    throw new StoredDataError(
+      `record of key ${key} has no ${snapshot == null ? 'snapshot' : 'life id'}`,
+    );
+  }
   try {
     if (machine == null) {
       return {

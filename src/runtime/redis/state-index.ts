@@ -7,6 +7,7 @@ import {
   partitionIndexKey,
   partitionOf,
   partitionOutboxKey,
+  partitionSetKey,
   partitionsBuiltKey,
   type Partitioning,
 } from './partitions.ts';
@@ -89,8 +90,19 @@ export interface ListPage {
 
 export interface OwedEntry {
   readonly key: string;
-  /** Redis's time the owed actions were written, epoch ms. */
+  /**
+   * Redis's time, epoch ms: when the owed actions were written (`owed`), when
+   * the earliest live timer was due (`timer`), when the record was first
+   * found unreadable (`unreadable`).
+   */
   readonly owedSince: number;
+  /**
+   * `owed`: actions a write owes have not run; `timer`: a timer is overdue
+   * (its job may be gone); `unreadable`: the record cannot be read and waits
+   * for an operator. A key with several reasons is listed once, by the first
+   * of unreadable, owed, timer.
+   */
+  readonly reason: 'owed' | 'timer' | 'unreadable';
 }
 
 const PRUNE_BATCH = 500;
@@ -563,17 +575,18 @@ export class StateIndex {
    */
   async counts(partition?: string): Promise<Record<string, number>> {
     // A programming error (no partitions, a bad name) is thrown as it is.
-    const sets = this.states.map((state) => this.stateSet(state, partition));
+    // The unreadable records are counted as one more "state" of the walk.
+    const sets = [
+      ...this.states.map((state) => this.stateSet(state, partition)),
+      partition === undefined
+        ? this.keys.unreadable
+        : partitionSetKey(this.partitionBase(partition), partition, 'unreadable'),
+    ];
     try {
       if (partition !== undefined) await this.partitionsBuilt();
       for (;;) {
         const calls = (
-          await this.walk(SCRIPTS.count, [
-            this.keys.removals,
-            PRUNE_BATCH,
-            this.states.length,
-            ...sets,
-          ])
+          await this.walk(SCRIPTS.count, [this.keys.removals, PRUNE_BATCH, sets.length, ...sets])
         ).map(({ reply }) => reply as [number[], string[]]);
         const due = calls.flatMap(([, members]) => members);
         if (due.length > 0) {
@@ -582,9 +595,11 @@ export class StateIndex {
           continue;
         }
         const counts: Record<string, number> = {};
+        const sum = (i: number) => calls.reduce((total, [perSet]) => total + (perSet[i] ?? 0), 0);
         this.states.forEach((state, i) => {
-          counts[state] = calls.reduce((sum, [perState]) => sum + (perState[i] ?? 0), 0);
+          counts[state] = sum(i);
         });
+        counts['unreadable'] = sum(this.states.length);
         return counts;
       }
     } catch (error) {
@@ -721,9 +736,63 @@ export class StateIndex {
       .flatMap(({ reply }) => pairs(reply as string[]))
       .sort((a, b) => a.score - b.score || Buffer.compare(bytes(a.key), bytes(b.key)))
       .slice(0, limit)
-      .map(({ key, score }) => ({ key, owedSince: score }));
+      .map(({ key, score }) => ({ key, owedSince: score, reason: 'owed' }));
+  }
+
+  /**
+   * Keys (of a partition, if given) that wait for the worker or an operator,
+   * oldest first: owed actions written before `before`, a live timer due
+   * before it, and every record noted unreadable (see OwedEntry). Three
+   * reads of sorted sets the writes keep: no record is scanned.
+   */
+  async stuck(before: number, limit: number, partition?: string): Promise<readonly OwedEntry[]> {
+    const set = (name: 'outbox' | 'timers' | 'unreadable') => {
+      if (partition === undefined) return this.keys[name];
+      const base = this.partitionBase(partition);
+      return name === 'outbox'
+        ? partitionOutboxKey(base, partition)
+        : partitionSetKey(base, partition, name);
+    };
+    const read = async (name: 'outbox' | 'timers' | 'unreadable', upTo: number | '+inf') =>
+      (await this.walk(SCRIPTS.owed, [set(name), upTo, limit])).flatMap(({ reply }) =>
+        pairs(reply as string[]),
+      );
+    let found: { key: string; score: number; reason: OwedEntry['reason'] }[];
+    try {
+      if (partition !== undefined) await this.partitionsBuilt();
+      const [owed, timers, unreadable] = await Promise.all([
+        read('outbox', before),
+        read('timers', before),
+        read('unreadable', '+inf'),
+      ]);
+      found = [
+        ...unreadable.map((p) => ({ ...p, reason: 'unreadable' as const })),
+        ...owed.map((p) => ({ ...p, reason: 'owed' as const })),
+        ...timers.map((p) => ({ ...p, reason: 'timer' as const })),
+      ];
+    } catch (error) {
+      throw toAppError(error);
+    }
+    const byKey = new Map<string, (typeof found)[number]>();
+    for (const entry of found) {
+      const seen = byKey.get(entry.key);
+      if (seen === undefined || REASON_RANK[entry.reason] < REASON_RANK[seen.reason]) {
+        byKey.set(entry.key, entry);
+      }
+    }
+    return [...byKey.values()]
+      .sort((a, b) => a.score - b.score || Buffer.compare(bytes(a.key), bytes(b.key)))
+      .slice(0, limit)
+      .map(({ key, score, reason }) => ({ key, owedSince: score, reason }));
   }
 }
+
+/** The order `stuck` keeps one reason of a key listed for several. */
+const REASON_RANK: Readonly<Record<OwedEntry['reason'], number>> = {
+  unreadable: 0,
+  owed: 1,
+  timer: 2,
+};
 
 /** How long a process trusts the store's marker that the partitions were built. */
 const BUILT_CHECK_MS = 30_000;

@@ -110,6 +110,27 @@ export class TimerQueue {
     }
   }
 
+  /**
+   * Arms the timer again unless its job is there and can still be delivered:
+   * a job that is gone (deleted, lost with a write Redis did not keep) or
+   * failed for good is replaced. Returns whether it was. A job that ran
+   * meanwhile and is armed again changes nothing (see fire).
+   */
+  async ensure(data: TimerJobData): Promise<boolean> {
+    const jobId = timerJobId(data);
+    try {
+      const job = await this.queueFor(data.key).getJob(jobId);
+      if (job !== undefined) {
+        if ((await job.getState()) !== 'failed') return false;
+        await job.remove();
+      }
+    } catch (error) {
+      throw toAppError(error);
+    }
+    await this.arm(data);
+    return true;
+  }
+
   /** Best effort: a cancelled timer left in the queue changes nothing when delivered. */
   async remove(jobIds: readonly string[]): Promise<void> {
     // Rare (an explicit cancel): each queue is asked rather than the id parsed.
