@@ -220,6 +220,24 @@ const envSchema = z.object({
     }),
   PAYSTATE_RATE_LIMIT_PER_SECOND: integer('PAYSTATE_RATE_LIMIT_PER_SECOND', 100, 0, 1_000_000),
   PAYSTATE_AUTH_FAILURES_PER_MINUTE: integer('PAYSTATE_AUTH_FAILURES_PER_MINUTE', 10, 1, 1_000_000),
+  PAYSTATE_WEBHOOK_ALLOW_PRIVATE: z
+    .string()
+    .optional()
+    .transform((raw, ctx): boolean => {
+      const value = raw === undefined ? '' : raw.trim();
+      if (!['', '0', '1'].includes(value)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `PAYSTATE_WEBHOOK_ALLOW_PRIVATE must be 1 or 0, got "${raw ?? ''}"`,
+        });
+        return z.NEVER;
+      }
+      return value === '1';
+    }),
+  PAYSTATE_WEBHOOK_TIMEOUT_MS: integer('PAYSTATE_WEBHOOK_TIMEOUT_MS', 10_000, 1, 60_000),
+  // At most the one-hour cap of the backoff it starts.
+  PAYSTATE_WEBHOOK_RETRY_BASE_MS: integer('PAYSTATE_WEBHOOK_RETRY_BASE_MS', 30_000, 1, 3_600_000),
+  PAYSTATE_WEBHOOK_RETRY_FOR_MS: integer('PAYSTATE_WEBHOOK_RETRY_FOR_MS', 259_200_000, 1),
 });
 
 /** True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
@@ -292,6 +310,14 @@ export interface Config {
   readonly rateLimitPerSecond: number;
   /** Failed authentications per client address per minute before it gets 429. */
   readonly authFailuresPerMinute: number;
+  /** Webhook URLs may reach private, loopback and link-local addresses (docs/webhooks.md). */
+  readonly webhookAllowPrivate: boolean;
+  /** A webhook delivery must be answered 2xx within this long, connection included. */
+  readonly webhookTimeoutMs: number;
+  /** Delay after a webhook delivery's first failure; it doubles per failure, capped at 1 h. */
+  readonly webhookRetryBaseMs: number;
+  /** How long after an event its deliveries are retried before they are given up. */
+  readonly webhookRetryForMs: number;
 }
 
 export class ConfigError extends Error {
@@ -380,6 +406,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiKeys: Object.freeze(apiKeys),
     rateLimitPerSecond: e.PAYSTATE_RATE_LIMIT_PER_SECOND,
     authFailuresPerMinute: e.PAYSTATE_AUTH_FAILURES_PER_MINUTE,
+    webhookAllowPrivate: e.PAYSTATE_WEBHOOK_ALLOW_PRIVATE,
+    webhookTimeoutMs: e.PAYSTATE_WEBHOOK_TIMEOUT_MS,
+    webhookRetryBaseMs: e.PAYSTATE_WEBHOOK_RETRY_BASE_MS,
+    webhookRetryForMs: e.PAYSTATE_WEBHOOK_RETRY_FOR_MS,
   });
 }
 

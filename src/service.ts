@@ -24,6 +24,8 @@ import { createLogger, fieldLogger, type PinoLogger } from './observability/log.
 import { metricsObserver, observeMachine } from './observability/engine-metrics.ts';
 import { createMetrics, type ServiceMetrics } from './observability/metrics.ts';
 import { startTracing, type Tracing } from './observability/tracing.ts';
+import type { Resolver } from './webhooks/address-guard.ts';
+import { WebhookEndpoints } from './webhooks/endpoints.ts';
 
 export { connectRedis };
 
@@ -34,6 +36,8 @@ export interface ServiceOptions {
   readonly logger?: PinoLogger;
   /** Called at the named steps of every payment command (tests inject faults there). */
   readonly faultPoint?: PaymentStepHook;
+  /** Resolves webhook URLs' host names (default: the system resolver; tests map names). */
+  readonly webhookResolver?: Resolver;
 }
 
 /** How often a process reads the store's identity and Redis's clock when nothing else does. */
@@ -266,6 +270,16 @@ export async function startService(
             },
           }),
       ...(tracing === null ? {} : { tracing }),
+      webhooks: {
+        endpoints: new WebhookEndpoints(engine.redis, {
+          prefix: config.keyPrefix,
+          now: () => clock.now(),
+        }),
+        guard: {
+          allowPrivate: config.webhookAllowPrivate,
+          ...(options.webhookResolver === undefined ? {} : { resolve: options.webhookResolver }),
+        },
+      },
     });
     http = await listenHttp(app, config.port, config.host, {
       limits,

@@ -20,6 +20,9 @@ import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './sche
 import { accountView, paymentView, reasonFor } from './views.ts';
 import { parseCurrency } from '../money/currency.ts';
 import type { Tenant } from '../tenants.ts';
+import type { GuardOptions } from '../webhooks/address-guard.ts';
+import type { WebhookEndpoints } from '../webhooks/endpoints.ts';
+import { webhookRouter } from './webhook-routes.ts';
 
 export interface AppDeps {
   readonly payments: Payments;
@@ -41,6 +44,8 @@ export interface AppDeps {
   readonly auth?: AuthOptions;
   /** Spans for requests (OTEL_EXPORTER_OTLP_ENDPOINT); none when absent. */
   readonly tracing?: Tracing;
+  /** The webhook endpoint registry and the address guard its URLs pass; no routes when absent. */
+  readonly webhooks?: { readonly endpoints: WebhookEndpoints; readonly guard: GuardOptions };
 }
 
 /** The scrape handler, shared with the metrics-only listener. */
@@ -278,6 +283,10 @@ export function createApp(deps: AppDeps): Express {
     const selected = currency === undefined ? undefined : parseCurrency(currency);
     res.json(accountView(await scope(req).account(accountId, selected), tenantOf(req)));
   });
+
+  if (deps.webhooks !== undefined) {
+    app.use(webhookRouter(deps.webhooks.endpoints, deps.webhooks.guard));
+  }
 
   // Operators' routes after the payment routes: a payment request does not
   // pass through their routers.

@@ -32,6 +32,11 @@ import {
   seedPaymentResultSchema,
   tokenSchema,
 } from './schemas.ts';
+import {
+  webhookEndpointBodySchema,
+  webhookEndpointCreatedSchema,
+  webhookEndpointListSchema,
+} from './webhook-schemas.ts';
 
 /** Files of swagger-ui-dist that GET /docs/{asset} serves. */
 export const DOCS_ASSETS = ['swagger-ui.css', 'swagger-ui-bundle.js', 'docs.js'] as const;
@@ -123,7 +128,10 @@ const paymentBody = {
   content: json(ref('schemas', 'PaymentBody')),
 };
 
-const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
+const routes: Record<
+  string,
+  Record<'get' | 'post', Operation | undefined> & { readonly delete?: Operation }
+> = {
   '/PaymentProcessor/{token}/makePayment': {
     get: undefined,
     post: {
@@ -216,6 +224,41 @@ const routes: Record<string, Record<'get' | 'post', Operation | undefined>> = {
       tags: ['accounts'],
       parameters: [ref('parameters', 'AccountId'), ...queryParameters(accountQuerySchema)],
       responses: { 200: ok('The account view', json(ref('schemas', 'AccountView'))) },
+    },
+  },
+  '/webhook-endpoints': {
+    post: {
+      summary: 'Register a webhook endpoint',
+      description:
+        "The URL is checked after DNS: a host that is or resolves to a private, loopback, link-local or metadata address is refused with 400 invalid_webhook_url (unless PAYSTATE_WEBHOOK_ALLOW_PRIVATE=1). The answer is the only one that shows the endpoint's secret. At most 16 endpoints per tenant.",
+      tags: ['webhooks'],
+      requestBody: { required: true, content: json(ref('schemas', 'WebhookEndpointBody')) },
+      responses: {
+        201: ok('Registered; keep the secret', json(ref('schemas', 'WebhookEndpointCreated')), {
+          Location: {
+            description: '/webhook-endpoints/{id}',
+            schema: { type: 'string' },
+            required: true,
+          },
+        }),
+      },
+      errors: [409],
+    },
+    get: {
+      summary: "The tenant's webhook endpoints, oldest first (no secrets)",
+      tags: ['webhooks'],
+      responses: { 200: ok('The endpoints', json(ref('schemas', 'WebhookEndpointList'))) },
+    },
+  },
+  '/webhook-endpoints/{id}': {
+    get: undefined,
+    post: undefined,
+    delete: {
+      summary: 'Delete a webhook endpoint; it receives nothing more',
+      tags: ['webhooks'],
+      parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+      responses: { 204: { description: 'Deleted', headers: requestIdHeader } },
+      errors: [404],
     },
   },
   '/admin/payments': {
@@ -437,6 +480,7 @@ function buildDocument(): Json {
     const item: Json = {};
     if (methods.get !== undefined) item.get = operationObject(methods.get);
     if (methods.post !== undefined) item.post = operationObject(methods.post);
+    if (methods.delete !== undefined) item.delete = operationObject(methods.delete);
     paths[path] = item;
   }
   const errorStatuses = [...new Set(Object.values(STATUS_BY_CODE))].sort((a, b) => a - b);
@@ -459,6 +503,7 @@ function buildDocument(): Json {
       { name: 'seed', description: "Restate's payment example API, verbatim" },
       { name: 'payments', description: 'Native routes' },
       { name: 'accounts' },
+      { name: 'webhooks', description: 'Endpoints that receive signed payment events' },
       { name: 'admin', description: 'Operators: tokens by state, stuck work, recovery' },
       { name: 'operations', description: 'Health, metrics, this document' },
     ],
@@ -470,6 +515,9 @@ function buildDocument(): Json {
         AccountView: jsonSchema(accountViewSchema),
         SeedPaymentResult: jsonSchema(seedPaymentResultSchema),
         SeedCancelResult: jsonSchema(seedCancelResultSchema),
+        WebhookEndpointBody: jsonSchema(webhookEndpointBodySchema, 'input'),
+        WebhookEndpointCreated: jsonSchema(webhookEndpointCreatedSchema),
+        WebhookEndpointList: jsonSchema(webhookEndpointListSchema),
         AdminPaymentList: jsonSchema(adminPaymentListSchema),
         AdminPaymentStats: jsonSchema(adminPaymentStatsSchema),
         AdminStuckList: jsonSchema(adminStuckListSchema),

@@ -44,11 +44,13 @@ const EVENT: Record<Kind, 'PAY' | 'CANCEL'> = { payment: 'PAY', refund: 'CANCEL'
  * `processed` write arms. The `refunded` write owes nothing (the token's
  * timer was armed when it was charged).
  */
-function leavesWorkOwed(kind: Kind, point: FaultPointName): boolean | 'either' {
-  if (point === 'after-persist-outcome') return kind === 'payment';
+function leavesWorkOwed(_kind: Kind, point: FaultPointName): boolean | 'either' {
+  // A charge's and a refund's outcome each start the expiry window again: the
+  // write owes the timer, armed after it.
+  if (point === 'after-persist-outcome') return true;
   // The answer is ready before the expiry timer is armed: a kill right then
   // may leave it owed (the sweep arms it).
-  if (point === 'before-response' && kind === 'payment') return 'either';
+  if (point === 'before-response') return 'either';
   return point === 'after-persist-intent' || point === 'after-ledger';
 }
 

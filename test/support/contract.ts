@@ -155,6 +155,8 @@ function check(reply: ContractReply): void {
   if (reply.method.toUpperCase() === 'HEAD') return;
   const content = (response.value.content ?? {}) as Record<string, Json>;
   const contentType = (reply.header('content-type') ?? '').split(';', 1)[0]?.trim() ?? '';
+  // A response documented with no content (204) must come without one.
+  if (Object.keys(content).length === 0 && contentType === '' && reply.body === null) return;
   if (!(contentType in content)) {
     throw new ContractError(
       `${what}: content type "${contentType}" is not declared (declared: ${Object.keys(content).join(', ') || 'none'})`,

@@ -48,6 +48,10 @@ describe('loadConfig', () => {
       apiKeys: [],
       rateLimitPerSecond: 100,
       authFailuresPerMinute: 10,
+      webhookAllowPrivate: false,
+      webhookTimeoutMs: 10_000,
+      webhookRetryBaseMs: 30_000,
+      webhookRetryForMs: 259_200_000,
     });
   });
 
@@ -112,6 +116,10 @@ describe('loadConfig', () => {
       REDIS_WAIT_REPLICAS: '1',
       REDIS_WAIT_TIMEOUT_MS: '250',
       TIMER_QUEUES: '12',
+      PAYSTATE_WEBHOOK_ALLOW_PRIVATE: '1',
+      PAYSTATE_WEBHOOK_TIMEOUT_MS: '2500',
+      PAYSTATE_WEBHOOK_RETRY_BASE_MS: '100',
+      PAYSTATE_WEBHOOK_RETRY_FOR_MS: '60000',
     });
 
     expect(config).toEqual({
@@ -147,6 +155,10 @@ describe('loadConfig', () => {
       apiKeys: [{ tenant: 'acme', sha256: Buffer.from('ab'.repeat(32), 'hex') }],
       rateLimitPerSecond: 0,
       authFailuresPerMinute: 3,
+      webhookAllowPrivate: true,
+      webhookTimeoutMs: 2_500,
+      webhookRetryBaseMs: 100,
+      webhookRetryForMs: 60_000,
     });
   });
 
@@ -281,6 +293,23 @@ describe('loadConfig', () => {
       ['REDIS_WAIT_REPLICAS', '-1', /REDIS_WAIT_REPLICAS must be a whole number/],
       ['REDIS_WAIT_TIMEOUT_MS', '5000', /REDIS_WAIT_TIMEOUT_MS must be between 1 and 1500/],
       ['TIMER_QUEUES', '0', /TIMER_QUEUES must be between 1 and 64/],
+      [
+        'PAYSTATE_WEBHOOK_ALLOW_PRIVATE',
+        'yes',
+        /PAYSTATE_WEBHOOK_ALLOW_PRIVATE must be 1 or 0, got "yes"/,
+      ],
+      [
+        'PAYSTATE_WEBHOOK_TIMEOUT_MS',
+        '0',
+        /PAYSTATE_WEBHOOK_TIMEOUT_MS must be between 1 and 60000/,
+      ],
+      ['PAYSTATE_WEBHOOK_TIMEOUT_MS', '10s', /PAYSTATE_WEBHOOK_TIMEOUT_MS must be a whole number/],
+      [
+        'PAYSTATE_WEBHOOK_RETRY_BASE_MS',
+        '3600001',
+        /PAYSTATE_WEBHOOK_RETRY_BASE_MS must be between 1 and 3600000/,
+      ],
+      ['PAYSTATE_WEBHOOK_RETRY_FOR_MS', '0', /PAYSTATE_WEBHOOK_RETRY_FOR_MS must be between 1 and/],
     ])('%s=%j', (name, value, message) => {
       const error = configError({ [name]: value });
 

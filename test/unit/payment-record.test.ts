@@ -54,11 +54,11 @@ describe('reading a payment record without an engine', () => {
     expect(record?.snapshot.value).toBe('charging');
   });
 
-  it('answers null for a token with no record, or one without a snapshot', async () => {
+  it('answers null for a token with no record, and refuses a written record without its snapshot', async () => {
     expect(await readPaymentRecord(redis, key())).toBeNull();
     const k = key();
     await redis.hset(k, { v: '1', n: 'payment', m: PAYMENT_MACHINE_VERSION });
-    expect(await readPaymentRecord(redis, k)).toBeNull();
+    await expect(readPaymentRecord(redis, k)).rejects.toThrow(`the record ${k} has no snapshot`);
     const k2 = key();
     await redis.hset(k2, { n: 'payment', m: PAYMENT_MACHINE_VERSION, s: stored });
     expect(await readPaymentRecord(redis, k2)).toBeNull();
