@@ -121,15 +121,19 @@ const HOLD_SHORT_REPLY = 'HOLD_SHORT';
 // its newest entries up to the limit. Balances are their own fields: trimming
 // either changes no balance.
 const MOVE_SCRIPT = `
-${storeGuard(4, 8)}local legacy = redis.call('HGET', KEYS[1], 'balance')
-if legacy then
-  redis.call('HSETNX', KEYS[1], 'available:' .. ARGV[12], legacy)
+${storeGuard(4, 8)}local availableField = 'available:' .. ARGV[3]
+local heldField = 'held:' .. ARGV[3]
+local f = redis.call('HMGET', KEYS[1], availableField, heldField, 'balance')
+local availableRaw = f[1]
+if f[3] then
+  local legacyField = 'available:' .. ARGV[12]
+  if redis.call('HSETNX', KEYS[1], legacyField, f[3]) == 1 and legacyField == availableField then
+    availableRaw = f[3]
+  end
   redis.call('HDEL', KEYS[1], 'balance')
 end
-local availableField = 'available:' .. ARGV[3]
-local heldField = 'held:' .. ARGV[3]
-local available = tonumber(redis.call('HGET', KEYS[1], availableField) or ARGV[6])
-local held = tonumber(redis.call('HGET', KEYS[1], heldField) or '0')
+local available = tonumber(availableRaw or ARGV[6])
+local held = tonumber(f[2] or '0')
 local seen = redis.call('HGET', KEYS[2], ARGV[1])
 if seen then return {seen, string.format('%d', available), string.format('%d', held), 1} end
 local t = redis.call('TIME')
