@@ -1,6 +1,6 @@
 import type { AccountView } from '../accounts/ledger.ts';
 import type { PaymentSnapshot } from '../payments/payment.snapshot.ts';
-import { shownStatus, type Outcome } from '../machine/payment.types.ts';
+import { shownStatus, type Outcome, type PaymentContext } from '../machine/payment.types.ts';
 import { ownId, tenantKey, type Tenant } from '../tenants.ts';
 import type { AccountViewBody, PaymentView } from './schemas.ts';
 
@@ -8,6 +8,18 @@ function iso(ms: number): string;
 function iso(ms: number | null): string | null;
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
+}
+
+/** When the last completed refund was made. */
+function lastRefundedAt(refunds: PaymentContext['refunds']): number | null {
+  let at: number | null = null;
+  for (const r of refunds) if (r.refundedAt !== null) at = Math.max(at ?? 0, r.refundedAt);
+  return at;
+}
+
+/** When an expired record is removed: its retention after it expired. */
+export function removeAtOf(c: PaymentContext): number | null {
+  return c.expiredAt === null ? null : c.expiredAt + c.limits.retentionMs;
 }
 
 /** A stored key as `tenant`'s client knows it (local mode: as stored). */
@@ -39,15 +51,15 @@ export function paymentView(snapshot: PaymentSnapshot, tenant: Tenant = null): P
     createdAt: iso(c.createdAt),
     updatedAt: iso(c.updatedAt),
     chargedAt: iso(c.chargedAt),
-    authorizedAt: iso(c.authorizedAt),
+    authorizedAt: c.payment?.capture === 'manual' ? iso(c.chargedAt) : null,
     captureBy: iso(c.captureBy),
     capturedAt: iso(c.capturedAt),
     cancelledAt: iso(c.cancelledAt),
     cancellationReason: c.cancellationReason,
-    refundedAt: iso(c.refundedAt),
+    refundedAt: iso(lastRefundedAt(c.refunds)),
     expiredAt: iso(c.expiredAt),
     expiresAt: iso(c.expiresAt),
-    removeAt: iso(c.removeAt),
+    removeAt: iso(removeAtOf(c)),
     history: c.history.map((h) => ({ at: iso(h.at), event: h.event, state: h.state })),
   };
 }

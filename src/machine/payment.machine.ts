@@ -208,12 +208,11 @@ export const paymentMachine = setup({
       capturedCents: context.payment?.amountCents ?? 0,
       capturedAt: event.at,
       lastDecline: null,
-      expiresAt: event.at + context.expiryMs,
+      expiresAt: event.at + context.limits.expiryMs,
     })),
     markAuthorized: assign(({ context, event }) => ({
       chargedAt: event.at,
-      authorizedAt: event.at,
-      captureBy: event.at + context.captureWindowMs,
+      captureBy: event.at + context.limits.captureWindowMs,
       lastDecline: null,
       expiresAt: null,
     })),
@@ -223,7 +222,7 @@ export const paymentMachine = setup({
       // decline restarts the window.
       return {
         lastDecline: { reason: event.reason, at: event.at },
-        expiresAt: event.at + context.expiryMs,
+        expiresAt: event.at + context.limits.expiryMs,
       };
     }),
     startCapture: assign(({ context, event }) => {
@@ -233,7 +232,7 @@ export const paymentMachine = setup({
     markCaptured: assign(({ context, event }) => ({
       capturedAt: event.at,
       captureBy: null,
-      expiresAt: event.at + context.expiryMs,
+      expiresAt: event.at + context.limits.expiryMs,
     })),
     requestVoid: assign({ cancellationReason: 'requested' as const }),
     windowElapsed: assign({ cancellationReason: 'capture_window_elapsed' as const }),
@@ -241,7 +240,7 @@ export const paymentMachine = setup({
       cancelledAt: event.at,
       cancellationReason: context.cancellationReason ?? ('requested' as const),
       captureBy: null,
-      expiresAt: event.at + context.expiryMs,
+      expiresAt: event.at + context.limits.expiryMs,
     })),
     startRefund: assign(({ context, event }) => {
       const asked = refundAsked(context, event);
@@ -277,14 +276,11 @@ export const paymentMachine = setup({
       return {
         refunds: [...context.refunds.slice(0, -1), ...done],
         refundedCents: context.refundedCents + (last?.amountCents ?? 0),
-        refundedAt: event.at,
-        expiresAt: event.at + context.expiryMs,
+        expiresAt: event.at + context.limits.expiryMs,
       };
     }),
-    markExpired: assign(({ context, event }) => ({
-      expiredAt: event.at,
-      removeAt: event.at + context.retentionMs,
-    })),
+    /** The record is removed limits.retentionMs after this. */
+    markExpired: assign(({ event }) => ({ expiredAt: event.at })),
   },
   guards: {
     /** Authorize only: `capture: "manual"`. */
@@ -328,7 +324,7 @@ export const paymentMachine = setup({
       );
     },
     isKnownRefund: ({ context, event }) => refundAsked(context, event).known !== undefined,
-    refundLimitReached: ({ context }) => context.refunds.length >= context.refundLimit,
+    refundLimitReached: ({ context }) => context.refunds.length >= context.limits.refundLimit,
     /** The refunds' sum stays within the captured amount. */
     refundFits: ({ context, event }) => {
       const { amountCents } = refundAsked(context, event);
@@ -346,17 +342,18 @@ export const paymentMachine = setup({
   context: ({ input }) => ({
     token: input.token,
     lifeId: input.lifeId,
-    expiryMs: input.expiryMs,
-    captureWindowMs: input.captureWindowMs,
-    retentionMs: input.retentionMs,
-    refundLimit: input.refundLimit ?? REFUND_LIMIT,
+    limits: {
+      expiryMs: input.expiryMs,
+      captureWindowMs: input.captureWindowMs,
+      retentionMs: input.retentionMs,
+      refundLimit: input.refundLimit ?? REFUND_LIMIT,
+    },
     payment: null,
     attempt: 0,
     lastDecline: null,
     createdAt: input.at,
     updatedAt: input.at,
     chargedAt: null,
-    authorizedAt: null,
     captureBy: null,
     capturedCents: 0,
     capturedAt: null,
@@ -364,10 +361,8 @@ export const paymentMachine = setup({
     refunds: [],
     cancelledAt: null,
     cancellationReason: null,
-    refundedAt: null,
     expiredAt: null,
     expiresAt: null,
-    removeAt: null,
     history: [],
   }),
   states: {

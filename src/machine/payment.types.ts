@@ -89,14 +89,27 @@ export interface HistoryEntry {
   readonly state: PaymentStatus;
 }
 
-export interface PaymentContext {
-  readonly token: string;
-  readonly lifeId: string;
+/** What a token's life is held to, fixed when its record is created. */
+export interface PaymentLimits {
   readonly expiryMs: number;
   /** How long an authorization waits for its capture before it is voided. */
   readonly captureWindowMs: number;
+  /** How long an expired record is kept. */
   readonly retentionMs: number;
+  /** Refunds one payment may have: the record stays bounded. */
   readonly refundLimit: number;
+}
+
+/**
+ * The context is the stored snapshot's: at most 19 members, since V8 copies
+ * an object of more (xstate's assign does, at every assign) about 15 times
+ * slower. What is derived (when an authorization was made, the last
+ * refund, when an expired record goes) is derived in the views.
+ */
+export interface PaymentContext {
+  readonly token: string;
+  readonly lifeId: string;
+  readonly limits: PaymentLimits;
   /** The payment being charged, charged, or refunded (the last body tried while pending). */
   readonly payment: Payment | null;
   /** Charge attempts so far; each attempt has its own operation id. */
@@ -106,8 +119,7 @@ export interface PaymentContext {
   readonly updatedAt: number;
   /** When the charge (or, for a manual capture, the authorization) succeeded. */
   readonly chargedAt: number | null;
-  readonly authorizedAt: number | null;
-  /** When an authorization is voided if not captured (the capture window's end). */
+  /** When an uncaptured authorization is voided (the capture window's end). */
   readonly captureBy: number | null;
   /** The amount being captured (in `capturing`) or captured; 0 before. */
   readonly capturedCents: number;
@@ -118,8 +130,6 @@ export interface PaymentContext {
   readonly refunds: readonly Refund[];
   readonly cancelledAt: number | null;
   readonly cancellationReason: CancellationReason | null;
-  /** When the last refund completed (the one that refunded all of it, once `refunded`). */
-  readonly refundedAt: number | null;
   readonly expiredAt: number | null;
   /**
    * When the expiry timer fires: one window after the last accepted event,
@@ -127,8 +137,6 @@ export interface PaymentContext {
    * cancel and refund; none while authorized (the capture window governs).
    */
   readonly expiresAt: number | null;
-  /** When an expired record is removed. */
-  readonly removeAt: number | null;
   /** Bounded to the last HISTORY_LIMIT entries. */
   readonly history: readonly HistoryEntry[];
 }

@@ -17,11 +17,20 @@ export interface MigrationDefaults {
 interface ContextV1 {
   readonly token: string;
   readonly lifeId: string;
+  readonly expiryMs: number;
+  readonly retentionMs: number;
   readonly payment: { readonly accountId: string; readonly amountCents: number } | null;
+  readonly attempt: number;
+  readonly lastDecline: { readonly reason: string; readonly at: number } | null;
+  readonly createdAt: number;
   readonly updatedAt: number;
   readonly chargedAt: number | null;
   readonly cancelledAt: number | null;
   readonly refundedAt: number | null;
+  readonly expiredAt: number | null;
+  readonly expiresAt: number | null;
+  readonly removeAt: number | null;
+  readonly history: PaymentContext['history'];
 }
 
 interface PersistedV1 {
@@ -55,21 +64,34 @@ function fromV1(persisted: PersistedV1, defaults: MigrationDefaults): unknown {
         ]
       : [];
   const context: PaymentContext = {
-    ...(c as unknown as PaymentContext),
+    token: c.token,
+    lifeId: c.lifeId,
+    limits: {
+      expiryMs: c.expiryMs,
+      captureWindowMs: defaults.captureWindowMs,
+      retentionMs: c.retentionMs,
+      refundLimit: REFUND_LIMIT,
+    },
     payment: c.payment && {
       ...c.payment,
       currency: defaults.defaultCurrency,
       capture: 'automatic',
     },
-    captureWindowMs: defaults.captureWindowMs,
-    refundLimit: REFUND_LIMIT,
-    authorizedAt: null,
+    attempt: c.attempt,
+    lastDecline: c.lastDecline,
+    createdAt: c.createdAt,
+    updatedAt: c.updatedAt,
+    chargedAt: c.chargedAt,
     captureBy: null,
     capturedCents: charged ? amountCents : 0,
     capturedAt: c.chargedAt,
     refundedCents: c.refundedAt !== null ? amountCents : 0,
     refunds,
+    cancelledAt: c.cancelledAt,
     cancellationReason: c.cancelledAt !== null && !charged ? 'requested' : null,
+    expiredAt: c.expiredAt,
+    expiresAt: c.expiresAt,
+    history: c.history,
   };
   return { ...persisted, context };
 }

@@ -191,7 +191,7 @@ export class Payments {
       ),
       adoptLegacy: (record) => adoptLegacyPayment(record, migrate),
       // The retention of the token's life, fixed when its record was created.
-      finalStateRetentionMs: (snapshot) => snapshot.context.retentionMs,
+      finalStateRetentionMs: (snapshot) => snapshot.context.limits.retentionMs,
       ...(step === undefined
         ? {}
         : {

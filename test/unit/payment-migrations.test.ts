@@ -46,7 +46,7 @@ describe('payment snapshots of machine version 1', () => {
       capturedAt: 2_000,
       refundedCents: 0,
       refunds: [],
-      captureWindowMs: 9_000,
+      limits: { expiryMs: 500, captureWindowMs: 9_000, retentionMs: 300, refundLimit: 100 },
       cancellationReason: null,
     });
     // It refunds in part like any payment of this version.

@@ -84,7 +84,7 @@ describe('manual capture: authorize, capture, void', () => {
     const step = run(pay(2_000), { type: 'CHARGE_AUTHORIZED', at: 2_010 });
     expect(step.snapshot.value).toBe('authorized');
     expect(step.snapshot.context).toMatchObject({
-      authorizedAt: 2_010,
+      chargedAt: 2_010,
       captureBy: 2_710,
       capturedCents: 0,
       expiresAt: null,
