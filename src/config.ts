@@ -108,6 +108,8 @@ const envSchema = z.object({
       message: 'REDIS_KEY_PREFIX must be 1-64 characters of A-Z a-z 0-9 _ . -',
     }),
   PAYMENT_EXPIRY_MS: integer('PAYMENT_EXPIRY_MS', 86_400_000, 1),
+  PAYMENT_CAPTURE_WINDOW_MS: integer('PAYMENT_CAPTURE_WINDOW_MS', 7 * 86_400_000, 1),
+  PAYMENT_REFUND_LIMIT: integer('PAYMENT_REFUND_LIMIT', 100, 1, 1_000),
   EXPIRED_RETENTION_MS: integer('EXPIRED_RETENTION_MS', 86_400_000, 1),
   ACCOUNT_INITIAL_BALANCE_CENTS: integer('ACCOUNT_INITIAL_BALANCE_CENTS', 100_000, 0),
   PAYSTATE_DEFAULT_CURRENCY: z
@@ -265,6 +267,10 @@ export interface Config {
   readonly timerQueues: number;
   readonly keyPrefix: string;
   readonly paymentExpiryMs: number;
+  /** How long an authorization (capture: manual) waits for its capture before it is voided. */
+  readonly paymentCaptureWindowMs: number;
+  /** Refunds one payment may have; fixed in each payment's record when it is created. */
+  readonly paymentRefundLimit: number;
   readonly expiredRetentionMs: number;
   /** Balance of each currency of an account the first time it is used, in that currency's minor unit. */
   readonly accountInitialBalanceCents: number;
@@ -383,6 +389,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     timerQueues: e.TIMER_QUEUES,
     keyPrefix: e.REDIS_KEY_PREFIX,
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
+    paymentCaptureWindowMs: e.PAYMENT_CAPTURE_WINDOW_MS,
+    paymentRefundLimit: e.PAYMENT_REFUND_LIMIT,
     expiredRetentionMs: e.EXPIRED_RETENTION_MS,
     accountInitialBalanceCents: e.ACCOUNT_INITIAL_BALANCE_CENTS,
     defaultCurrency: e.PAYSTATE_DEFAULT_CURRENCY,

@@ -180,6 +180,9 @@ export async function startService(
     ledger,
     keys: paymentRecordKeys(keys),
     paymentExpiryMs: config.paymentExpiryMs,
+    captureWindowMs: config.paymentCaptureWindowMs,
+    refundLimit: config.paymentRefundLimit,
+    defaultCurrency: config.defaultCurrency,
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),
   });

@@ -264,14 +264,18 @@ async function run(args: string[]): Promise<number> {
     }
     if (invocation.kind === 'get') {
       const { token, tenant, json } = invocation;
-      const record = await readPaymentRecord(redis, keys.state(tenantKey(tenant, token)));
+      const record = await readPaymentRecord(redis, keys.state(tenantKey(tenant, token)), {
+        defaultCurrency: config.defaultCurrency,
+        captureWindowMs: config.paymentCaptureWindowMs,
+      });
       if (record === null) {
         console.error(
           `No state stored for token ${token}${tenant === null ? '' : ` of tenant ${tenant}`}.`,
         );
         return EXIT.notFound;
       }
-      const view = paymentView(record.snapshot, tenant);
+      // An operator sees the machine's own state (`capturing`, not `processing`).
+      const view = { ...paymentView(record.snapshot, tenant), state: record.snapshot.value };
       if (json) {
         console.log(JSON.stringify({ ...view, version: record.version }, null, 2));
         return EXIT.ok;
@@ -447,6 +451,9 @@ async function runIndexCommand(
           ),
           keys: paymentRecordKeys(keys),
           paymentExpiryMs: config.paymentExpiryMs,
+          captureWindowMs: config.paymentCaptureWindowMs,
+          refundLimit: config.paymentRefundLimit,
+          defaultCurrency: config.defaultCurrency,
           expiredRetentionMs: config.expiredRetentionMs,
         });
         await payments.recover(token);

@@ -8,11 +8,28 @@ import {
   stepPayment,
   type PaymentSnapshot,
 } from '../../src/payments/payment.snapshot.ts';
-import type { PaymentEvent } from '../../src/machine/payment.types.ts';
+import type { CaptureMode, PaymentEvent } from '../../src/machine/payment.types.ts';
 
-const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, retentionMs: 300 };
-const body = { accountId: 'acct-1', amountCents: 1_500 };
-const pay = (at: number, b = body): PaymentEvent => ({ type: 'PAY', ...b, at });
+const input = {
+  token: 'tok_1',
+  lifeId: 'life-1',
+  at: 1_000,
+  expiryMs: 500,
+  captureWindowMs: 700,
+  retentionMs: 300,
+};
+const body = {
+  accountId: 'acct-1',
+  amountCents: 1_500,
+  currency: 'USD',
+  capture: 'automatic' as CaptureMode,
+};
+const pay = (at: number, b: Partial<typeof body> = {}): PaymentEvent => ({
+  type: 'PAY',
+  ...body,
+  ...b,
+  at,
+});
 const cancel = (at: number): PaymentEvent => ({ type: 'CANCEL', at });
 const expire = (at: number): PaymentEvent => ({ type: 'EXPIRE', at });
 const unchanging = new UnchangingEvents(paymentMachine);
@@ -33,6 +50,8 @@ const refunded = () =>
     at: 3_010,
   }).snapshot;
 const expired = () => stepPayment(processed(), expire(2_510)).snapshot;
+const manual = { capture: 'manual' as const };
+const authorized = () => run(pay(2_000, manual), { type: 'CHARGE_AUTHORIZED', at: 2_010 }).snapshot;
 
 function unchanged(before: PaymentSnapshot, event: PaymentEvent) {
   const step = stepPayment(before, event);
@@ -55,7 +74,14 @@ describe('payment machine rules', () => {
     expect(effects).toEqual([
       {
         type: 'charge',
-        params: { operationId: 'charge:tok_1:life-1:1', accountId: 'acct-1', amountCents: 1_500 },
+        params: {
+          operationId: 'charge:tok_1:life-1:1',
+          accountId: 'acct-1',
+          amountCents: 1_500,
+          currency: 'USD',
+          capture: true,
+          at: 2_000,
+        },
       },
     ]);
   });
@@ -88,15 +114,19 @@ describe('payment machine rules', () => {
       { type: 'reply', params: { outcome: 'declined' } },
     ]);
 
-    const retry = stepPayment(
-      declined.snapshot,
-      pay(3_000, { accountId: 'acct-1', amountCents: 900 }),
-    );
+    const retry = stepPayment(declined.snapshot, pay(3_000, { amountCents: 900 }));
     expect(retry.snapshot.value).toBe('charging');
     expect(retry.effects).toEqual([
       {
         type: 'charge',
-        params: { operationId: 'charge:tok_1:life-1:2', accountId: 'acct-1', amountCents: 900 },
+        params: {
+          operationId: 'charge:tok_1:life-1:2',
+          accountId: 'acct-1',
+          amountCents: 900,
+          currency: 'USD',
+          capture: true,
+          at: 3_000,
+        },
       },
     ]);
   });
@@ -108,8 +138,10 @@ describe('payment machine rules', () => {
 
   it('rejects the same token with a different body and charges nothing', () => {
     for (const other of [
-      { accountId: 'acct-2', amountCents: 1_500 },
-      { accountId: 'acct-1', amountCents: 1_501 },
+      { accountId: 'acct-2' },
+      { amountCents: 1_501 },
+      { currency: 'EUR' },
+      { capture: 'manual' as const },
     ]) {
       const effects = unchanged(processed(), pay(4_000, other));
       expect(effects).toEqual([{ type: 'reply', params: { outcome: 'body_mismatch' } }]);
@@ -138,7 +170,13 @@ describe('payment machine rules', () => {
     expect(refunding.effects).toEqual([
       {
         type: 'refund',
-        params: { operationId: 'refund:tok_1:life-1', accountId: 'acct-1', amountCents: 1_500 },
+        params: {
+          operationId: 'refund:tok_1:life-1',
+          accountId: 'acct-1',
+          currency: 'USD',
+          amountCents: 1_500,
+          at: 3_000,
+        },
       },
     ]);
     const done = stepPayment(refunding.snapshot, { type: 'REFUND_COMPLETED', at: 3_010 });
@@ -309,12 +347,46 @@ describe('events that change nothing', () => {
       refunded: ['PAY', 'CANCEL'],
       expired: ['PAY', 'CANCEL', 'EXPIRE'],
     });
+    // An authorization does not expire; capture and refund only answer where they cannot act.
+    expect(
+      Object.fromEntries(
+        (
+          [
+            'pending',
+            'authorizing',
+            'authorized',
+            'capturing',
+            'voiding',
+            'partially_refunded',
+            'cancelled',
+            'refunded',
+            'expired',
+          ] as const
+        ).map((status) => [
+          status,
+          (['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'] as const).filter(
+            (event) => changesNothing(status, event),
+          ),
+        ]),
+      ),
+    ).toEqual({
+      pending: ['CAPTURE', 'REFUND', 'CAPTURE_WINDOW_ELAPSED'],
+      authorizing: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+      authorized: ['PAY', 'REFUND', 'EXPIRE'],
+      capturing: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+      voiding: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+      partially_refunded: ['PAY', 'CAPTURE', 'CAPTURE_WINDOW_ELAPSED'],
+      cancelled: ['PAY', 'CAPTURE', 'REFUND', 'CAPTURE_WINDOW_ELAPSED'],
+      refunded: ['PAY', 'CAPTURE', 'REFUND', 'CAPTURE_WINDOW_ELAPSED'],
+      expired: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+    });
   });
 
   it('leave the snapshot as it is and only reply, whatever the body', () => {
     for (const [snapshot, event] of [
       [processed(), pay(9_000)],
       [processed(), pay(9_000, { accountId: 'acct-other', amountCents: 1 })],
+      [authorized(), pay(9_000, manual)],
       [cancelled(), cancel(9_000)],
       [refunded(), pay(9_000)],
       [expired(), cancel(9_000)],
