@@ -271,26 +271,6 @@ export class Ledger {
     return this.settings.defaultCurrency;
   }
 
-  /** A charge in the default currency (the payment machine before currencies). */
-  withdraw(operationId: string, accountId: string, amountCents: number, token: string, at: number) {
-    const currency = this.settings.defaultCurrency;
-    return this.move({
-      kind: 'withdrawal',
-      operationId,
-      accountId,
-      currency,
-      amountCents,
-      token,
-      at,
-    });
-  }
-
-  /** A refund in the default currency (the payment machine before currencies). */
-  deposit(operationId: string, accountId: string, amountCents: number, token: string, at: number) {
-    const currency = this.settings.defaultCurrency;
-    return this.move({ kind: 'deposit', operationId, accountId, currency, amountCents, token, at });
-  }
-
   /** `currency`: show that currency only; otherwise the default one and every one used. */
   async view(accountId: string, currency?: Currency): Promise<AccountView> {
     const { defaultCurrency } = this.settings;

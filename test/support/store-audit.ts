@@ -28,7 +28,7 @@ import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
 import { auditMoney, tokenMoneyProblem } from './money-invariants.ts';
 import { timerJobId, timerQueueName } from '../../src/runtime/index.ts';
-import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
+import { EXPIRY_TIMER_ID, PAYMENT_MACHINE_VERSION } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { createKeys } from '../../src/payments/keys.ts';
 
@@ -199,7 +199,9 @@ export function storeAuditor(options: {
       for (const [key, , , machineVersion, json, owed, timers] of rawStates) {
         const token = tokenOf(key);
         try {
-          if (machineVersion !== '1') throw new Error(`machine version ${machineVersion}`);
+          if (machineVersion !== String(PAYMENT_MACHINE_VERSION)) {
+            throw new Error(`machine version ${machineVersion}`);
+          }
           const snapshot = readPaymentSnapshot(JSON.parse(json) as unknown);
           const expiry =
             timers === ''
@@ -256,9 +258,13 @@ export function storeAuditor(options: {
               `${accountId}: ${entry.operationId} is not of the token's life ${record.lifeId}`,
             );
           }
+          // A charge or hold moves the payment's amount; captures and refunds may move part of it.
+          const whole = entry.kind === 'withdrawal' || entry.kind === 'hold';
           if (
             record.payment?.accountId !== accountId ||
-            record.payment.amountCents !== entry.amountCents
+            (whole
+              ? record.payment.amountCents !== entry.amountCents
+              : entry.amountCents > record.payment.amountCents)
           ) {
             problems.push(
               `${accountId}: ${entry.operationId} moves ${entry.amountCents} while the token's payment is ${JSON.stringify(record.payment)}`,
