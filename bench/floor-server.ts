@@ -27,12 +27,15 @@ function chargedResult(): CommandResult {
     lifeId: 'floor-life',
     at: 1,
     expiryMs: 86_400_000,
+    captureWindowMs: 86_400_000,
     retentionMs: 86_400_000,
   });
   const charging = stepPayment(started.snapshot, {
     type: 'PAY',
     accountId: 'account',
     amountCents: 100,
+    currency: 'USD',
+    capture: 'automatic',
     at: 2,
   });
   const processed = stepPayment(charging.snapshot, { type: 'CHARGE_SUCCEEDED', at: 3 });

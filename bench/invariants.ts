@@ -1,18 +1,18 @@
 /**
  * Money and state checks run after a load, against what Redis holds: the
- * money rules of test/support/money-invariants.ts (the ones the tests
- * check: ledgers chain and never go negative, a token is charged at most
- * once, a record's status agrees with its ledger entries), and nothing is
- * left in flight or owed.
+ * money invariants the tests check (test/support/money-invariants.ts: per
+ * account and currency the ledger chains to the stored balances, never
+ * negative, available + held + captured − refunded = initial; a token charged
+ * at most once, refunded no more than captured), a record's status agrees
+ * with its ledger entries, nothing is left in flight or owed.
  */
-import type { LedgerEntry } from '../src/accounts/ledger.ts';
-import { contextOf, statusOf } from '../src/payments/payment.snapshot.ts';
 import {
-  ledgerProblems,
-  moneyByToken,
-  tokenMoneyProblems,
+  auditMoney,
+  readAccounts,
+  tokenMoneyProblem,
   type TokenMoney,
 } from '../test/support/money-invariants.ts';
+import { contextOf, statusOf } from '../src/payments/payment.snapshot.ts';
 import { INITIAL_BALANCE_CENTS, type Deployment } from './deployment.ts';
 
 /** Violations are listed up to this many; the count is always exact. */
@@ -41,7 +41,7 @@ export class InvariantReport {
   }
 }
 
-export type { TokenMoney } from '../test/support/money-invariants.ts';
+export type { TokenMoney };
 
 export interface LedgerTally {
   readonly withdrawals: number;
@@ -53,63 +53,46 @@ export interface LedgerTally {
 
 const BATCH = 200;
 
+/** The machine's internal steps: an outcome not known yet. */
+const IN_FLIGHT = new Set(['charging', 'authorizing', 'capturing', 'voiding', 'refunding']);
+
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
 
-/** Reads every ledger of `accountIds` in full and checks it; tallies the money per token. */
+/**
+ * Reads every ledger of `accountIds` in full and checks the money invariants
+ * the tests check (test/support/money-invariants.ts); tallies the money per token.
+ */
 export async function auditAccounts(
   deployment: Deployment,
   accountIds: Iterable<string>,
   report: InvariantReport,
 ): Promise<LedgerTally> {
   report.check(
-    'each ledger chains from the initial balance to the stored balance, never below zero',
+    'per account and currency, the ledger chains from the initial balance to the stored balances, never below zero, and available + held + captured − refunded = initial',
   );
-  report.check('each token has at most one withdrawal, and no more deposits than withdrawals');
-  const { client } = deployment.redis;
-  const { keys } = deployment;
-  const all: LedgerEntry[] = [];
+  report.check(
+    'each token is charged at most once, settles a hold at most once, and is refunded no more than was captured',
+  );
+  const accounts = await readAccounts(deployment.redis.client, deployment.keys, accountIds, {
+    batch: BATCH,
+  });
+  const audit = auditMoney(accounts, { initialBalanceCents: INITIAL_BALANCE_CENTS });
+  for (const problem of audit.problems) report.violation(problem);
   let withdrawals = 0;
   let deposits = 0;
   let withdrawnCents = 0;
   let depositedCents = 0;
-  for (const batch of chunks([...new Set(accountIds)], BATCH)) {
-    const pipeline = client.pipeline();
-    for (const id of batch) {
-      pipeline.hget(keys.account(id), 'balance');
-      pipeline.lrange(keys.accountLedger(id), 0, -1);
-    }
-    const replies = (await pipeline.exec()) ?? [];
-    batch.forEach((accountId, i) => {
-      const [balanceError, balanceReply] = replies[2 * i] ?? [];
-      const [ledgerError, ledgerReply] = replies[2 * i + 1] ?? [];
-      const error = balanceError ?? ledgerError;
-      if (error) throw error;
-      const stored = balanceReply == null ? null : Number(balanceReply);
-      const entries = (ledgerReply as string[]).map((raw) => JSON.parse(raw) as LedgerEntry);
-      for (const problem of ledgerProblems(accountId, INITIAL_BALANCE_CENTS, stored, entries)) {
-        report.violation(problem);
-      }
-      for (const entry of entries) {
-        if (entry.kind === 'withdrawal') {
-          withdrawals++;
-          withdrawnCents += entry.amountCents;
-        } else {
-          deposits++;
-          depositedCents += entry.amountCents;
-        }
-      }
-      all.push(...entries);
-    });
+  for (const money of audit.byToken.values()) {
+    withdrawals += money.withdrawals + money.captures;
+    deposits += money.deposits;
+    withdrawnCents += money.capturedCents;
+    depositedCents += money.refundedCents;
   }
-  const byToken = moneyByToken(all);
-  for (const [token, money] of byToken) {
-    for (const problem of tokenMoneyProblems(token, null, money)) report.violation(problem);
-  }
-  return { withdrawals, deposits, withdrawnCents, depositedCents, byToken };
+  return { withdrawals, deposits, withdrawnCents, depositedCents, byToken: audit.byToken };
 }
 
 /**
@@ -124,7 +107,7 @@ export async function auditTokens(
   report: InvariantReport,
   createdAnswers?: ReadonlyMap<string, number>,
 ): Promise<Map<string, string | null>> {
-  report.check('no record is left charging, refunding or owing effects');
+  report.check('no record is left in an internal step (charging, refunding, …) or owing effects');
   report.check("each record's status agrees with its ledger entries");
   if (createdAnswers) report.check('at most one 201 Created per token, and only for a charge');
   const statuses = new Map<string, string | null>();
@@ -132,23 +115,25 @@ export async function auditTokens(
     const records = await Promise.all(batch.map((token) => deployment.store.load(token)));
     batch.forEach((token, i) => {
       const record = records[i] ?? null;
-      const held = money.byToken.get(token) ?? { withdrawals: 0, deposits: 0 };
+      const tally = money.byToken.get(token);
+      const charged = (tally?.withdrawals ?? 0) + (tally?.holds ?? 0);
       const status = record === null ? null : statusOf(record.snapshot);
       statuses.set(token, status);
       if (record === null) {
-        if (held.withdrawals > 0) report.violation(`token ${token} has no record but was charged`);
+        if (charged > 0) report.violation(`token ${token} has no record but was charged`);
       } else {
-        if (status === 'charging' || status === 'refunding')
+        if (status !== null && IN_FLIGHT.has(status))
           report.violation(`token ${token} is left ${status}`);
         if (record.owed) report.violation(`token ${token} still owes effects`);
-        for (const problem of tokenMoneyProblems(token, status, held)) report.violation(problem);
+        const problem = status === null ? null : tokenMoneyProblem(status, tally);
+        if (problem !== null) report.violation(`token ${token} is ${problem}`);
         if (contextOf(record.snapshot).token !== token) {
           report.violation(`record of ${token} names another token`);
         }
       }
       const created = createdAnswers?.get(token) ?? 0;
       if (created > 1) report.violation(`token ${token} answered 201 Created ${created} times`);
-      if (created > 0 && held.withdrawals === 0) {
+      if (created > 0 && charged === 0) {
         report.violation(`token ${token} answered 201 Created without a charge`);
       }
     });

@@ -89,14 +89,17 @@ export function render(): string {
 # The payment machine
 
 One machine per payment token (machine version ${PAYMENT_MACHINE_VERSION}), durable on the engine
-(\`src/engine\`). It is pure: \`transition()\` returns the next snapshot and the actions the engine
-acts on: the effects \`charge\` and \`refund\` (run on the ledger, stored with the write that asks
-for them and replayed as stored after a crash), \`reply\` (emitted: the answer to the client),
-and \`scheduleExpiry\` (a delayed \`EXPIRE\` with the id \`expire\`: the engine's durable timer;
-raising it again replaces the earlier deadline). \`charging\` and \`refunding\` (dashed) are internal
-steps: a stored snapshot in one of them owes a charge or refund whose outcome is not yet recorded,
-and the engine finishes it, with the same ledger operation id, before anything else. \`expired\` is
-final: the engine removes the record after the token's retention.
+(\`src/runtime\`). It is pure: \`transition()\` returns the next snapshot and the actions the
+runtime acts on: the effects \`charge\` (or authorize, \`capture: false\`), \`capture\`, \`void\` and
+\`refund\` (run on the processor, stored with the write that asks for them and replayed as stored
+after a crash), \`reply\` (emitted: the answer to the client), \`scheduleExpiry\` (a delayed
+\`EXPIRE\` with the id \`expire\`: the runtime's durable timer; raising it again replaces the
+earlier deadline) and \`scheduleCaptureWindow\` (a delayed \`CAPTURE_WINDOW_ELAPSED\` with the id
+\`capture-window\`, armed at an authorization). ${INTERNAL_STATES.map((s) => `\`${s}\``).join(', ')}
+(dashed) are internal steps, shown to clients as \`processing\`: a stored snapshot in one of them
+owes a movement whose outcome is not yet recorded, and the runtime finishes it, with the same
+operation id, before anything else. \`expired\` is final: the runtime removes the record after the
+token's retention.
 
 ${listStates(paymentMachine).length} states, ${transitions.length} transitions.
 

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { currencyProblem, type Currency } from './money/currency.ts';
 import { parseApiKeys, type ApiKey } from './tenants.ts';
 
 /** The only reader of process.env: everything else gets a frozen Config. */
@@ -107,8 +108,22 @@ const envSchema = z.object({
       message: 'REDIS_KEY_PREFIX must be 1-64 characters of A-Z a-z 0-9 _ . -',
     }),
   PAYMENT_EXPIRY_MS: integer('PAYMENT_EXPIRY_MS', 86_400_000, 1),
+  PAYMENT_CAPTURE_WINDOW_MS: integer('PAYMENT_CAPTURE_WINDOW_MS', 7 * 86_400_000, 1),
+  PAYMENT_REFUND_LIMIT: integer('PAYMENT_REFUND_LIMIT', 100, 1, 1_000),
   EXPIRED_RETENTION_MS: integer('EXPIRED_RETENTION_MS', 86_400_000, 1),
   ACCOUNT_INITIAL_BALANCE_CENTS: integer('ACCOUNT_INITIAL_BALANCE_CENTS', 100_000, 0),
+  PAYSTATE_DEFAULT_CURRENCY: z
+    .string()
+    .optional()
+    .transform((raw, ctx): Currency => {
+      const code = raw === undefined || raw.trim() === '' ? 'USD' : raw.trim();
+      const problem = currencyProblem(code, 'PAYSTATE_DEFAULT_CURRENCY');
+      if (problem !== null) {
+        ctx.addIssue({ code: 'custom', message: problem });
+        return z.NEVER;
+      }
+      return code;
+    }),
   ACCOUNT_LEDGER_LIMIT: integer('ACCOUNT_LEDGER_LIMIT', 1_000, 1, 1_000_000),
   // 0: derived from the expiry and retention (see accountOperationRetentionMs).
   ACCOUNT_OPERATION_RETENTION_MS: integer('ACCOUNT_OPERATION_RETENTION_MS', 0, 1),
@@ -252,8 +267,15 @@ export interface Config {
   readonly timerQueues: number;
   readonly keyPrefix: string;
   readonly paymentExpiryMs: number;
+  /** How long an authorization (capture: manual) waits for its capture before it is voided. */
+  readonly paymentCaptureWindowMs: number;
+  /** Refunds one payment may have; fixed in each payment's record when it is created. */
+  readonly paymentRefundLimit: number;
   readonly expiredRetentionMs: number;
+  /** Balance of each currency of an account the first time it is used, in that currency's minor unit. */
   readonly accountInitialBalanceCents: number;
+  /** The currency of a payment that names none, and of an account's `balanceCents`. */
+  readonly defaultCurrency: Currency;
   /** Ledger entries kept per account, newest kept. */
   readonly accountLedgerLimit: number;
   /**
@@ -368,8 +390,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     timerQueues: e.TIMER_QUEUES,
     keyPrefix: e.REDIS_KEY_PREFIX,
     paymentExpiryMs: e.PAYMENT_EXPIRY_MS,
+    paymentCaptureWindowMs: e.PAYMENT_CAPTURE_WINDOW_MS,
+    paymentRefundLimit: e.PAYMENT_REFUND_LIMIT,
     expiredRetentionMs: e.EXPIRED_RETENTION_MS,
     accountInitialBalanceCents: e.ACCOUNT_INITIAL_BALANCE_CENTS,
+    defaultCurrency: e.PAYSTATE_DEFAULT_CURRENCY,
     accountLedgerLimit: e.ACCOUNT_LEDGER_LIMIT,
     accountOperationRetentionMs: operationRetentionMs,
     lockTtlMs: e.LOCK_TTL_MS,

@@ -108,6 +108,37 @@ export class StoreLostError extends AppError {
 }
 
 /**
+ * A ledger movement whose operation id the account does not know, first
+ * asked for longer ago than ACCOUNT_OPERATION_RETENTION_MS: the id may have
+ * been applied and then forgotten, so applying it now could move money twice.
+ * Nothing moved. Not retryable: the payment stays in its step (listed by
+ * `paystate stuck`) until an operator resolves it (docs/operations.md).
+ */
+export class MovementTooOldError extends AppError {
+  constructor(
+    readonly operationId: string,
+    readonly accountId: string,
+    readonly retentionMs: number,
+  ) {
+    super(
+      'movement_too_old',
+      `movement ${operationId} on account ${accountId} was asked for more than ${retentionMs} ms ago and its account no longer remembers whether it was applied; nothing moved`,
+      false,
+    );
+  }
+}
+
+/**
+ * A capture or release of more than the account holds in that currency: the
+ * hold it settles is not there. Nothing moved (balances never go negative).
+ */
+export class LedgerStateError extends AppError {
+  constructor(message: string) {
+    super('ledger_state', message, false);
+  }
+}
+
+/**
  * The app's edge over the runtime: a RuntimeError's code becomes the one the
  * API answers with (docs/api.md). The message names the runtime's key; the
  * payment service names the client's token where it differs (TenantPayments).

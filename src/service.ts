@@ -1,6 +1,6 @@
 import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Ledger } from './accounts/ledger.ts';
+import { Ledger, ledgerSettingsOf } from './accounts/ledger.ts';
 import { WORKER_METRICS_PORT, type Config } from './config.ts';
 import { createEngine, type EngineObserver, type EngineWorker } from './runtime/index.ts';
 import { connectRedis } from './runtime/redis/connection.ts';
@@ -171,15 +171,15 @@ export async function startService(
     config.accountInitialBalanceCents,
     identity,
     engine.replicas,
-    {
-      ledgerLimit: config.accountLedgerLimit,
-      operationRetentionMs: config.accountOperationRetentionMs,
-    },
+    ledgerSettingsOf(config),
   );
   const payments = new Payments(engine, {
     ledger,
     keys: paymentRecordKeys(keys),
     paymentExpiryMs: config.paymentExpiryMs,
+    captureWindowMs: config.paymentCaptureWindowMs,
+    refundLimit: config.paymentRefundLimit,
+    defaultCurrency: config.defaultCurrency,
     expiredRetentionMs: config.expiredRetentionMs,
     ...(options.faultPoint === undefined ? {} : { step: options.faultPoint }),
   });

@@ -13,7 +13,7 @@
 import { parseArgs } from 'node:util';
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { connectCluster } from '../runtime/redis/cluster.ts';
-import { Ledger } from '../accounts/ledger.ts';
+import { Ledger, ledgerSettingsOf } from '../accounts/ledger.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createEngine } from '../runtime/index.ts';
 import { toAppError, ValidationError } from '../errors.ts';
@@ -264,14 +264,18 @@ async function run(args: string[]): Promise<number> {
     }
     if (invocation.kind === 'get') {
       const { token, tenant, json } = invocation;
-      const record = await readPaymentRecord(redis, keys.state(tenantKey(tenant, token)));
+      const record = await readPaymentRecord(redis, keys.state(tenantKey(tenant, token)), {
+        defaultCurrency: config.defaultCurrency,
+        captureWindowMs: config.paymentCaptureWindowMs,
+      });
       if (record === null) {
         console.error(
           `No state stored for token ${token}${tenant === null ? '' : ` of tenant ${tenant}`}.`,
         );
         return EXIT.notFound;
       }
-      const view = paymentView(record.snapshot, tenant);
+      // An operator sees the machine's own state (`capturing`, not `processing`).
+      const view = { ...paymentView(record.snapshot, tenant), state: record.snapshot.value };
       if (json) {
         console.log(JSON.stringify({ ...view, version: record.version }, null, 2));
         return EXIT.ok;
@@ -289,9 +293,14 @@ async function run(args: string[]): Promise<number> {
     }
     const { accountId, tenant, json } = invocation;
     const view = accountView(
-      await new Ledger(redis, keys, config.accountInitialBalanceCents).view(
-        tenantKey(tenant, accountId),
-      ),
+      await new Ledger(
+        redis,
+        keys,
+        config.accountInitialBalanceCents,
+        undefined,
+        undefined,
+        ledgerSettingsOf(config),
+      ).view(tenantKey(tenant, accountId)),
       tenant,
     );
     if (json) {
@@ -302,7 +311,13 @@ async function run(args: string[]): Promise<number> {
       header('Account:', [
         ...(tenant === null ? [] : [['Tenant', tenant] as [string, string]]),
         ['Account', accountId],
-        ['Balance', `${view.balanceCents} cents`],
+        ...Object.entries(view.balances).map(
+          ([currency, b]) =>
+            [currency, `${b.availableCents} available, ${b.heldCents} held (minor units)`] as [
+              string,
+              string,
+            ],
+        ),
       ]),
     );
     console.log(
@@ -311,8 +326,10 @@ async function run(args: string[]): Promise<number> {
           e.operationId,
           {
             kind: e.kind,
+            currency: e.currency,
             amountCents: e.amountCents,
             balanceCents: e.balanceCents,
+            heldCents: e.heldCents,
             token: e.token,
             at: e.at,
           },
@@ -429,9 +446,14 @@ async function runIndexCommand(
             keys,
             config.accountInitialBalanceCents,
             engine.identity,
+            undefined,
+            ledgerSettingsOf(config),
           ),
           keys: paymentRecordKeys(keys),
           paymentExpiryMs: config.paymentExpiryMs,
+          captureWindowMs: config.paymentCaptureWindowMs,
+          refundLimit: config.paymentRefundLimit,
+          defaultCurrency: config.defaultCurrency,
           expiredRetentionMs: config.expiredRetentionMs,
         });
         await payments.recover(token);

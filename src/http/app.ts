@@ -16,9 +16,19 @@ import { errorHandler, notFoundHandler, sendError } from './error-handler.ts';
 import { documentedPaths, openApiDocument } from './openapi.ts';
 import { continueRequestTrace, observeRequests, routeMatcher } from './request-observer.ts';
 import { repeatedMember } from './repeated-member.ts';
-import { JsonNumber, parseAccountId, parsePaymentBody, parseToken } from './schemas.ts';
+import {
+  JsonNumber,
+  parseAccountId,
+  parseCaptureBody,
+  parsePaymentBody,
+  parseRefundBody,
+  parseSeedPaymentBody,
+  parseToken,
+} from './schemas.ts';
 import { accountView, paymentView, reasonFor } from './views.ts';
+import { parseCurrency } from '../money/currency.ts';
 import type { Tenant } from '../tenants.ts';
+import { shownStatus } from '../machine/payment.types.ts';
 import type { GuardOptions } from '../webhooks/address-guard.ts';
 import type { WebhookEndpoints } from '../webhooks/endpoints.ts';
 import { webhookRouter } from './webhook-routes.ts';
@@ -192,7 +202,7 @@ export function createApp(deps: AppDeps): Express {
   // Seed-compatible routes: every business outcome is a 200 with `success`.
   app.post('/PaymentProcessor/:token/makePayment', async (req, res) => {
     const token = parseToken(req.params.token);
-    const payment = parsePaymentBody(req.body);
+    const payment = parseSeedPaymentBody(req.body);
     const result = await scope(req).pay(token, payment);
     if (result.outcome === 'body_mismatch') {
       sendError(res, 'idempotency_key_reused', reasonFor('body_mismatch', result.snapshot));
@@ -200,6 +210,7 @@ export function createApp(deps: AppDeps): Express {
     }
     const outcome = expectOutcome(result);
     res.json({
+      // A seed payment is never manual: charged or replayed is its success.
       success: outcome === 'charged' || outcome === 'replayed',
       reason: reasonFor(outcome, result.snapshot),
     });
@@ -212,7 +223,7 @@ export function createApp(deps: AppDeps): Express {
     res.json({
       success: outcome !== 'expired',
       reason: reasonFor(outcome, result.snapshot),
-      status: result.snapshot?.value ?? null,
+      status: result.snapshot === null ? null : shownStatus(result.snapshot.value),
     });
   });
 
@@ -230,6 +241,7 @@ export function createApp(deps: AppDeps): Express {
     const viewOf = viewFor(tenantOf(req));
     switch (outcome) {
       case 'charged':
+      case 'authorized':
         res.status(201).location(`/payments/${token}`).json(viewOf(result));
         return;
       case 'replayed':
@@ -251,9 +263,95 @@ export function createApp(deps: AppDeps): Express {
       case 'expired':
         sendError(res, 'token_expired', reasonFor(outcome, snapshot));
         return;
-      case 'cancelled':
-      case 'refunded':
+      default:
         throw new Error(`unexpected outcome ${outcome} for a payment`);
+    }
+  });
+
+  app.post('/payments/:token/capture', async (req, res) => {
+    const token = parseToken(req.params.token);
+    const { amountCents } = parseCaptureBody(req.body);
+    const result = await scope(req).capture(token, amountCents);
+    if (result === null) throw new NotFoundError(`no payment with token ${token}`);
+    const outcome = expectOutcome(result);
+    const snapshot = result.snapshot;
+    switch (outcome) {
+      case 'captured':
+        res.status(200).json(viewFor(tenantOf(req))(result));
+        return;
+      case 'capture_replayed':
+        res
+          .status(200)
+          .set('Idempotent-Replayed', 'true')
+          .json(viewFor(tenantOf(req))(result));
+        return;
+      case 'capture_mismatch':
+        sendError(res, 'capture_conflict', reasonFor(outcome, snapshot));
+        return;
+      case 'capture_too_large':
+        sendError(res, 'capture_too_large', reasonFor(outcome, snapshot));
+        return;
+      case 'not_capturable':
+        sendError(
+          res,
+          snapshot?.value === 'cancelled' ? 'payment_cancelled' : 'payment_not_capturable',
+          reasonFor(outcome, snapshot),
+        );
+        return;
+      case 'expired':
+        sendError(res, 'token_expired', reasonFor(outcome, snapshot));
+        return;
+      default:
+        throw new Error(`unexpected outcome ${outcome} for a capture`);
+    }
+  });
+
+  app.post('/payments/:token/refunds', async (req, res) => {
+    const token = parseToken(req.params.token);
+    const key = req.get('Idempotency-Key');
+    const refundId = parseToken(
+      key === undefined || key === '' ? missingKey() : key,
+      'Idempotency-Key',
+    );
+    const request = parseRefundBody(req.body, refundId);
+    const result = await scope(req).refund(token, request);
+    if (result === null) throw new NotFoundError(`no payment with token ${token}`);
+    const outcome = expectOutcome(result);
+    const snapshot = result.snapshot;
+    switch (outcome) {
+      case 'refund_succeeded':
+        res
+          .status(201)
+          .location(`/payments/${token}`)
+          .json(viewFor(tenantOf(req))(result));
+        return;
+      case 'refund_replayed':
+        res
+          .status(200)
+          .set('Idempotent-Replayed', 'true')
+          .json(viewFor(tenantOf(req))(result));
+        return;
+      case 'refund_mismatch':
+        sendError(res, 'idempotency_key_reused', reasonFor(outcome, snapshot));
+        return;
+      case 'refund_too_large':
+        sendError(res, 'refund_too_large', reasonFor(outcome, snapshot));
+        return;
+      case 'refund_limit_reached':
+        sendError(res, 'refund_limit_reached', reasonFor(outcome, snapshot));
+        return;
+      case 'not_refundable':
+        sendError(
+          res,
+          snapshot?.value === 'cancelled' ? 'payment_cancelled' : 'payment_not_refundable',
+          reasonFor(outcome, snapshot),
+        );
+        return;
+      case 'expired':
+        sendError(res, 'token_expired', reasonFor(outcome, snapshot));
+        return;
+      default:
+        throw new Error(`unexpected outcome ${outcome} for a refund`);
     }
   });
 
@@ -277,7 +375,10 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/accounts/:accountId', async (req, res) => {
     const accountId = parseAccountId(req.params.accountId);
-    res.json(accountView(await scope(req).account(accountId), tenantOf(req)));
+    // A repeated ?currency= is an array: not a currency either.
+    const { currency } = req.query;
+    const selected = currency === undefined ? undefined : parseCurrency(currency);
+    res.json(accountView(await scope(req).account(accountId, selected), tenantOf(req)));
   });
 
   if (deps.webhooks !== undefined) {

@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { STATUS_BY_CODE, type ErrorCode } from './error-handler.ts';
 import {
   accountIdSchema,
+  accountQuerySchema,
   accountViewSchema,
   adminListQuerySchema,
   adminPaymentListSchema,
@@ -25,6 +26,9 @@ import {
   adminStuckQuerySchema,
   healthSchema,
   paymentBodySchema,
+  seedPaymentBodySchema,
+  captureBodySchema,
+  refundBodySchema,
   paymentViewSchema,
   readySchema,
   seedCancelResultSchema,
@@ -127,6 +131,21 @@ const paymentBody = {
   content: json(ref('schemas', 'PaymentBody')),
 };
 
+const seedPaymentBody = {
+  required: true,
+  content: json(ref('schemas', 'SeedPaymentBody')),
+};
+
+const replayedHeader = (required: boolean) => ({
+  'Idempotent-Replayed': {
+    description: required
+      ? 'Always `true`: nothing moved by this request'
+      : '`true` when this is a replay: nothing moved by this request',
+    schema: { type: 'string', const: 'true' },
+    required,
+  },
+});
+
 const routes: Record<
   string,
   Record<'get' | 'post', Operation | undefined> & { readonly delete?: Operation }
@@ -139,7 +158,7 @@ const routes: Record<
         'Every business outcome is a 200 whose `success` says how it went; a different body on a charged token is 422.',
       tags: ['seed'],
       parameters: [ref('parameters', 'Token')],
-      requestBody: paymentBody,
+      requestBody: seedPaymentBody,
       responses: {
         200: ok(
           'Charged, replayed, declined, cancelled, refunded or expired',
@@ -172,15 +191,19 @@ const routes: Record<
       parameters: [ref('parameters', 'IdempotencyKey')],
       requestBody: paymentBody,
       responses: {
-        201: ok('Charged now', json(ref('schemas', 'PaymentView')), {
-          Location: {
-            description: '/payments/{token}',
-            schema: { type: 'string' },
-            required: true,
+        201: ok(
+          'Charged now, or authorized (capture: manual)',
+          json(ref('schemas', 'PaymentView')),
+          {
+            Location: {
+              description: '/payments/{token}',
+              schema: { type: 'string' },
+              required: true,
+            },
           },
-        }),
+        ),
         200: ok(
-          'Replay of a charged payment with the same body',
+          'Replay of a charged or authorized payment with the same body (after defaults)',
           json(ref('schemas', 'PaymentView')),
           {
             'Idempotent-Replayed': {
@@ -197,13 +220,58 @@ const routes: Record<
   '/payments/{token}/cancel': {
     get: undefined,
     post: {
-      summary: 'Cancel, or refund a charged payment',
+      summary: 'Cancel, void an authorization, or refund what remains of a captured payment',
       tags: ['payments'],
       parameters: [ref('parameters', 'Token')],
       responses: {
         200: ok('The payment view: cancelled or refunded', json(ref('schemas', 'PaymentView'))),
       },
       errors: [409, 410],
+    },
+  },
+  '/payments/{token}/capture': {
+    get: undefined,
+    post: {
+      summary: 'Capture an authorization, all of it or part (the rest of the hold is released)',
+      tags: ['payments'],
+      parameters: [ref('parameters', 'Token')],
+      requestBody: { required: false, content: json(ref('schemas', 'CaptureBody')) },
+      responses: {
+        200: ok(
+          'Captured (processed); or, with Idempotent-Replayed, the same capture again',
+          json(ref('schemas', 'PaymentView')),
+          replayedHeader(false),
+        ),
+      },
+      errors: [404, 409, 410, 422],
+    },
+  },
+  '/payments/{token}/refunds': {
+    get: undefined,
+    post: {
+      summary: 'Refund (part of) a captured payment; the refunds never sum above the capture',
+      tags: ['payments'],
+      parameters: [ref('parameters', 'Token'), ref('parameters', 'RefundKey')],
+      requestBody: { required: false, content: json(ref('schemas', 'RefundBody')) },
+      responses: {
+        201: ok(
+          'Refunded: partially_refunded, or refunded once nothing remains',
+          json(ref('schemas', 'PaymentView')),
+          {
+            Location: {
+              description: '/payments/{token}',
+              schema: { type: 'string' },
+              required: true,
+            },
+          },
+        ),
+        200: ok(
+          'Replay of the refund key with the same body',
+          json(ref('schemas', 'PaymentView')),
+          replayedHeader(true),
+        ),
+      },
+      errors: [404, 409, 410, 422],
     },
   },
   '/payments/{token}': {
@@ -219,9 +287,9 @@ const routes: Record<
   '/accounts/{accountId}': {
     post: undefined,
     get: {
-      summary: 'Balance and last 100 ledger movements',
+      summary: 'Balances per currency and the last 100 ledger movements',
       tags: ['accounts'],
-      parameters: [ref('parameters', 'AccountId')],
+      parameters: [ref('parameters', 'AccountId'), ...queryParameters(accountQuerySchema)],
       responses: { 200: ok('The account view', json(ref('schemas', 'AccountView'))) },
     },
   },
@@ -510,6 +578,9 @@ function buildDocument(): Json {
     components: {
       schemas: {
         PaymentBody: jsonSchema(paymentBodySchema, 'input'),
+        SeedPaymentBody: jsonSchema(seedPaymentBodySchema, 'input'),
+        CaptureBody: jsonSchema(captureBodySchema, 'input'),
+        RefundBody: jsonSchema(refundBodySchema, 'input'),
         PaymentView: jsonSchema(paymentViewSchema),
         AccountView: jsonSchema(accountViewSchema),
         SeedPaymentResult: jsonSchema(seedPaymentResultSchema),
@@ -619,6 +690,13 @@ function buildDocument(): Json {
           in: 'header',
           required: true,
           description: 'The payment token',
+          schema: jsonSchema(tokenSchema),
+        },
+        RefundKey: {
+          name: 'Idempotency-Key',
+          in: 'header',
+          required: true,
+          description: "The refund's id, unique within its payment",
           schema: jsonSchema(tokenSchema),
         },
       },

@@ -6,7 +6,7 @@ import type { Payments } from '../payments/payments.ts';
 import { parseToken } from './schemas.ts';
 import { tenantOf } from './auth.ts';
 import { ownId, tenantKey } from '../tenants.ts';
-import { paymentView } from './views.ts';
+import { paymentView, removeAtOf } from './views.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -39,12 +39,16 @@ export function paymentInspector(payments: Payments): Router {
         fields: {
           accountId: payment?.accountId ?? null,
           amountCents: c.payment?.amountCents ?? null,
+          currency: c.payment?.currency ?? null,
+          capture: c.payment?.capture ?? null,
+          capturedCents: c.capturedCents,
+          refundedCents: c.refundedCents,
           attempts: c.attempt,
           lastDecline: c.lastDecline?.reason ?? null,
           createdAt: iso(c.createdAt),
           updatedAt: iso(c.updatedAt),
           expiresAt: iso(c.expiresAt),
-          removeAt: iso(c.removeAt),
+          removeAt: iso(removeAtOf(c)),
         },
       };
     },

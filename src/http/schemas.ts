@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import { INTERNAL_STATES, PUBLIC_STATES, type Payment } from '../machine/payment.types.ts';
+import { INTERNAL_STATES, PROCESSING, PUBLIC_STATES } from '../machine/payment.types.ts';
+import { currencyProblem } from '../money/currency.ts';
+import type { PaymentRequest, RefundRequest } from '../payments/payments.ts';
 
 /**
  * URL-safe printable: RFC 3986 unreserved characters, but not the dot
@@ -32,7 +34,7 @@ const AMOUNT_CENTS_DOC = {
   minimum: 1,
   maximum: MAX_AMOUNT_CENTS,
   description:
-    'Whole cents, written as a JSON integer: no fraction (100.0), exponent (1e3), sign or leading zero.',
+    "In the currency's minor unit (cents; JPY: yen; KWD: fils), written as a JSON integer: no fraction (100.0), exponent (1e3), sign or leading zero.",
 } as const;
 
 const amountCents = z
@@ -63,7 +65,28 @@ export const accountIdSchema = z
   .regex(ACCOUNT_ID_PATTERN)
   .meta({ description: '1-128 characters of A-Z a-z 0-9 . _ ~ -, not "." or ".."' });
 
-export const paymentBodySchema = z
+/** A payment's currency: what currencyProblem says of it is the message. */
+export const paymentCurrencySchema = z
+  .unknown()
+  .superRefine((value, ctx) => {
+    const problem = currencyProblem(value);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .transform((value) => value as string)
+  .meta({
+    type: 'string',
+    pattern: '^[A-Z]{3}$',
+    description: 'ISO 4217 code, upper case; default PAYSTATE_DEFAULT_CURRENCY (USD)',
+  });
+
+export const captureModeSchema = z
+  .enum(['automatic', 'manual'], { error: 'capture must be "automatic" or "manual"' })
+  .meta({
+    description: 'manual: authorize only (funds held) and capture later; default automatic',
+  });
+
+/** The seed route's body: no currency (the default one), charged at once. */
+export const seedPaymentBodySchema = z
   .object({
     accountId: z
       .string({
@@ -78,6 +101,34 @@ export const paymentBodySchema = z
   })
   .strict();
 
+export const paymentBodySchema = seedPaymentBodySchema
+  .extend({
+    currency: paymentCurrencySchema.optional(),
+    capture: captureModeSchema.optional(),
+  })
+  .strict();
+
+/** A capture: at most the authorized amount; none given, all of it. */
+export const captureBodySchema = z
+  .object({
+    amountCents: amountCents.optional(),
+  })
+  .strict();
+
+export const REFUND_REASON_MAX = 500;
+
+/** A refund: at most what remains of the captured amount; none given, all that remains. */
+export const refundBodySchema = z
+  .object({
+    amountCents: amountCents.optional(),
+    reason: z
+      .string({ error: 'reason must be a string' })
+      .min(1, 'reason must not be empty')
+      .max(REFUND_REASON_MAX, `reason must be at most ${REFUND_REASON_MAX} characters`)
+      .optional(),
+  })
+  .strict();
+
 export function parseToken(raw: unknown, what = 'token'): string {
   // tokenSchema's own check (a string matching TOKEN_PATTERN), without a schema run per request.
   if (typeof raw !== 'string' || !TOKEN_PATTERN.test(raw)) {
@@ -89,24 +140,44 @@ export function parseToken(raw: unknown, what = 'token'): string {
   return raw;
 }
 
-/** A payment body as the body parser gives it: numbers are JsonNumbers. */
-export function parsePaymentBody(body: unknown): Payment {
+/** A body's issues as one message; a bad currency has a code of its own. */
+function parseBody<T extends z.ZodType>(schema: T, body: unknown, what: string): z.output<T> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new ValidationError('body must be a JSON object with accountId and amountCents');
+    throw new ValidationError(`body must be a JSON object ${what}`);
   }
-  const parsed = paymentBodySchema.safeParse(body);
+  const parsed = schema.safeParse(body);
   if (!parsed.success) {
-    throw new ValidationError(
-      parsed.error.issues
-        .map((issue) =>
-          issue.code === 'unrecognized_keys'
-            ? `unknown field(s): ${issue.keys.join(', ')}`
-            : issue.message,
-        )
-        .join('; '),
-    );
+    const { issues } = parsed.error;
+    const message = issues
+      .map((issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `unknown field(s): ${issue.keys.join(', ')}`
+          : issue.message,
+      )
+      .join('; ');
+    const currencyOnly = issues.every((issue) => issue.path[0] === 'currency');
+    throw new ValidationError(message, currencyOnly ? 'invalid_currency' : 'invalid_request');
   }
   return parsed.data;
+}
+
+/** A payment body as the body parser gives it: numbers are JsonNumbers. */
+export function parsePaymentBody(body: unknown): PaymentRequest {
+  return parseBody(paymentBodySchema, body, 'with accountId and amountCents');
+}
+
+/** The seed route's body, as it always was. */
+export function parseSeedPaymentBody(body: unknown): PaymentRequest {
+  return parseBody(seedPaymentBodySchema, body, 'with accountId and amountCents');
+}
+
+/** A capture body; an empty body is `{}` (capture all). */
+export function parseCaptureBody(body: unknown): { amountCents?: number } {
+  return parseBody(captureBodySchema, body, 'with an optional amountCents');
+}
+
+export function parseRefundBody(body: unknown, refundId: string): RefundRequest {
+  return { refundId, ...parseBody(refundBodySchema, body, 'with optional amountCents and reason') };
 }
 
 export function parseAccountId(raw: unknown): string {
@@ -124,19 +195,51 @@ export function parseAccountId(raw: unknown): string {
 // response the tests receive, and the types views.ts must return.
 
 const timestamp = z.iso.datetime();
+/** The machine's states: what operators list and count by. */
 const paymentStatus = z.enum([...PUBLIC_STATES, ...INTERNAL_STATES]);
+/** A status as a client sees it: every internal step is `processing`. */
+const shownStatus = z.enum([...PUBLIC_STATES, PROCESSING]);
+
+export const refundViewSchema = z.strictObject({
+  refundId: z
+    .string()
+    .nullable()
+    .meta({ description: "The refund's Idempotency-Key; null: a cancel's" }),
+  amountCents: z.int(),
+  reason: z.string().nullable(),
+  status: z.enum(['pending', 'succeeded']),
+  createdAt: timestamp,
+  refundedAt: timestamp.nullable(),
+});
 
 export const paymentViewSchema = z.strictObject({
   token: z.string(),
-  status: paymentStatus.meta({
-    description: 'charging and refunding are internal steps a lock-free read can see',
+  status: shownStatus.meta({
+    description:
+      'processing: an internal step (charging, authorizing, capturing, voiding, refunding) whose outcome is not yet recorded',
   }),
-  payment: z.strictObject({ accountId: z.string(), amountCents: z.int() }).nullable(),
+  payment: z
+    .strictObject({
+      accountId: z.string(),
+      amountCents: z.int(),
+      currency: z.string(),
+      capture: z.enum(['automatic', 'manual']),
+    })
+    .nullable(),
+  capturedCents: z.int().meta({ description: 'Captured so far (an authorization: 0)' }),
+  refundedCents: z.int(),
+  refunds: z.array(refundViewSchema),
   lastDecline: z.strictObject({ reason: z.string(), at: timestamp }).nullable(),
   createdAt: timestamp,
   updatedAt: timestamp,
   chargedAt: timestamp.nullable(),
+  authorizedAt: timestamp.nullable(),
+  captureBy: timestamp
+    .nullable()
+    .meta({ description: 'When an uncaptured authorization is voided' }),
+  capturedAt: timestamp.nullable(),
   cancelledAt: timestamp.nullable(),
+  cancellationReason: z.enum(['requested', 'capture_window_elapsed']).nullable(),
   refundedAt: timestamp.nullable(),
   expiredAt: timestamp.nullable(),
   expiresAt: timestamp.nullable(),
@@ -145,15 +248,51 @@ export const paymentViewSchema = z.strictObject({
 });
 export type PaymentView = z.output<typeof paymentViewSchema>;
 
+export const currencySchema = z
+  .string()
+  .regex(/^[A-Z]{3}$/)
+  .meta({ description: 'ISO 4217 code, upper case', examples: ['EUR'] });
+
+const cents = (description: string) => z.int().min(0).meta({ description });
+
+/** GET /accounts/{id}'s query (the route reads it with parseCurrency, which names the problem). */
+export const accountQuerySchema = z.strictObject({
+  currency: currencySchema.optional().meta({
+    description:
+      "Show this currency only: `balances` holds it alone, `balanceCents` is its available funds and `ledger` its movements. Not a currency of ISO 4217's list: 400 `invalid_currency`",
+  }),
+});
+
 export const accountViewSchema = z.strictObject({
   accountId: z.string(),
-  balanceCents: z.int(),
+  balanceCents: z.int().meta({
+    description:
+      'Available funds of the selected currency (`?currency=`), else of the default currency, in its minor unit',
+  }),
+  balances: z
+    .record(
+      currencySchema,
+      z.strictObject({
+        availableCents: cents('Funds that can be charged or authorized, in the minor unit'),
+        heldCents: cents('Funds held by authorizations not yet captured or voided'),
+      }),
+    )
+    .meta({
+      description:
+        'Per currency: the selected one, or the default one and every currency the account has used',
+    }),
   ledger: z.array(
     z.strictObject({
       operationId: z.string(),
-      kind: z.enum(['withdrawal', 'deposit']),
+      kind: z.enum(['withdrawal', 'hold', 'capture', 'release', 'deposit']).meta({
+        description:
+          'withdrawal: a charge; hold: an authorization; capture: a hold settled (amountCents captured, releasedCents given back); release: a hold voided; deposit: a refund',
+      }),
+      currency: currencySchema,
       amountCents: z.int(),
-      balanceCents: z.int(),
+      releasedCents: z.int(),
+      balanceCents: z.int().meta({ description: "The currency's available funds after it" }),
+      heldCents: z.int().meta({ description: "The currency's held funds after it" }),
       token: z.string(),
       at: timestamp,
     }),
@@ -169,7 +308,7 @@ export const seedPaymentResultSchema = z.strictObject({
 export const seedCancelResultSchema = z.strictObject({
   success: z.boolean(),
   reason: z.string(),
-  status: paymentStatus.nullable(),
+  status: shownStatus.nullable(),
 });
 
 // Operators' routes (/admin).

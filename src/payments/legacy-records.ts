@@ -39,7 +39,7 @@ export function legacyExpiryJobId(token: string, lifeId: string): string {
   return `expire.${lifeId}.${token}`;
 }
 
-/** The machine version that release stored; the snapshot format has not changed since. */
+/** The machine version that release stored. */
 const LEGACY_MACHINE_VERSION = 1;
 
 /** What the runtime's `adoptLegacy` gets and answers, in its terms. */
@@ -48,11 +48,15 @@ type LegacyRecord = Parameters<AdoptLegacy>[0];
 type Adopted = ReturnType<AdoptLegacy>;
 type OwedAction = Adopted['owed'][number];
 
-export function adoptLegacyPayment(record: LegacyRecord): Adopted {
+export function adoptLegacyPayment(
+  record: LegacyRecord,
+  /** Lifts that release's snapshot (machine version 1) to this one's. */
+  migrate: (snapshot: unknown, fromVersion: number) => unknown,
+): Adopted {
   if (record.machineVersion !== LEGACY_MACHINE_VERSION) {
     throw new Error(`a record of machine version ${record.machineVersion} in the earlier format`);
   }
-  const snapshot = readPaymentSnapshot(record.snapshot);
+  const snapshot = readPaymentSnapshot(migrate(record.snapshot, LEGACY_MACHINE_VERSION));
   const { context } = snapshot;
   const dueAt = snapshot.value === 'expired' ? null : context.expiresAt;
   const timers: Adopted['timers'] =

@@ -6,6 +6,7 @@ import {
   paymentMachine,
 } from '../machine/payment.machine.ts';
 import type {
+  CaptureParams,
   ChargeParams,
   PaymentContext,
   PaymentEvent,
@@ -14,18 +15,22 @@ import type {
   PaymentStatus,
   RefundParams,
   ReplyParams,
+  VoidParams,
 } from '../machine/payment.types.ts';
+import { migratePaymentSnapshot, type MigrationDefaults } from './payment-migrations.ts';
 
 export type PaymentSnapshot = SnapshotFrom<typeof paymentMachine>;
 
 /**
  * What one event asks for, read off the actions `transition()` returned:
  * the effects the engine runs (charge, refund), the reply it returns as
- * emitted, and the expiry timer it arms. For tests and the bench, which run
+ * emitted, and the expiry timer it arms (the capture window's is not listed). For tests and the bench, which run
  * the machine without the engine; the engine reads the same actions itself.
  */
 export type Effect =
   | { readonly type: 'charge'; readonly params: ChargeParams }
+  | { readonly type: 'capture'; readonly params: CaptureParams }
+  | { readonly type: 'void'; readonly params: VoidParams }
   | { readonly type: 'refund'; readonly params: RefundParams }
   | { readonly type: 'reply'; readonly params: ReplyParams }
   | { readonly type: 'scheduleExpiry'; readonly params: { readonly expiresAt: number } };
@@ -42,6 +47,8 @@ function toEffects(actions: readonly { type: string; params?: unknown }[]): Effe
   for (const action of actions) {
     switch (action.type) {
       case 'charge':
+      case 'capture':
+      case 'void':
       case 'refund':
         effects.push({ type: action.type, params: action.params } as Effect);
         break;
@@ -98,6 +105,8 @@ export function readPaymentSnapshot(persisted: unknown): PaymentSnapshot {
 export async function readPaymentRecord(
   redis: { hmget(key: string, ...fields: string[]): Promise<(string | null)[]> },
   recordKey: string,
+  /** How a record of an earlier machine version is read. */
+  defaults: MigrationDefaults = { defaultCurrency: 'USD', captureWindowMs: 7 * 86_400_000 },
 ): Promise<{ version: number; snapshot: PaymentSnapshot; owed: boolean } | null> {
   const [version, machine, machineVersion, json, owed] = await redis.hmget(
     recordKey,
@@ -109,14 +118,25 @@ export async function readPaymentRecord(
   );
   if (version == null) return null;
   if (json == null) throw new Error(`the record ${recordKey} has no snapshot: it cannot be read`);
-  if ((machine ?? 'payment') !== 'payment' || Number(machineVersion) !== PAYMENT_MACHINE_VERSION) {
+  const stored = Number(machineVersion);
+  if (
+    (machine ?? 'payment') !== 'payment' ||
+    !Number.isInteger(stored) ||
+    stored < 1 ||
+    stored > PAYMENT_MACHINE_VERSION
+  ) {
     throw new Error(
       `the record ${recordKey} holds ${machine ?? 'payment'} v${machineVersion ?? '?'}`,
     );
   }
+  const persisted = JSON.parse(json) as unknown;
   return {
     version: Number(version),
-    snapshot: readPaymentSnapshot(JSON.parse(json) as unknown),
+    snapshot: readPaymentSnapshot(
+      stored === PAYMENT_MACHINE_VERSION
+        ? persisted
+        : migratePaymentSnapshot(defaults)(persisted, stored),
+    ),
     owed: owed != null,
   };
 }

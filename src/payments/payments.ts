@@ -18,6 +18,9 @@ import {
 } from '../runtime/testing.ts';
 import { tenantOfStoredKey, type Tenant } from '../tenants.ts';
 import { adoptLegacyPayment } from './legacy-records.ts';
+import { migratePaymentSnapshot, type MigrationDefaults } from './payment-migrations.ts';
+import { LedgerProcessor } from '../processor/ledger-processor.ts';
+import type { Processor } from '../processor/processor.ts';
 import {
   PAYMENT_MACHINE_VERSION,
   paymentMachine,
@@ -25,7 +28,13 @@ import {
 } from '../machine/payment.machine.ts';
 import { paymentEffects } from './payment-effects.ts';
 import type { PaymentSnapshot } from './payment.snapshot.ts';
-import type { ClientEvent, Outcome, Payment, PaymentStatus } from '../machine/payment.types.ts';
+import type {
+  CaptureMode,
+  ClientEvent,
+  Outcome,
+  Payment,
+  PaymentStatus,
+} from '../machine/payment.types.ts';
 
 /**
  * Payments on the engine: the payment machine durable per token, its
@@ -56,6 +65,14 @@ export type PaymentStepHook = (step: PaymentStep, context: StepContext) => Promi
 
 export interface PaymentsOptions {
   readonly ledger: Ledger;
+  /** Where money moves; by default the built-in processor over `ledger`. */
+  readonly processor?: Processor;
+  /** The currency of a payment that names none (`PAYSTATE_DEFAULT_CURRENCY`); USD by default. */
+  readonly defaultCurrency?: string;
+  /** How long an authorization waits for its capture (`PAYMENT_CAPTURE_WINDOW_MS`); 7 days by default. */
+  readonly captureWindowMs?: number;
+  /** Refunds one payment may have (`PAYMENT_REFUND_LIMIT`); REFUND_LIMIT by default. */
+  readonly refundLimit?: number;
   /** Where the records live (the layout of the release before the engine, kept). */
   readonly keys: MachineKeys;
   readonly paymentExpiryMs: number;
@@ -64,6 +81,25 @@ export interface PaymentsOptions {
   readonly step?: PaymentStepHook;
 }
 
+/** A payment as a client asks for it: no currency is the default one, no capture automatic. */
+export interface PaymentRequest {
+  readonly accountId: string;
+  readonly amountCents: number;
+  readonly currency?: string;
+  readonly capture?: CaptureMode;
+}
+
+export interface RefundRequest {
+  /** The client's refund key. */
+  readonly refundId: string;
+  /** Absent: what remains of the captured amount. */
+  readonly amountCents?: number;
+  readonly reason?: string;
+}
+
+export const DEFAULT_CURRENCY = 'USD';
+export const DEFAULT_CAPTURE_WINDOW_MS = 7 * 86_400_000;
+
 export interface CommandResult {
   /** The machine's answer to the client event. */
   readonly outcome: Outcome | null;
@@ -71,7 +107,13 @@ export interface CommandResult {
   readonly snapshot: PaymentSnapshot | null;
 }
 
-const IN_FLIGHT: ReadonlySet<PaymentStatus> = new Set(['charging', 'refunding']);
+const IN_FLIGHT: ReadonlySet<PaymentStatus> = new Set([
+  'charging',
+  'authorizing',
+  'capturing',
+  'voiding',
+  'refunding',
+]);
 
 function stepOf(point: HookPoint, info: HookInfo): PaymentStep {
   switch (point) {
@@ -115,16 +157,24 @@ function partitionOf(tenant: Tenant | undefined): { partition?: string } {
 
 export class Payments {
   readonly actors: DurableActors<PaymentMachine>;
+  readonly defaultCurrency: string;
 
   constructor(
     engine: Engine,
     private readonly options: PaymentsOptions,
   ) {
     const { step } = options;
+    const defaults: MigrationDefaults = {
+      defaultCurrency: options.defaultCurrency ?? DEFAULT_CURRENCY,
+      captureWindowMs: options.captureWindowMs ?? DEFAULT_CAPTURE_WINDOW_MS,
+    };
+    this.defaultCurrency = defaults.defaultCurrency;
+    const migrate = migratePaymentSnapshot(defaults);
     this.actors = durableMachine(engine, {
       name: 'payment',
       machine: paymentMachine,
       version: PAYMENT_MACHINE_VERSION,
+      migrate,
       keys: () => options.keys,
       // A tenant's tokens are a partition of the index (local mode's have none).
       ...(options.keys.partitions === undefined ? {} : { partition: tenantOfStoredKey }),
@@ -133,14 +183,19 @@ export class Payments {
         lifeId,
         at: now,
         expiryMs: options.paymentExpiryMs,
+        captureWindowMs: defaults.captureWindowMs,
+        ...(options.refundLimit === undefined ? {} : { refundLimit: options.refundLimit }),
         retentionMs: options.expiredRetentionMs,
       }),
       // A timer's EXPIRE carries Redis's time of its delivery.
       timerEvent: (event, now) => ({ ...event, at: now }),
-      effects: paymentEffects(options.ledger),
-      adoptLegacy: adoptLegacyPayment,
+      effects: paymentEffects(
+        options.processor ?? new LedgerProcessor(options.ledger),
+        defaults.defaultCurrency,
+      ),
+      adoptLegacy: (record) => adoptLegacyPayment(record, migrate),
       // The retention of the token's life, fixed when its record was created.
-      finalStateRetentionMs: (snapshot) => snapshot.context.retentionMs,
+      finalStateRetentionMs: (snapshot) => snapshot.context.limits.retentionMs,
     });
     if (step !== undefined) {
       setCommandHook(this.actors, (point: HookPoint, info: HookInfo) => {
@@ -150,8 +205,39 @@ export class Payments {
     }
   }
 
-  pay(token: string, payment: Payment): Promise<CommandResult> {
+  /** The payment a request asks for, its defaults filled in (a replay compares these). */
+  paymentOf(request: PaymentRequest): Payment {
+    return {
+      accountId: request.accountId,
+      amountCents: request.amountCents,
+      currency: request.currency ?? this.defaultCurrency,
+      capture: request.capture ?? 'automatic',
+    };
+  }
+
+  pay(token: string, request: PaymentRequest): Promise<CommandResult> {
+    const payment = this.paymentOf(request);
     return this.command(token, 'PAY', (at) => ({ type: 'PAY', ...payment, at }));
+  }
+
+  /** Captures (part of) an authorization; `null` when the token has no record (nothing written). */
+  capture(token: string, amountCents?: number): Promise<CommandResult | null> {
+    return this.commandIfExists(token, 'CAPTURE', (at) => ({
+      type: 'CAPTURE',
+      amountCents: amountCents ?? null,
+      at,
+    }));
+  }
+
+  /** Refunds (part of) the captured amount; `null` when the token has no record (nothing written). */
+  refund(token: string, request: RefundRequest): Promise<CommandResult | null> {
+    return this.commandIfExists(token, 'REFUND', (at) => ({
+      type: 'REFUND',
+      refundId: request.refundId,
+      amountCents: request.amountCents ?? null,
+      reason: request.reason ?? null,
+      at,
+    }));
   }
 
   cancel(token: string): Promise<CommandResult> {
@@ -234,6 +320,17 @@ export class Payments {
     // The event is made once the lock is held: its time is Redis's time then.
     const result: SendResult<PaymentMachine> = await this.actors.send(token, event);
     await this.options.step?.('before-response', { token, event: type });
+    return { outcome: result.emitted.at(-1)?.outcome ?? null, snapshot: result.snapshot };
+  }
+
+  private async commandIfExists(
+    token: string,
+    type: ClientEvent['type'],
+    event: (at: number) => ClientEvent,
+  ): Promise<CommandResult | null> {
+    const result = await this.actors.sendIfExists(token, event);
+    await this.options.step?.('before-response', { token, event: type });
+    if (result === null) return null;
     return { outcome: result.emitted.at(-1)?.outcome ?? null, snapshot: result.snapshot };
   }
 }

@@ -1,10 +1,10 @@
 import type { AccountView, Ledger } from '../accounts/ledger.ts';
+import type { Currency } from '../money/currency.ts';
 import { StaleWriteError, TokenBusyError } from '../errors.ts';
 import { RuntimeError } from '../runtime/index.ts';
 import { tenantKey, type Tenant } from '../tenants.ts';
 import type { PaymentSnapshot } from './payment.snapshot.ts';
-import type { Payment } from '../machine/payment.types.ts';
-import type { CommandResult, Payments } from './payments.ts';
+import type { CommandResult, PaymentRequest, Payments, RefundRequest } from './payments.ts';
 
 /**
  * Payments and accounts as one tenant sees them: every token and account id
@@ -20,7 +20,7 @@ export class TenantPayments {
     readonly tenant: Tenant,
   ) {}
 
-  pay(token: string, payment: Payment): Promise<CommandResult> {
+  pay(token: string, payment: PaymentRequest): Promise<CommandResult> {
     const stored = { ...payment, accountId: tenantKey(this.tenant, payment.accountId) };
     return this.asClient(token, this.payments.pay(tenantKey(this.tenant, token), stored));
   }
@@ -29,12 +29,21 @@ export class TenantPayments {
     return this.asClient(token, this.payments.cancel(tenantKey(this.tenant, token)));
   }
 
+  capture(token: string, amountCents?: number): Promise<CommandResult | null> {
+    return this.asClient(token, this.payments.capture(tenantKey(this.tenant, token), amountCents));
+  }
+
+  refund(token: string, request: RefundRequest): Promise<CommandResult | null> {
+    return this.asClient(token, this.payments.refund(tenantKey(this.tenant, token), request));
+  }
+
   get(token: string): Promise<PaymentSnapshot | null> {
     return this.payments.get(tenantKey(this.tenant, token));
   }
 
-  account(accountId: string): Promise<AccountView> {
-    return this.ledger.view(tenantKey(this.tenant, accountId));
+  /** `currency`: that currency's balance and movements only. */
+  account(accountId: string, currency?: Currency): Promise<AccountView> {
+    return this.ledger.view(tenantKey(this.tenant, accountId), currency);
   }
 
   /** Errors that name the token name the client's, not the stored key. */

@@ -250,7 +250,14 @@ function isStale(event: ClientEvent): boolean {
 function newReference(): ReferenceService {
   return new ReferenceService({
     initialBalanceCents: INITIAL_BALANCE_CENTS,
-    newInput: (token) => ({ token, lifeId: LIFE, at: 0, expiryMs: DAY_MS, retentionMs: DAY_MS }),
+    newInput: (token) => ({
+      token,
+      lifeId: LIFE,
+      at: 0,
+      expiryMs: DAY_MS,
+      captureWindowMs: DAY_MS,
+      retentionMs: DAY_MS,
+    }),
   });
 }
 
@@ -472,7 +479,7 @@ describe('random interleavings over three processes', () => {
     if (s.kind === 'PAY') {
       const b = s.body === 'base' ? base : s.body;
       const payment = { accountId: accounts[b.account] ?? '', amountCents: b.amount };
-      event = { type: 'PAY', ...payment, at: 0 };
+      event = { type: 'PAY', ...payment, currency: 'USD', capture: 'automatic', at: 0 };
       answer =
         s.route === 'native'
           ? await http('POST', `${url}/payments`, { 'idempotency-key': token }, payment)

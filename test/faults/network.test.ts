@@ -179,6 +179,7 @@ function differencesFromReference(runs: readonly TokenRun[]): string[] {
       lifeId: 'reference',
       at: 0,
       expiryMs: 86_400_000,
+      captureWindowMs: 86_400_000,
       retentionMs: 86_400_000,
     }),
   });
@@ -189,7 +190,14 @@ function differencesFromReference(runs: readonly TokenRun[]): string[] {
       const reply = reference.send(
         run.token,
         answer.step === 'pay'
-          ? { type: 'PAY', accountId: run.accountId, amountCents: run.amountCents, at: 1 }
+          ? {
+              type: 'PAY',
+              accountId: run.accountId,
+              amountCents: run.amountCents,
+              currency: 'USD',
+              capture: 'automatic',
+              at: 1,
+            }
           : { type: 'CANCEL', at: 1 },
       );
       const expected = reply?.outcome ?? 'no answer';

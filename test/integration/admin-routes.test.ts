@@ -111,7 +111,20 @@ describe('admin routes', () => {
   it('counts tokens per state, every state named', async () => {
     const before = await stats();
     expect(Object.keys(before.counts).sort()).toEqual(
-      ['cancelled', 'charging', 'expired', 'pending', 'processed', 'refunded', 'refunding'].sort(),
+      [
+        'authorized',
+        'authorizing',
+        'cancelled',
+        'capturing',
+        'charging',
+        'expired',
+        'partially_refunded',
+        'pending',
+        'processed',
+        'refunded',
+        'refunding',
+        'voiding',
+      ].sort(),
     );
     await service.request('POST', '/payments/adm-count/cancel');
     const after = await stats();

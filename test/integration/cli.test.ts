@@ -126,6 +126,40 @@ describe('paystate CLI', () => {
       expect(text.stdout).toMatch(/cli-list-b\s+processed\s+\d{4}-/);
     });
 
+    it('lists and shows an authorization and a partly refunded payment under their states', async () => {
+      const held = await service.request('POST', '/payments', {
+        body: { accountId: 'acct-cli', amountCents: 300, currency: 'EUR', capture: 'manual' },
+        headers: { 'Idempotency-Key': 'cli-held' },
+      });
+      expect(held.status).toBe(201);
+      const paid = await service.request('POST', '/payments', {
+        body: { accountId: 'acct-cli', amountCents: 300 },
+        headers: { 'Idempotency-Key': 'cli-part' },
+      });
+      expect(paid.status).toBe(201);
+      const refunded = await service.request('POST', '/payments/cli-part/refunds', {
+        body: { amountCents: 100 },
+        headers: { 'Idempotency-Key': 'cli-r1' },
+      });
+      expect(refunded.status).toBe(201);
+
+      const authorized = await runCli(['list', '--status', 'authorized'], env);
+      expect(authorized.code).toBe(0);
+      expect(authorized.stdout).toMatch(/cli-held\s+authorized\s+\d{4}-/);
+      const partly = await runCli(['list', '--status', 'partially_refunded', '--json'], env);
+      expect(
+        (JSON.parse(partly.stdout) as { payments: { token: string }[] }).payments.map(
+          (p) => p.token,
+        ),
+      ).toContain('cli-part');
+      const shown = await runCli(['get', 'cli-held', '--json'], env);
+      expect(JSON.parse(shown.stdout)).toMatchObject({
+        status: 'authorized',
+        state: 'authorized',
+        payment: { currency: 'EUR', capture: 'manual' },
+      });
+    });
+
     it('pages with --limit and --cursor', async () => {
       const first = await runCli(['list', '--status', 'processed', '--limit', '1', '--json'], env);
       const page = JSON.parse(first.stdout) as { payments: unknown[]; nextCursor: string };

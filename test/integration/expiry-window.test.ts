@@ -24,6 +24,7 @@ interface PaymentView {
   readonly chargedAt: string | null;
   readonly refundedAt: string | null;
   readonly cancelledAt: string | null;
+  readonly capturedAt: string | null;
   readonly expiredAt: string | null;
   readonly expiresAt: string | null;
   readonly lastDecline: { readonly at: string } | null;
@@ -109,6 +110,41 @@ describe('the expiry window, from the last accepted event', () => {
       'refunded',
       'expired',
     ]);
+  });
+
+  it('keeps an authorization past the window and starts it at the capture, then again at a partial refund', async () => {
+    const token = 'window-capture';
+    const authorized = await service.request('POST', '/payments', {
+      headers: { 'Idempotency-Key': token },
+      body: { accountId: `acct-${token}`, amountCents: AMOUNT_CENTS, capture: 'manual' },
+    });
+    expect(authorized).toMatchObject({
+      status: 201,
+      body: { status: 'authorized', expiresAt: null },
+    });
+    const authorizedAt = ms((await paymentOf(token)).chargedAt);
+    // An authorization does not expire: its capture window (7 days here) governs it.
+    await waitUntil(authorizedAt + EXPIRY_MS + 300);
+    expect((await paymentOf(token)).status).toBe('authorized');
+
+    const captured = await service.request('POST', `/payments/${token}/capture`, { body: {} });
+    expect(captured).toMatchObject({ status: 200, body: { status: 'processed' } });
+    const capturedAt = ms((await paymentOf(token)).capturedAt);
+    expect(ms((await paymentOf(token)).expiresAt)).toBe(capturedAt + EXPIRY_MS);
+    await waitUntil(capturedAt + LATER_MS);
+
+    const refunded = await service.request('POST', `/payments/${token}/refunds`, {
+      headers: { 'Idempotency-Key': 'part' },
+      body: { amountCents: 100 },
+    });
+    expect(refunded).toMatchObject({ status: 201, body: { status: 'partially_refunded' } });
+    const refundedAt = ms((await paymentOf(token)).refundedAt);
+    // The capture's deadline passes and the partly refunded payment stays.
+    await waitUntil(capturedAt + EXPIRY_MS + 300);
+    expect((await paymentOf(token)).status).toBe('partially_refunded');
+
+    const expired = await waitForExpired(token);
+    expect(ms(expired.expiredAt)).toBeGreaterThanOrEqual(refundedAt + EXPIRY_MS);
   });
 
   it('restarts the window at each decline', async () => {

@@ -74,7 +74,7 @@ describe.skipIf(withoutChromium)('the inspector page in a browser', () => {
     await service.request('POST', '/payments/ins-refunded/cancel');
 
     await page.goto(`${service.url}/inspect`, { waitUntil: 'load' });
-    expect(await page.$$eval('.statechart .state-node', (nodes) => nodes.length)).toBe(7);
+    expect(await page.$$eval('.statechart .state-node', (nodes) => nodes.length)).toBe(12);
     await page.waitForFunction(
       () => document.querySelector('[data-count-for="processed"]')?.textContent === '1',
     );

@@ -97,6 +97,7 @@ describe('native routes', () => {
       expect(await account('acct-declined')).toEqual({
         accountId: 'acct-declined',
         balanceCents: 100_000,
+        balances: { USD: { availableCents: 100_000, heldCents: 0 } },
         ledger: [],
       });
       expect((await view('declined-key')).body).toMatchObject({
@@ -300,6 +301,7 @@ describe('native routes', () => {
       expect(await account('acct-untouched')).toEqual({
         accountId: 'acct-untouched',
         balanceCents: 100_000,
+        balances: { USD: { availableCents: 100_000, heldCents: 0 } },
         ledger: [],
       });
     });

@@ -82,7 +82,13 @@ describe('two tenants on the same tokens and account ids', () => {
             case 'pay':
             case 'seedPay': {
               const body = { accountId: id(op.account), amountCents: op.amount };
-              const expected = reference.send(id(op.token), { type: 'PAY', ...body, at: 0 });
+              const expected = reference.send(id(op.token), {
+                type: 'PAY',
+                ...body,
+                currency: 'USD',
+                capture: 'automatic',
+                at: 0,
+              });
               const outcome = expected?.outcome;
               if (op.kind === 'pay') {
                 const reply = await service.request('POST', '/payments', {
@@ -170,6 +176,7 @@ function newReference(): ReferenceService {
       lifeId: 'reference',
       at: 0,
       expiryMs: 86_400_000,
+      captureWindowMs: 86_400_000,
       retentionMs: 86_400_000,
     }),
   });

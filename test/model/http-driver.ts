@@ -10,10 +10,11 @@ import type { Redis } from 'ioredis';
 import type { ExpectStatic } from 'vitest';
 import { waitFor } from '../support/service-harness.ts';
 import { MODEL_ACCOUNT, isStaleExpire, type PaymentDriver } from './payment-model.ts';
+import { CAPTURE_WINDOW_TIMER_ID, EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
 import {
   expiryJobData,
-  expiryJobIdOf,
   fireNow,
+  timerJobIdOf,
   type TimerJobData as ExpiryJobData,
 } from '../support/timer-jobs.ts';
 
@@ -23,6 +24,9 @@ export const NEVER_MS = String(24 * 3600 * 1000);
 /** What a client may get back from a payment or a cancel; 5xx is never one of them. */
 const PAY_STATUSES = [200, 201, 402, 409, 410, 422];
 const CANCEL_STATUSES = [200, 410];
+/** A capture or refund of a token with no record is 404 and writes nothing. */
+const CAPTURE_STATUSES = [200, 404, 409, 410, 422];
+const REFUND_STATUSES = [200, 201, 404, 409, 410, 422];
 
 export interface DriverDeps {
   readonly service: {
@@ -70,6 +74,16 @@ export function httpDriver(
     const { status, body } = await service.request('GET', `/payments/${token}`);
     return { status, body };
   };
+  /** Fires the real delayed job of the record's live timer `id` now. */
+  const fireTimer = async (id: string) => {
+    const jobId = await timerJobIdOf(redis, service.config.keyPrefix, token, id);
+    expect(jobId, `the record holds a timer ${id}`).not.toBeNull();
+    const job = await queue.getJob(jobId ?? '');
+    expect(job, `delayed job ${String(jobId)}`).toBeDefined();
+    expect(await job?.getState()).toBe('delayed');
+    if (job !== undefined) await fireNow(job);
+    await waitUntilJobDone(queue, jobId ?? '');
+  };
 
   return {
     async send(event) {
@@ -78,11 +92,38 @@ export function httpDriver(
           requested = true;
           const response = await service.request('POST', '/payments', {
             headers: { 'Idempotency-Key': token },
-            body: { accountId: accountFor(event.accountId), amountCents: event.amountCents },
+            body: {
+              accountId: accountFor(event.accountId),
+              amountCents: event.amountCents,
+              ...(event.capture === 'manual' ? { capture: 'manual' } : {}),
+            },
           });
           expect(PAY_STATUSES).toContain(response.status);
           return;
         }
+        case 'CAPTURE': {
+          const response = await service.request('POST', `/payments/${token}/capture`, {
+            body: event.amountCents === null ? {} : { amountCents: event.amountCents },
+          });
+          expect(CAPTURE_STATUSES).toContain(response.status);
+          expect(response.status === 404).toBe(!requested);
+          return;
+        }
+        case 'REFUND': {
+          const response = await service.request('POST', `/payments/${token}/refunds`, {
+            headers: { 'Idempotency-Key': event.refundId },
+            body: {
+              ...(event.amountCents === null ? {} : { amountCents: event.amountCents }),
+              ...(event.reason === null ? {} : { reason: event.reason }),
+            },
+          });
+          expect(REFUND_STATUSES).toContain(response.status);
+          expect(response.status === 404).toBe(!requested);
+          return;
+        }
+        case 'CAPTURE_WINDOW_ELAPSED':
+          await fireTimer(CAPTURE_WINDOW_TIMER_ID);
+          return;
         case 'CANCEL': {
           requested = true;
           const response = await service.request('POST', `/payments/${token}/cancel`);
@@ -102,13 +143,7 @@ export function httpDriver(
             return;
           }
           // The timer the record holds: fire the real delayed job now.
-          const jobId = await expiryJobIdOf(redis, service.config.keyPrefix, token);
-          expect(jobId, 'the record holds an expiry timer').not.toBeNull();
-          const job = await queue.getJob(jobId ?? '');
-          expect(job, `delayed job ${String(jobId)}`).toBeDefined();
-          expect(await job?.getState()).toBe('delayed');
-          if (job !== undefined) await fireNow(job);
-          await waitUntilJobDone(queue, jobId ?? '');
+          await fireTimer(EXPIRY_TIMER_ID);
           return;
         }
       }

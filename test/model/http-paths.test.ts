@@ -19,6 +19,7 @@ import { httpDriver, NEVER_MS } from './http-driver.ts';
 import {
   describePath,
   MODEL_INITIAL_BALANCE_CENTS,
+  MODEL_REFUND_LIMIT,
   shortestPaths,
   simplePaths,
   testParamsFor,
@@ -37,6 +38,8 @@ describe('generated paths over HTTP', () => {
     const redisUrl = inject('redisUrl');
     const config = testConfig(redisUrl, {
       PAYMENT_EXPIRY_MS: NEVER_MS,
+      PAYMENT_CAPTURE_WINDOW_MS: NEVER_MS,
+      PAYMENT_REFUND_LIMIT: String(MODEL_REFUND_LIMIT),
       EXPIRED_RETENTION_MS: NEVER_MS,
       ACCOUNT_INITIAL_BALANCE_CENTS: String(MODEL_INITIAL_BALANCE_CENTS),
     });

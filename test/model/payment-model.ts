@@ -14,6 +14,7 @@ import type { PaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { transitionsTaken } from '../../src/machine/transitions.ts';
 import {
   PUBLIC_STATES,
+  type CaptureMode,
   type ClientEvent,
   type PaymentEvent,
   type PaymentInput,
@@ -24,6 +25,12 @@ export const MODEL_ACCOUNT = 'model-account';
 export const MODEL_INITIAL_BALANCE_CENTS = 100_000;
 export const FUNDED_AMOUNT_CENTS = 1_500;
 export const OTHER_AMOUNT_CENTS = 2_500;
+/** What a manual payment of FUNDED_AMOUNT_CENTS captures: the rest of the hold is released. */
+export const CAPTURED_AMOUNT_CENTS = 1_000;
+/** Each refund the model asks for; two of them fit in either captured amount. */
+export const REFUND_AMOUNT_CENTS = 400;
+/** Refunds one payment may have in the model: small, so that a path reaches the limit. */
+export const MODEL_REFUND_LIMIT = 2;
 /** More than any fresh account holds: the ledger declines it. */
 export const UNFUNDED_AMOUNT_CENTS = MODEL_INITIAL_BALANCE_CENTS + 1;
 /**
@@ -64,17 +71,35 @@ export const modelInput: PaymentInput = {
   lifeId: 'model-life',
   at: 0,
   expiryMs: 60_000,
+  captureWindowMs: 60_000,
   retentionMs: 60_000,
+  refundLimit: MODEL_REFUND_LIMIT,
 };
 
 type ModelPath = TestPath<PaymentSnapshot, PaymentEvent>;
 
-const pay = (amountCents: number): PaymentEvent => ({
+const pay = (amountCents: number, capture: CaptureMode = 'automatic'): PaymentEvent => ({
   type: 'PAY',
   accountId: MODEL_ACCOUNT,
   amountCents,
+  currency: 'USD',
+  capture,
   at: 0,
 });
+const capture = (amountCents: number | null): PaymentEvent => ({
+  type: 'CAPTURE',
+  amountCents,
+  at: 0,
+});
+const refund = (refundId: string, amountCents: number | null): PaymentEvent => ({
+  type: 'REFUND',
+  refundId,
+  amountCents,
+  reason: null,
+  at: 0,
+});
+/** A refund id not yet used on the token. */
+const nextRefundId = (snapshot: PaymentSnapshot) => `r${snapshot.context.refunds.length + 1}`;
 
 /**
  * The events worth trying in each state. Clients may send anything; the
@@ -85,34 +110,92 @@ const pay = (amountCents: number): PaymentEvent => ({
 export function modelEvents(snapshot: PaymentSnapshot): PaymentEvent[] {
   const { payment } = snapshot.context;
   const expire: PaymentEvent = { type: 'EXPIRE', at: 0 };
+  const funded = (payment?.amountCents ?? 0) <= MODEL_INITIAL_BALANCE_CENTS;
+  const declined: PaymentEvent = { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 0 };
+  const same = pay(payment?.amountCents ?? FUNDED_AMOUNT_CENTS, payment?.capture);
   switch (snapshot.value) {
     case 'pending':
       return [
         pay(FUNDED_AMOUNT_CENTS),
+        pay(FUNDED_AMOUNT_CENTS, 'manual'),
         pay(UNFUNDED_AMOUNT_CENTS),
+        pay(UNFUNDED_AMOUNT_CENTS, 'manual'),
         { type: 'CANCEL', at: 0 },
+        capture(null),
+        refund('r1', null),
         // A pending record exists once a payment was declined, and has a timer from then on.
         ...(snapshot.context.expiresAt === null ? [] : [expire, staleExpire]),
       ];
     case 'charging':
-      return (payment?.amountCents ?? 0) <= MODEL_INITIAL_BALANCE_CENTS
-        ? [{ type: 'CHARGE_SUCCEEDED', at: 0 }]
-        : [{ type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at: 0 }];
-    case 'processed':
+      return funded ? [{ type: 'CHARGE_SUCCEEDED', at: 0 }] : [declined];
+    case 'authorizing':
+      return funded ? [{ type: 'CHARGE_AUTHORIZED', at: 0 }] : [declined];
+    case 'authorized':
       return [
-        pay(payment?.amountCents ?? FUNDED_AMOUNT_CENTS),
+        same,
         pay(OTHER_AMOUNT_CENTS),
+        capture(CAPTURED_AMOUNT_CENTS),
+        capture(FUNDED_AMOUNT_CENTS + 1),
+        refund('r1', null),
+        { type: 'CANCEL', at: 0 },
+        { type: 'CAPTURE_WINDOW_ELAPSED', at: 0 },
+      ];
+    case 'capturing':
+      return [{ type: 'CAPTURE_SUCCEEDED', at: 0 }];
+    case 'voiding':
+      return [{ type: 'VOID_COMPLETED', at: 0 }];
+    case 'processed':
+    case 'partially_refunded': {
+      const last = snapshot.context.refunds.at(-1);
+      return [
+        same,
+        pay(OTHER_AMOUNT_CENTS),
+        capture(snapshot.context.capturedCents),
+        capture(1),
+        refund(nextRefundId(snapshot), REFUND_AMOUNT_CENTS),
+        refund(nextRefundId(snapshot), null),
+        refund(nextRefundId(snapshot), FUNDED_AMOUNT_CENTS + 1),
+        ...(last?.refundId == null
+          ? []
+          : [refund(last.refundId, last.requestedCents), refund(last.refundId, 1)]),
         { type: 'CANCEL', at: 0 },
         expire,
         staleExpire,
       ];
+    }
     case 'refunding':
       return [{ type: 'REFUND_COMPLETED', at: 0 }];
     case 'cancelled':
-    case 'refunded':
-      return [pay(FUNDED_AMOUNT_CENTS), { type: 'CANCEL', at: 0 }, expire, staleExpire];
+      return [
+        pay(FUNDED_AMOUNT_CENTS),
+        capture(null),
+        refund('r1', null),
+        { type: 'CANCEL', at: 0 },
+        expire,
+        staleExpire,
+      ];
+    case 'refunded': {
+      const last = snapshot.context.refunds.at(-1);
+      return [
+        pay(FUNDED_AMOUNT_CENTS),
+        capture(snapshot.context.capturedCents),
+        capture(1),
+        refund(nextRefundId(snapshot), 1),
+        ...(last?.refundId == null
+          ? []
+          : [refund(last.refundId, last.requestedCents), refund(last.refundId, 1)]),
+        { type: 'CANCEL', at: 0 },
+        expire,
+        staleExpire,
+      ];
+    }
     case 'expired':
-      return [pay(FUNDED_AMOUNT_CENTS), { type: 'CANCEL', at: 0 }];
+      return [
+        pay(FUNDED_AMOUNT_CENTS),
+        capture(null),
+        refund('r1', null),
+        { type: 'CANCEL', at: 0 },
+      ];
   }
 }
 
@@ -130,7 +213,9 @@ function serializeVertex(
   event: PaymentEvent | undefined,
   previous: PaymentSnapshot | undefined,
 ): string {
-  const balance = `paying ${snapshot.context.payment?.amountCents ?? 'nothing'}, balance ${expectedBalanceCents(snapshot)}`;
+  const { payment, capturedCents, refunds } = snapshot.context;
+  const refundIds = refunds.map((r) => `${r.refundId ?? 'cancel'}:${r.amountCents}`).join(' ');
+  const balance = `paying ${payment?.amountCents ?? 'nothing'} ${payment?.capture ?? ''}, captured ${capturedCents}, refunds [${refundIds}], balance ${expectedBalanceCents(snapshot)}`;
   if (event === undefined || previous === undefined) return `${snapshot.value}, ${balance}`;
   const taken = isStaleExpire(event)
     ? []
@@ -153,14 +238,42 @@ export function shortestPaths(): ModelPath[] {
   return paymentTestModel.getShortestPaths();
 }
 
+/**
+ * Simple paths (every path that visits no vertex twice) grow exponentially
+ * with the events: they are taken over automatic payments and cancels, the
+ * events of the machine before capture and refunds by key; the shortest
+ * paths cover every transition.
+ */
+function classicEvents(snapshot: PaymentSnapshot): PaymentEvent[] {
+  return modelEvents(snapshot).filter(
+    (event) =>
+      !(event.type === 'PAY' && event.capture === 'manual') &&
+      event.type !== 'CAPTURE' &&
+      event.type !== 'REFUND' &&
+      event.type !== 'CAPTURE_WINDOW_ELAPSED',
+  );
+}
+
+const classicTestModel = createTestModel(modelMachine, {
+  input: modelInput,
+  events: classicEvents,
+  filterEvents: (snapshot, event) =>
+    classicEvents(snapshot).some((candidate) => isDeepStrictEqual(candidate, event)),
+  serializeState: serializeVertex,
+});
+
 export function simplePaths(): ModelPath[] {
-  return paymentTestModel.getSimplePaths();
+  return classicTestModel.getSimplePaths();
 }
 
 function formatEvent(event: PaymentEvent): string {
   switch (event.type) {
     case 'PAY':
-      return `PAY(${event.amountCents === UNFUNDED_AMOUNT_CENTS ? 'unfunded' : event.amountCents})`;
+      return `PAY(${event.amountCents === UNFUNDED_AMOUNT_CENTS ? 'unfunded' : event.amountCents}${event.capture === 'manual' ? ' manual' : ''})`;
+    case 'CAPTURE':
+      return `CAPTURE(${event.amountCents ?? 'all'})`;
+    case 'REFUND':
+      return `REFUND(${event.refundId} ${event.amountCents ?? 'rest'})`;
     case 'EXPIRE':
       return `EXPIRE(${isStaleExpire(event) ? 'stale' : 'current'})`;
     default:
@@ -177,15 +290,32 @@ export function describePath(path: ModelPath): string {
   return `reaches ${path.state.value} via ${events.length > 0 ? events.join(' → ') : 'start'}`;
 }
 
+const CLIENT_EVENTS = new Set([
+  'PAY',
+  'CAPTURE',
+  'REFUND',
+  'CANCEL',
+  'EXPIRE',
+  'CAPTURE_WINDOW_ELAPSED',
+]);
+
+/** Events a client (or a timer the test fires) sends; the rest the service makes itself. */
 export function isClientEvent(event: PaymentEvent): event is ClientEvent {
-  return event.type === 'PAY' || event.type === 'CANCEL' || event.type === 'EXPIRE';
+  return CLIENT_EVENTS.has(event.type);
 }
 
-/** What the model's account must hold after reaching `snapshot`. */
+const HOLDING: ReadonlySet<string> = new Set(['authorized', 'capturing', 'voiding']);
+
+/**
+ * What the model's account has available after reaching `snapshot`: the
+ * start less what is held (an authorization) and what is captured, plus
+ * what was refunded.
+ */
 export function expectedBalanceCents(snapshot: PaymentSnapshot): number {
-  const { chargedAt, refundedAt, payment } = snapshot.context;
-  const owed = chargedAt !== null && refundedAt === null ? (payment?.amountCents ?? 0) : 0;
-  return MODEL_INITIAL_BALANCE_CENTS - owed;
+  const { payment, capturedAt, capturedCents, refundedCents } = snapshot.context;
+  const held = HOLDING.has(snapshot.value) ? (payment?.amountCents ?? 0) : 0;
+  const captured = capturedAt === null ? 0 : capturedCents;
+  return MODEL_INITIAL_BALANCE_CENTS - held - captured + refundedCents;
 }
 
 /**
@@ -217,14 +347,17 @@ export function testParamsFor(driver: PaymentDriver): TestParam<PaymentSnapshot,
   };
   const params: TestParam<PaymentSnapshot, PaymentEvent> = {
     states: Object.fromEntries(PUBLIC_STATES.map((state) => [state, observe])),
-    events: {
-      PAY: send,
-      CANCEL: send,
-      EXPIRE: send,
-      CHARGE_SUCCEEDED: send,
-      CHARGE_DECLINED: send,
-      REFUND_COMPLETED: send,
-    },
+    events: Object.fromEntries(
+      [
+        ...CLIENT_EVENTS,
+        'CHARGE_SUCCEEDED',
+        'CHARGE_AUTHORIZED',
+        'CHARGE_DECLINED',
+        'CAPTURE_SUCCEEDED',
+        'VOID_COMPLETED',
+        'REFUND_COMPLETED',
+      ].map((type) => [type, send]),
+    ),
   };
   return params;
 }

@@ -101,10 +101,24 @@ export class ReferenceService {
   private execute(effect: Effect, at: number): EffectEvent | undefined {
     switch (effect.type) {
       case 'charge': {
+        const { operationId, accountId, amountCents, capture } = effect.params;
+        if (!this.ledger.withdraw(operationId, accountId, amountCents)) {
+          return { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at };
+        }
+        return capture ? { type: 'CHARGE_SUCCEEDED', at } : { type: 'CHARGE_AUTHORIZED', at };
+      }
+      case 'capture': {
+        // The hold left available funds at the authorization; what is not captured comes back.
+        const { operationId, accountId, authorizedCents, amountCents } = effect.params;
+        if (authorizedCents > amountCents) {
+          this.ledger.deposit(operationId, accountId, authorizedCents - amountCents);
+        }
+        return { type: 'CAPTURE_SUCCEEDED', at };
+      }
+      case 'void': {
         const { operationId, accountId, amountCents } = effect.params;
-        return this.ledger.withdraw(operationId, accountId, amountCents)
-          ? { type: 'CHARGE_SUCCEEDED', at }
-          : { type: 'CHARGE_DECLINED', reason: 'insufficient_funds', at };
+        this.ledger.deposit(operationId, accountId, amountCents);
+        return { type: 'VOID_COMPLETED', at };
       }
       case 'refund': {
         const { operationId, accountId, amountCents } = effect.params;

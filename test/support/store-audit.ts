@@ -3,16 +3,18 @@
  * outbox) in one atomic step, straight from Redis, and checks that the
  * snapshots and the ledger agree with each other and with the money rules:
  *
- * - the money rules of money-invariants.ts (shared with the bench): every
- *   ledger chains from the initial balance to the stored one, never below
- *   zero; each token's state says what its money did;
- * - every applied ledger operation is in the ledger once, no declined one is;
+ * - the money invariants of money-invariants.ts (shared with the bench): per
+ *   account and currency the ledger chains from the initial balance to the
+ *   stored balances, never below zero, available + held + captured −
+ *   refunded = initial; every applied operation is in the ledger once, no
+ *   declined one is;
  * - every movement belongs to the current life of a token on record, with
  *   that token's account and amount;
- * - a token's state says what its money did: processed ⇒ one withdrawal;
- *   refunded ⇒ one withdrawal and one deposit; pending/cancelled ⇒ nothing;
- *   charging ⇒ at most the withdrawal (a charge whose outcome is not recorded
- *   yet); refunding ⇒ the withdrawal and at most the deposit.
+ * - a token's state says what its money did (tokenMoneyProblem, shared with
+ *   the bench): processed ⇒ one charge, nothing refunded; refunded ⇒ all of
+ *   it refunded; pending/cancelled ⇒ nothing captured or held; charging ⇒ at
+ *   most the charge (its outcome not recorded yet); refunding ⇒ the charge
+ *   and any refunds.
  *
  * These hold at every moment, under load too: the read is one script, so it
  * sees the store between two commands. Once recovery has run (`settled`),
@@ -24,11 +26,11 @@ import { Cluster, Redis } from 'ioredis';
 import { spreadTags } from '../../src/runtime/redis/cluster.ts';
 import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
-import { timerJobId, timerQueueName } from '../../src/runtime/testing.ts';
-import { EXPIRY_TIMER_ID } from '../../src/machine/payment.machine.ts';
+import { auditMoney, tokenMoneyProblem } from './money-invariants.ts';
+import { timerJobId, timerQueueName } from '../../src/runtime/index.ts';
+import { EXPIRY_TIMER_ID, PAYMENT_MACHINE_VERSION } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { createKeys } from '../../src/payments/keys.ts';
-import { ledgerProblems, tokenMoneyProblems } from './money-invariants.ts';
 
 export interface TokenAudit {
   readonly status: string | null;
@@ -79,7 +81,7 @@ for id in pairs(accounts) do
   local base = prefix .. ':{account:' .. id .. '}:'
   table.insert(ledgers, {
     id,
-    redis.call('HGET', base .. 'balance', 'balance') or '',
+    redis.call('HGETALL', base .. 'balance'),
     redis.call('LRANGE', base .. 'ledger', 0, -1),
     redis.call('HGETALL', base .. 'ops'),
   })
@@ -97,7 +99,7 @@ return {states, ledgers, outbox}
 
 type ReadAllReply = [
   states: [key: string, v: string, l: string, m: string, s: string, o: string, t: string][],
-  ledgers: [id: string, balance: string, ledger: string[], ops: string[]][],
+  ledgers: [id: string, balances: string[], ledger: string[], ops: string[]][],
   outbox: number,
 ];
 
@@ -197,7 +199,9 @@ export function storeAuditor(options: {
       for (const [key, , , machineVersion, json, owed, timers] of rawStates) {
         const token = tokenOf(key);
         try {
-          if (machineVersion !== '1') throw new Error(`machine version ${machineVersion}`);
+          if (machineVersion !== String(PAYMENT_MACHINE_VERSION)) {
+            throw new Error(`machine version ${machineVersion}`);
+          }
           const snapshot = readPaymentSnapshot(JSON.parse(json) as unknown);
           const expiry =
             timers === ''
@@ -217,22 +221,28 @@ export function storeAuditor(options: {
         }
       }
 
+      const pairs = (flat: readonly string[]) => {
+        const map = new Map<string, string>();
+        for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i] ?? '', flat[i + 1] ?? '');
+        return map;
+      };
+      // The money invariants (chain, never negative, the balance identity,
+      // each id once), as the bench checks them.
+      const money = auditMoney(
+        rawLedgers.map(([accountId, balances, entries, operations]) => ({
+          accountId,
+          balances: Object.fromEntries(pairs(balances)),
+          entries,
+          operations: pairs(operations),
+        })),
+        { initialBalanceCents: options.initialBalanceCents },
+      );
+      problems.push(...money.problems);
+
+      // Each movement against the record of its token.
       const movements = new Map<string, LedgerEntry[]>();
-      for (const [accountId, balance, rawEntries, flatOperations] of rawLedgers) {
-        const operations = new Map<string, string>();
-        for (let i = 0; i + 1 < flatOperations.length; i += 2) {
-          operations.set(flatOperations[i] ?? '', flatOperations[i + 1] ?? '');
-        }
-        const entries = rawEntries.map((e) => JSON.parse(e) as LedgerEntry);
-        const stored = balance === '' ? options.initialBalanceCents : Number(balance);
-        problems.push(...ledgerProblems(accountId, options.initialBalanceCents, stored, entries));
-        const seen = new Set(entries.map((entry) => entry.operationId));
-        for (const entry of entries) {
-          if (operations.get(entry.operationId) !== 'applied') {
-            problems.push(
-              `${accountId}: ledger has ${entry.operationId}, recorded as ${operations.get(entry.operationId) ?? 'nothing'}`,
-            );
-          }
+      for (const [accountId, , rawEntries] of rawLedgers) {
+        for (const entry of rawEntries.map((e) => JSON.parse(e) as LedgerEntry)) {
           const list = movements.get(entry.token) ?? [];
           list.push(entry);
           movements.set(entry.token, list);
@@ -248,23 +258,19 @@ export function storeAuditor(options: {
               `${accountId}: ${entry.operationId} is not of the token's life ${record.lifeId}`,
             );
           }
+          // A charge or hold moves the payment's amount; captures and refunds may move part of it.
+          const whole = entry.kind === 'withdrawal' || entry.kind === 'hold';
           if (
             record.payment?.accountId !== accountId ||
-            record.payment.amountCents !== entry.amountCents
+            (whole
+              ? record.payment.amountCents !== entry.amountCents
+              : entry.amountCents > record.payment.amountCents)
           ) {
             problems.push(
               `${accountId}: ${entry.operationId} moves ${entry.amountCents} while the token's payment is ${JSON.stringify(record.payment)}`,
             );
           }
         }
-        for (const [operationId, outcome] of operations) {
-          if (outcome === 'applied' && !seen.has(operationId)) {
-            problems.push(
-              `${accountId}: ${operationId} is recorded as applied but not in the ledger`,
-            );
-          }
-        }
-        if (stored < 0) problems.push(`${accountId}: balance ${stored} is negative`);
       }
 
       const tokens = new Map<string, TokenAudit>();
@@ -278,7 +284,8 @@ export function storeAuditor(options: {
         tokens.set(token, { status, owed: record.owed, withdrawals, deposits });
         if (status === 'charging' || status === 'refunding') inFlight++;
         if (status === 'charging' && withdrawals === 1) ledgerAhead++;
-        problems.push(...tokenMoneyProblems(token, status, { withdrawals, deposits }));
+        const problem = tokenMoneyProblem(status, money.byToken.get(token));
+        if (problem !== null) problems.push(`${token}: ${problem}`);
         if (!settled) continue;
         if (status === 'charging' || status === 'refunding') {
           problems.push(`${token}: still ${status} after recovery`);

@@ -26,18 +26,26 @@ export function recordKey(keyPrefix: string, token: string): string {
 }
 
 /** The job id of the token's live expiry timer, or null when the record has none. */
-export async function expiryJobIdOf(
+export function expiryJobIdOf(
   redis: Redis,
   keyPrefix: string,
   token: string,
 ): Promise<string | null> {
+  return timerJobIdOf(redis, keyPrefix, token, EXPIRY_TIMER_ID);
+}
+
+/** The job id of the token's live timer `id` (`expire`, `capture-window`), or null. */
+export async function timerJobIdOf(
+  redis: Redis,
+  keyPrefix: string,
+  token: string,
+  id: string,
+): Promise<string | null> {
   const [lifeId, timers] = await redis.hmget(recordKey(keyPrefix, token), 'l', 't');
   if (lifeId == null || timers == null) return null;
-  const entry = (JSON.parse(timers) as Record<string, { seq: number } | undefined>)[
-    EXPIRY_TIMER_ID
-  ];
+  const entry = (JSON.parse(timers) as Record<string, { seq: number } | undefined>)[id];
   if (entry === undefined) return null;
-  return timerJobId({ key: token, lifeId, id: EXPIRY_TIMER_ID, seq: entry.seq });
+  return timerJobId({ key: token, lifeId, id, seq: entry.seq });
 }
 
 /** An expiry job's data as the engine arms it, for tests that add one themselves. */

@@ -1,64 +1,178 @@
-/**
- * The money rules the tests and the bench both check (test/support/money-invariants.ts),
- * on ledgers and tokens made up here.
- */
 import { describe, expect, it } from 'vitest';
-import type { LedgerEntry } from '../../src/accounts/ledger.ts';
-import { ledgerProblems, moneyByToken, tokenMoneyProblems } from '../support/money-invariants.ts';
+import {
+  auditMoney,
+  tokenMoneyProblem,
+  type StoredAccount,
+  type TokenMoney,
+} from '../support/money-invariants.ts';
 
+const INITIAL = 1_000;
+
+/** An entry as the movement script writes it. */
 const entry = (
-  kind: LedgerEntry['kind'],
+  operationId: string,
+  kind: string,
   amountCents: number,
   balanceCents: number,
-  token = 't',
-  operationId = `${kind}:${token}`,
-): LedgerEntry => ({ kind, amountCents, balanceCents, token, operationId, at: 0 });
-
-describe('the money rules', () => {
-  it('accept a ledger that chains from the initial balance to the stored one', () => {
-    const entries = [entry('withdrawal', 100, 900), entry('deposit', 100, 1_000)];
-    expect(ledgerProblems('a', 1_000, 1_000, entries)).toEqual([]);
-    expect(ledgerProblems('a', 1_000, null, [])).toEqual([]);
+  heldCents: number,
+  { currency = 'USD', token = 't1', releasedCents = 0 } = {},
+) =>
+  JSON.stringify({
+    operationId,
+    kind,
+    currency,
+    amountCents,
+    releasedCents,
+    balanceCents,
+    heldCents,
+    token,
+    at: 1,
   });
 
-  it('name a broken chain, a negative balance, an operation twice and a stored balance apart', () => {
-    const entries = [
-      entry('withdrawal', 100, 950),
-      entry('withdrawal', 1_000, -50, 'u'),
-      entry('withdrawal', 1_000, -50, 'u'),
-    ];
-    expect(ledgerProblems('a', 1_000, 7, entries)).toEqual([
-      'a: entry withdrawal:t says balance 950, the entries before it make 900',
-      'a: balance went negative (-50)',
-      'a: entry withdrawal:u says balance -50, the entries before it make -1050',
-      'a: balance went negative (-50)',
-      'a: operation withdrawal:u is in the ledger twice',
-      'a: balance 7 but its ledger adds up to -50',
-    ]);
-  });
+const audit = (account: Partial<StoredAccount>) =>
+  auditMoney([{ accountId: 'a', balances: {}, entries: [], ...account }], {
+    initialBalanceCents: INITIAL,
+  }).problems;
 
-  it('find a token charged twice or refunded without a charge', () => {
-    const money = moneyByToken([
-      entry('withdrawal', 1, 0, 'twice'),
-      entry('withdrawal', 1, 0, 'twice'),
-      entry('deposit', 1, 0, 'free'),
-    ]);
+describe('the money invariants', () => {
+  it('hold for an account that charged, authorized, captured part, voided and refunded in two currencies', () => {
     expect(
-      tokenMoneyProblems('twice', null, money.get('twice') ?? { withdrawals: 0, deposits: 0 }),
-    ).toEqual(['twice: charged 2 times']);
-    expect(
-      tokenMoneyProblems('free', null, money.get('free') ?? { withdrawals: 0, deposits: 0 }),
-    ).toEqual(['free: refunded 1 times after 0 charges']);
+      audit({
+        balances: {
+          'available:USD': '750',
+          'held:USD': '0',
+          'available:JPY': '1000',
+          'held:JPY': '0',
+        },
+        entries: [
+          entry('w', 'withdrawal', 300, 700, 0),
+          entry('h', 'hold', 400, 300, 400, { token: 't2' }),
+          entry('c', 'capture', 150, 550, 0, { token: 't2', releasedCents: 250 }),
+          entry('r', 'deposit', 200, 750, 0),
+          entry('hj', 'hold', 50, 950, 50, { currency: 'JPY', token: 't3' }),
+          entry('v', 'release', 50, 1000, 0, { currency: 'JPY', token: 't3' }),
+        ],
+      }),
+    ).toEqual([]);
   });
 
-  it("hold a token's state to what its money did", () => {
-    expect(tokenMoneyProblems('t', 'processed', { withdrawals: 1, deposits: 0 })).toEqual([]);
-    expect(tokenMoneyProblems('t', 'charging', { withdrawals: 1, deposits: 0 })).toEqual([]);
-    expect(tokenMoneyProblems('t', 'cancelled', { withdrawals: 1, deposits: 0 })).toEqual([
-      't: cancelled with 1 withdrawal(s) and 0 deposit(s)',
+  it('finds a second charge of a token, and a refund above what it captured', () => {
+    expect(
+      audit({
+        balances: { 'available:USD': '700', 'held:USD': '0' },
+        entries: [
+          entry('w1', 'withdrawal', 100, 900, 0),
+          entry('w2', 'withdrawal', 100, 800, 0),
+          entry('r', 'deposit', 300, 1100, 0),
+        ],
+      }),
+    ).toEqual(
+      expect.arrayContaining([
+        'token t1 was charged 2 times',
+        'token t1 was refunded 300 of 200 captured',
+      ]),
+    );
+  });
+
+  it('finds a stored balance its ledger does not make, and the broken identity', () => {
+    const problems = audit({
+      balances: { 'available:USD': '901', 'held:USD': '0' },
+      entries: [entry('w', 'withdrawal', 100, 900, 0)],
+    });
+    expect(problems).toContain('a USD: stored 901 available, 0 held; its ledger makes 900, 0');
+    expect(problems).toContain(
+      'a USD: available 901 + held 0 + captured 100 − refunded 0 ≠ initial 1000',
+    );
+  });
+
+  it('finds funds below zero, and an entry that breaks the chain', () => {
+    const problems = audit({
+      balances: { 'available:USD': '0', 'held:USD': '-5' },
+      entries: [entry('h', 'hold', 5, 995, 5), entry('v', 'release', 10, 1000, -5)],
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'a USD: went negative (1000 available, -5 held)',
+        'token t1 released or captured more than it held',
+      ]),
+    );
+    expect(problems.some((p) => p.includes('entry v says 1000 available'))).toBe(true);
+  });
+
+  it('finds an applied operation missing from the ledger and an entry recorded as declined', () => {
+    const problems = audit({
+      balances: { 'available:USD': '900', 'held:USD': '0' },
+      entries: [entry('w', 'withdrawal', 100, 900, 0)],
+      operations: new Map([
+        ['w', 'declined'],
+        ['lost', 'applied'],
+      ]),
+    });
+    expect(problems).toEqual([
+      'a: ledger has w, recorded as declined',
+      'a: lost is recorded as applied but not in the ledger',
     ]);
-    expect(tokenMoneyProblems('t', 'refunded', { withdrawals: 1, deposits: 0 })).toEqual([
-      't: refunded with 1 withdrawal(s) and 0 deposit(s)',
-    ]);
+  });
+
+  it('reads a balance stored before currencies as the default currency', () => {
+    expect(
+      audit({
+        balances: { balance: '900' },
+        entries: [
+          JSON.stringify({
+            operationId: 'w',
+            kind: 'withdrawal',
+            amountCents: 100,
+            balanceCents: 900,
+            token: 't',
+            at: 1,
+          }),
+        ],
+      }),
+    ).toEqual([]);
+  });
+});
+
+describe("a token's state against its money", () => {
+  const money = (m: Partial<TokenMoney>): TokenMoney => ({
+    withdrawals: 0,
+    holds: 0,
+    captures: 0,
+    releases: 0,
+    deposits: 0,
+    capturedCents: 0,
+    refundedCents: 0,
+    heldCents: 0,
+    ...m,
+  });
+  const charged = { withdrawals: 1, capturedCents: 500 };
+
+  it.each([
+    ['pending', undefined],
+    ['processed', money(charged)],
+    ['authorized', money({ holds: 1, heldCents: 500 })],
+    ['processed', money({ holds: 1, captures: 1, capturedCents: 300 })],
+    ['cancelled', money({ holds: 1, releases: 1 })],
+    ['partially_refunded', money({ ...charged, deposits: 2, refundedCents: 200 })],
+    ['refunded', money({ ...charged, deposits: 2, refundedCents: 500 })],
+    ['charging', money(charged)],
+    ['charging', undefined],
+    ['expired', money({ ...charged, deposits: 1, refundedCents: 500 })],
+  ])('%s agrees with %j', (status, m) => {
+    expect(tokenMoneyProblem(status, m)).toBeNull();
+  });
+
+  it.each([
+    ['pending', money(charged)],
+    ['processed', money({ ...charged, deposits: 1, refundedCents: 1 })],
+    ['processed', money({ holds: 1, heldCents: 500 })],
+    ['cancelled', money({ holds: 1, heldCents: 500 })],
+    ['partially_refunded', money({ ...charged, deposits: 1, refundedCents: 500 })],
+    ['refunded', money({ ...charged, deposits: 1, refundedCents: 400 })],
+    ['authorized', money(charged)],
+    ['expired', money({ holds: 1, heldCents: 500 })],
+    ['lost', undefined],
+  ])('%s disagrees with %j', (status, m) => {
+    expect(tokenMoneyProblem(status, m)).not.toBeNull();
   });
 });

@@ -14,11 +14,20 @@ import {
 } from '../../src/payments/payment.snapshot.ts';
 import { randomPrefix } from '../support/service-harness.ts';
 
-const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, retentionMs: 300 };
+const input = {
+  token: 'tok_1',
+  lifeId: 'life-1',
+  at: 1_000,
+  expiryMs: 500,
+  captureWindowMs: 700,
+  retentionMs: 300,
+};
 const charging = stepPayment(startPayment(input).snapshot, {
   type: 'PAY',
   accountId: 'acct-1',
   amountCents: 1_500,
+  currency: 'USD',
+  capture: 'automatic',
   at: 2_000,
 }).snapshot;
 const stored = JSON.stringify(paymentMachine.getPersistedSnapshot(charging));

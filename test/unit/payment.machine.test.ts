@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { removeAtOf } from '../../src/http/views.ts';
 import { UnchangingEvents } from '../../src/runtime/unchanging-events.ts';
 import { HISTORY_LIMIT, paymentMachine } from '../../src/machine/payment.machine.ts';
 import { MachineSteps } from '../../src/runtime/machine-steps.ts';
@@ -8,11 +9,28 @@ import {
   stepPayment,
   type PaymentSnapshot,
 } from '../../src/payments/payment.snapshot.ts';
-import type { PaymentEvent } from '../../src/machine/payment.types.ts';
+import type { CaptureMode, PaymentEvent } from '../../src/machine/payment.types.ts';
 
-const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, retentionMs: 300 };
-const body = { accountId: 'acct-1', amountCents: 1_500 };
-const pay = (at: number, b = body): PaymentEvent => ({ type: 'PAY', ...b, at });
+const input = {
+  token: 'tok_1',
+  lifeId: 'life-1',
+  at: 1_000,
+  expiryMs: 500,
+  captureWindowMs: 700,
+  retentionMs: 300,
+};
+const body = {
+  accountId: 'acct-1',
+  amountCents: 1_500,
+  currency: 'USD',
+  capture: 'automatic' as CaptureMode,
+};
+const pay = (at: number, b: Partial<typeof body> = {}): PaymentEvent => ({
+  type: 'PAY',
+  ...body,
+  ...b,
+  at,
+});
 const cancel = (at: number): PaymentEvent => ({ type: 'CANCEL', at });
 const expire = (at: number): PaymentEvent => ({ type: 'EXPIRE', at });
 const unchanging = new UnchangingEvents(paymentMachine);
@@ -33,6 +51,8 @@ const refunded = () =>
     at: 3_010,
   }).snapshot;
 const expired = () => stepPayment(processed(), expire(2_510)).snapshot;
+const manual = { capture: 'manual' as const };
+const authorized = () => run(pay(2_000, manual), { type: 'CHARGE_AUTHORIZED', at: 2_010 }).snapshot;
 
 function unchanged(before: PaymentSnapshot, event: PaymentEvent) {
   const step = stepPayment(before, event);
@@ -55,7 +75,14 @@ describe('payment machine rules', () => {
     expect(effects).toEqual([
       {
         type: 'charge',
-        params: { operationId: 'charge:tok_1:life-1:1', accountId: 'acct-1', amountCents: 1_500 },
+        params: {
+          operationId: 'charge:tok_1:life-1:1',
+          accountId: 'acct-1',
+          amountCents: 1_500,
+          currency: 'USD',
+          capture: true,
+          at: 2_000,
+        },
       },
     ]);
   });
@@ -88,15 +115,19 @@ describe('payment machine rules', () => {
       { type: 'reply', params: { outcome: 'declined' } },
     ]);
 
-    const retry = stepPayment(
-      declined.snapshot,
-      pay(3_000, { accountId: 'acct-1', amountCents: 900 }),
-    );
+    const retry = stepPayment(declined.snapshot, pay(3_000, { amountCents: 900 }));
     expect(retry.snapshot.value).toBe('charging');
     expect(retry.effects).toEqual([
       {
         type: 'charge',
-        params: { operationId: 'charge:tok_1:life-1:2', accountId: 'acct-1', amountCents: 900 },
+        params: {
+          operationId: 'charge:tok_1:life-1:2',
+          accountId: 'acct-1',
+          amountCents: 900,
+          currency: 'USD',
+          capture: true,
+          at: 3_000,
+        },
       },
     ]);
   });
@@ -108,8 +139,10 @@ describe('payment machine rules', () => {
 
   it('rejects the same token with a different body and charges nothing', () => {
     for (const other of [
-      { accountId: 'acct-2', amountCents: 1_500 },
-      { accountId: 'acct-1', amountCents: 1_501 },
+      { accountId: 'acct-2' },
+      { amountCents: 1_501 },
+      { currency: 'EUR' },
+      { capture: 'manual' as const },
     ]) {
       const effects = unchanged(processed(), pay(4_000, other));
       expect(effects).toEqual([{ type: 'reply', params: { outcome: 'body_mismatch' } }]);
@@ -138,12 +171,18 @@ describe('payment machine rules', () => {
     expect(refunding.effects).toEqual([
       {
         type: 'refund',
-        params: { operationId: 'refund:tok_1:life-1', accountId: 'acct-1', amountCents: 1_500 },
+        params: {
+          operationId: 'refund:tok_1:life-1',
+          accountId: 'acct-1',
+          currency: 'USD',
+          amountCents: 1_500,
+          at: 3_000,
+        },
       },
     ]);
     const done = stepPayment(refunding.snapshot, { type: 'REFUND_COMPLETED', at: 3_010 });
     expect(done.snapshot.value).toBe('refunded');
-    expect(done.snapshot.context.refundedAt).toBe(3_010);
+    expect(done.snapshot.context.refunds.at(-1)?.refundedAt).toBe(3_010);
     // The refund is an accepted event: the window starts again from it.
     expect(done.snapshot.context.expiresAt).toBe(3_510);
     expect(done.effects).toEqual([
@@ -181,7 +220,7 @@ describe('payment machine rules', () => {
       expect(snapshot.value).toBe('expired');
       expect(snapshot.status).toBe('done');
       expect(snapshot.context.expiredAt).toBe(9_000);
-      expect(snapshot.context.removeAt).toBe(9_300);
+      expect(removeAtOf(snapshot.context)).toBe(9_300);
       expect(effects).toEqual([]);
     },
   );
@@ -206,7 +245,7 @@ describe('payment machine rules', () => {
     expect(again.snapshot.context.expiresAt).toBe(2_610);
     const expired = stepPayment(again.snapshot, expire(2_610));
     expect(expired.snapshot.value).toBe('expired');
-    expect(expired.snapshot.context.removeAt).toBe(2_610 + input.retentionMs);
+    expect(removeAtOf(expired.snapshot.context)).toBe(2_610 + input.retentionMs);
   });
 
   it('moves the deadline of a declined token that is charged later: the same timer, raised again', () => {
@@ -309,12 +348,46 @@ describe('events that change nothing', () => {
       refunded: ['PAY', 'CANCEL'],
       expired: ['PAY', 'CANCEL', 'EXPIRE'],
     });
+    // An authorization does not expire; capture and refund only answer where they cannot act.
+    expect(
+      Object.fromEntries(
+        (
+          [
+            'pending',
+            'authorizing',
+            'authorized',
+            'capturing',
+            'voiding',
+            'partially_refunded',
+            'cancelled',
+            'refunded',
+            'expired',
+          ] as const
+        ).map((status) => [
+          status,
+          (['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'] as const).filter(
+            (event) => changesNothing(status, event),
+          ),
+        ]),
+      ),
+    ).toEqual({
+      pending: ['CAPTURE', 'REFUND', 'CAPTURE_WINDOW_ELAPSED'],
+      authorizing: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+      authorized: ['PAY', 'REFUND', 'EXPIRE'],
+      capturing: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+      voiding: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+      partially_refunded: ['PAY', 'CAPTURE', 'CAPTURE_WINDOW_ELAPSED'],
+      cancelled: ['PAY', 'CAPTURE', 'REFUND', 'CAPTURE_WINDOW_ELAPSED'],
+      refunded: ['PAY', 'CAPTURE', 'REFUND', 'CAPTURE_WINDOW_ELAPSED'],
+      expired: ['PAY', 'CAPTURE', 'REFUND', 'EXPIRE', 'CAPTURE_WINDOW_ELAPSED'],
+    });
   });
 
   it('leave the snapshot as it is and only reply, whatever the body', () => {
     for (const [snapshot, event] of [
       [processed(), pay(9_000)],
       [processed(), pay(9_000, { accountId: 'acct-other', amountCents: 1 })],
+      [authorized(), pay(9_000, manual)],
       [cancelled(), cancel(9_000)],
       [refunded(), pay(9_000)],
       [expired(), cancel(9_000)],
@@ -375,7 +448,8 @@ describe('what a record shows an operator', () => {
     const declined = run(pay(2_000), decline(2_010)).snapshot;
     const gone = stepPayment(declined, expire(2_510));
     expect(gone.snapshot.value).toBe('expired');
-    expect(gone.snapshot.context).toMatchObject({ expiredAt: 2_510, removeAt: 2_810 });
+    expect(gone.snapshot.context.expiredAt).toBe(2_510);
+    expect(removeAtOf(gone.snapshot.context)).toBe(2_810);
   });
 
   it('records a cancel and the expiry in the history', () => {

@@ -5,20 +5,37 @@ import { paymentMachine } from '../../src/machine/payment.machine.ts';
 import { startPayment, stepPayment } from '../../src/payments/payment.snapshot.ts';
 import { listStates, listTransitions, transitionsTaken } from '../../src/machine/transitions.ts';
 
-const input = { token: 'tok_1', lifeId: 'life-1', at: 1_000, expiryMs: 500, retentionMs: 300 };
-const body = { accountId: 'acct-1', amountCents: 1_500 };
+const input = {
+  token: 'tok_1',
+  lifeId: 'life-1',
+  at: 1_000,
+  expiryMs: 500,
+  captureWindowMs: 700,
+  retentionMs: 300,
+};
+const body = {
+  accountId: 'acct-1',
+  amountCents: 1_500,
+  currency: 'USD',
+  capture: 'automatic' as const,
+};
 
 /** The transition table as docs/machine.md shows it: `id | internal | actions`. */
 const row = (t: { id: string; internal: boolean; actions: readonly string[] }) =>
   `${t.id} | ${t.internal ? 'internal' : 'external'} | ${t.actions.join(', ')}`;
 
 describe('the payment machine read as data (docs/machine.md, the model tests)', () => {
-  it('lists its seven states in definition order', () => {
+  it('lists its twelve states in definition order', () => {
     expect(listStates(paymentMachine)).toEqual([
       'pending',
       'charging',
+      'authorizing',
+      'authorized',
+      'capturing',
+      'voiding',
       'processed',
       'refunding',
+      'partially_refunded',
       'cancelled',
       'refunded',
       'expired',
@@ -38,23 +55,66 @@ describe('the payment machine read as data (docs/machine.md, the model tests)', 
 
   it('lists every transition with its guard, target and the replies that tell them apart', () => {
     expect(listTransitions(paymentMachine).map(row)).toEqual([
-      'pending --PAY--> charging | external | startCharge',
+      'pending --PAY[isManualCapture]--> authorizing | external | startCharge',
+      'pending --PAY[else]--> charging | external | startCharge',
+      'pending --CAPTURE--> pending | internal | reply(not_capturable)',
+      'pending --REFUND--> pending | internal | reply(not_refundable)',
       'pending --CANCEL--> cancelled | external | markCancelled',
       'pending --EXPIRE--> expired | external | ',
       'charging --CHARGE_SUCCEEDED--> processed | external | markCharged, scheduleExpiry, reply(charged)',
       'charging --CHARGE_DECLINED--> pending | external | markDeclined, scheduleExpiry, reply(declined)',
+      'authorizing --CHARGE_AUTHORIZED--> authorized | external | markAuthorized, cancelExpiry, scheduleCaptureWindow, reply(authorized)',
+      'authorizing --CHARGE_DECLINED--> pending | external | markDeclined, scheduleExpiry, reply(declined)',
+      'authorized --PAY[isSamePayment]--> authorized | internal | reply(replayed)',
+      'authorized --PAY[else]--> authorized | internal | reply(body_mismatch)',
+      'authorized --CAPTURE[captureFits]--> capturing | external | startCapture',
+      'authorized --CAPTURE[else]--> authorized | internal | reply(capture_too_large)',
+      'authorized --REFUND--> authorized | internal | reply(not_refundable)',
+      'authorized --CANCEL--> voiding | external | requestVoid',
+      'authorized --CAPTURE_WINDOW_ELAPSED--> voiding | external | windowElapsed',
+      'capturing --CAPTURE_SUCCEEDED--> processed | external | markCaptured, cancelCaptureWindow, scheduleExpiry, reply(captured)',
+      'voiding --VOID_COMPLETED--> cancelled | external | cancelCaptureWindow, markCancelled',
       'processed --PAY[isSamePayment]--> processed | internal | reply(replayed)',
       'processed --PAY[else]--> processed | internal | reply(body_mismatch)',
-      'processed --CANCEL--> refunding | external | ',
+      'processed --CAPTURE[isSameCapture]--> processed | internal | reply(capture_replayed)',
+      'processed --CAPTURE[isManualPayment]--> processed | internal | reply(capture_mismatch)',
+      'processed --CAPTURE[else]--> processed | internal | reply(not_capturable)',
+      'processed --REFUND[refundFits]--> refunding | external | startRefund',
+      'processed --REFUND[else]--> processed | internal | reply(refund_too_large)',
+      'processed --CANCEL--> refunding | external | startCancelRefund',
       'processed --EXPIRE--> expired | external | ',
-      'refunding --REFUND_COMPLETED--> refunded | external | markRefunded, scheduleExpiry, reply(refunded)',
+      'refunding --REFUND_COMPLETED[isCancelRefund]--> refunded | external | markRefunded, scheduleExpiry, reply(refunded)',
+      'refunding --REFUND_COMPLETED[refundsAll]--> refunded | external | markRefunded, scheduleExpiry, reply(refund_succeeded)',
+      'refunding --REFUND_COMPLETED[else]--> partially_refunded | external | markRefunded, scheduleExpiry, reply(refund_succeeded)',
+      'partially_refunded --PAY[isSamePayment]--> partially_refunded | internal | reply(replayed)',
+      'partially_refunded --PAY[else]--> partially_refunded | internal | reply(body_mismatch)',
+      'partially_refunded --CAPTURE[isSameCapture]--> partially_refunded | internal | reply(capture_replayed)',
+      'partially_refunded --CAPTURE[isManualPayment]--> partially_refunded | internal | reply(capture_mismatch)',
+      'partially_refunded --CAPTURE[else]--> partially_refunded | internal | reply(not_capturable)',
+      'partially_refunded --REFUND[isSameRefund]--> partially_refunded | internal | reply(refund_replayed)',
+      'partially_refunded --REFUND[isKnownRefund]--> partially_refunded | internal | reply(refund_mismatch)',
+      'partially_refunded --REFUND[refundLimitReached]--> partially_refunded | internal | reply(refund_limit_reached)',
+      'partially_refunded --REFUND[refundFits]--> refunding | external | startRefund',
+      'partially_refunded --REFUND[else]--> partially_refunded | internal | reply(refund_too_large)',
+      'partially_refunded --CANCEL--> refunding | external | startCancelRefund',
+      'partially_refunded --EXPIRE--> expired | external | ',
       'cancelled --PAY--> cancelled | internal | reply(rejected)',
+      'cancelled --CAPTURE--> cancelled | internal | reply(not_capturable)',
+      'cancelled --REFUND--> cancelled | internal | reply(not_refundable)',
       'cancelled --CANCEL--> cancelled | internal | reply(cancelled)',
       'cancelled --EXPIRE--> expired | external | ',
       'refunded --PAY--> refunded | internal | reply(rejected)',
+      'refunded --CAPTURE[isSameCapture]--> refunded | internal | reply(capture_replayed)',
+      'refunded --CAPTURE[isManualPayment]--> refunded | internal | reply(capture_mismatch)',
+      'refunded --CAPTURE[else]--> refunded | internal | reply(not_capturable)',
+      'refunded --REFUND[isSameRefund]--> refunded | internal | reply(refund_replayed)',
+      'refunded --REFUND[isKnownRefund]--> refunded | internal | reply(refund_mismatch)',
+      'refunded --REFUND[else]--> refunded | internal | reply(refund_too_large)',
       'refunded --CANCEL--> refunded | internal | reply(refunded)',
       'refunded --EXPIRE--> expired | external | ',
       'expired --PAY--> expired | internal | reply(expired)',
+      'expired --CAPTURE--> expired | internal | reply(expired)',
+      'expired --REFUND--> expired | internal | reply(expired)',
       'expired --CANCEL--> expired | internal | reply(expired)',
     ]);
   });
@@ -62,16 +122,21 @@ describe('the payment machine read as data (docs/machine.md, the model tests)', 
   it('gives each transition its parts apart: source, event, guard, target', () => {
     const replay = listTransitions(paymentMachine).find((t) => t.guard === 'isSamePayment');
     expect(replay).toEqual({
-      id: 'processed --PAY[isSamePayment]--> processed',
-      source: 'processed',
+      id: 'authorized --PAY[isSamePayment]--> authorized',
+      source: 'authorized',
       event: 'PAY',
       guard: 'isSamePayment',
-      target: 'processed',
+      target: 'authorized',
       internal: true,
       actions: ['reply(replayed)'],
     });
     const pay = listTransitions(paymentMachine)[0];
-    expect(pay).toMatchObject({ source: 'pending', event: 'PAY', guard: null, target: 'charging' });
+    expect(pay).toMatchObject({
+      source: 'pending',
+      event: 'PAY',
+      guard: 'isManualCapture',
+      target: 'authorizing',
+    });
   });
 
   it('names the transition a snapshot takes, and none for an event its state ignores', () => {
@@ -91,6 +156,9 @@ describe('the payment machine read as data (docs/machine.md, the model tests)', 
       'processed --PAY[else]--> processed',
     ]);
     expect(taken({ type: 'CANCEL', at: 3_000 })).toEqual(['processed --CANCEL--> refunding']);
+    expect(
+      taken({ type: 'REFUND', refundId: 'r1', amountCents: 1_501, reason: null, at: 3_000 }),
+    ).toEqual(['processed --REFUND[else]--> processed']);
     expect(taken({ type: 'REFUND_COMPLETED', at: 3_000 })).toEqual([]);
   });
 });
