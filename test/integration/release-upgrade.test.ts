@@ -229,7 +229,7 @@ describe('records and timers of the release before the engine', () => {
   it('completes the charge a crash left in flight on the next access, with the same operation id', async () => {
     const { service, keys } = await upgrade({ RECOVERY_INTERVAL_MS: '3600000' });
     const { token, lifeId, accountId } = tokenOf('charging');
-    expect(await statusOf(service, token)).toBe('charging');
+    expect(await statusOf(service, token)).toBe('processing');
     const retry = await service.request('POST', '/payments', {
       headers: { 'Idempotency-Key': token },
       body: { accountId, amountCents: 2_500 },

@@ -27,7 +27,7 @@ import { spreadTags } from '../../src/runtime/redis/cluster.ts';
 import { timerQueueIndex } from '../../src/runtime/redis/timer-queue.ts';
 import type { LedgerEntry } from '../../src/accounts/ledger.ts';
 import { auditMoney, tokenMoneyProblem } from './money-invariants.ts';
-import { timerJobId, timerQueueName } from '../../src/runtime/index.ts';
+import { timerJobId, timerQueueName } from '../../src/runtime/testing.ts';
 import { EXPIRY_TIMER_ID, PAYMENT_MACHINE_VERSION } from '../../src/machine/payment.machine.ts';
 import { readPaymentSnapshot } from '../../src/payments/payment.snapshot.ts';
 import { createKeys } from '../../src/payments/keys.ts';
