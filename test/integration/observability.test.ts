@@ -445,8 +445,10 @@ describe('engine series at GET /metrics', () => {
     expect(sample(after, 'paystate_lock_wait_seconds_count')).toBe(3);
     expect(sample(after, 'paystate_token_busy_total')).toBe(0);
     expect(sample(after, 'paystate_stale_write_retries_total')).toBe(0);
-    // Read at the scrape: both tokens' expiry timers wait (a pending token expires too); nothing is owed.
-    expect(sample(after, queue('delayed'))).toBe(2);
+    // Read at the scrape: the declined token's expiry timer, and the refunded
+    // one's two — its refund raised the timer again, and the job its charge
+    // armed waits to be delivered and dropped as superseded; nothing is owed.
+    expect(sample(after, queue('delayed'))).toBe(3);
     expect(sample(after, queue('failed'))).toBe(0);
     expect(sample(after, 'paystate_outbox_depth{machine="payment"}')).toBe(0);
     expect(sample(after, 'paystate_outbox_oldest_age_seconds{machine="payment"}')).toBe(0);
