@@ -445,7 +445,14 @@ const accountPathCase = pathSegments.map((segment): Case => {
     headers: {},
     statuses: segment === '' ? [404] : valid ? [200] : [400],
     ...(valid
-      ? { okBody: { accountId: decoded, balanceCents: INITIAL_BALANCE_CENTS, ledger: [] } }
+      ? {
+          okBody: {
+            accountId: decoded,
+            balanceCents: INITIAL_BALANCE_CENTS,
+            balances: { USD: { availableCents: INITIAL_BALANCE_CENTS, heldCents: 0 } },
+            ledger: [],
+          },
+        }
       : {}),
   };
 });

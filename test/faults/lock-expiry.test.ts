@@ -158,11 +158,11 @@ describe('a lock holder paused past its lease while another process takes the to
           error instanceof Error ? error : new Error(String(error)),
         );
         await waitUntilStopped(paused);
-        // Stopped inside the critical section: the intent is stored, the
+        // Stopped inside the critical section (shown as processing): the intent is stored, the
         // charge made only once past the ledger.
         const during = await paymentOf(other, token);
         found(
-          during?.status === 'charging' ? null : `paused with status ${String(during?.status)}`,
+          during?.status === 'processing' ? null : `paused with status ${String(during?.status)}`,
         );
         const movedWhilePaused = await movementsOf(other, accountOf(token), token);
         const chargedWhilePaused = point === 'after-ledger' ? 1 : 0;

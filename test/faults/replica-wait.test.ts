@@ -74,7 +74,7 @@ describe('REDIS_WAIT_REPLICAS=1 with a master and one replica', () => {
     expect(refused.headers['retry-after']).toMatch(/^\d+$/);
     // The intent is stored; its effect did not run.
     const view = await app.request('GET', '/payments/unconfirmed');
-    expect(view.body).toMatchObject({ status: 'charging' });
+    expect(view.body).toMatchObject({ status: 'processing' });
     expect((await account('unconfirmed')).ledger).toHaveLength(0);
 
     // Past the sweep's grace, several passes: still nothing charged.

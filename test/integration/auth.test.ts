@@ -216,7 +216,7 @@ describe('API keys and tenants', () => {
     expect(ofB.code).toBe(0);
     expect(ofB.output).toMatch(/status\s+"refunded"/);
     expect(ofB.output).toMatch(/Tenant\s+beta/);
-    expect(account.output).toMatch(/Balance\s+99500 cents/);
+    expect(account.output).toMatch(/USD\s+99500 available, 0 held/);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--tenant must be');
   }, 240_000);

@@ -127,7 +127,7 @@ const bodyCases: Case[] = [
   },
   {
     name: 'an extra unknown field',
-    body: { ...valid, currency: 'EUR' },
+    body: { ...valid, colour: 'red' },
     status: 400,
     code: 'invalid_request',
   },

@@ -43,7 +43,8 @@ const CASES: readonly { step: Step; point: FaultPointName }[] = [
   { step: 'cancel with refund', point: 'after-ledger' },
 ];
 
-const IN_FLIGHT: Record<Step, string> = { pay: 'charging', 'cancel with refund': 'refunding' };
+// Clients see every internal step (charging, refunding) as processing.
+const IN_FLIGHT: Record<Step, string> = { pay: 'processing', 'cancel with refund': 'processing' };
 const COMPLETED: Record<Step, string> = { pay: 'processed', 'cancel with refund': 'refunded' };
 
 describe('resuming steps a crash interrupted', () => {

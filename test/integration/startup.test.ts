@@ -45,10 +45,12 @@ describe('npm start', () => {
     const cli = await runCli(['get', 'some-string-id'], env);
     expect(cli.code).toBe(0);
     expect(cli.output).toMatch(/status\s+"refunded"/);
-    expect(cli.output).toMatch(/payment\s+\{"accountId":"abc","amountCents":100\}/);
+    expect(cli.output).toMatch(
+      /payment\s+\{"accountId":"abc","amountCents":100,"currency":"USD","capture":"automatic"\}/,
+    );
 
     const account = await runCli(['account', 'abc'], env);
-    expect(account.output).toMatch(/Balance\s+100000 cents/);
+    expect(account.output).toMatch(/USD\s+100000 available, 0 held/);
 
     service.child.kill('SIGTERM');
     expect(await service.exited()).toEqual({ code: 0, signal: null });
