@@ -1,3 +1,5 @@
+import { startPeriodicPass, type PeriodicPass } from './periodic-pass.ts';
+
 /**
  * Finishes what crashed commands left owed for keys nobody touches again:
  * every `intervalMs`, each key in a machine's outbox for longer than
@@ -13,11 +15,8 @@
  * looks again at the keys noted unreadable (forgetting those resolved), then
  * leaves them out of its batches, so they cannot hold up the others.
  */
-export interface RecoverySweep {
-  /** Runs one pass now; resolves with the number of keys recovered. */
-  runOnce(): Promise<number>;
-  stop(): Promise<void>;
-}
+/** `runOnce` resolves with the number of keys recovered. */
+export type RecoverySweep = PeriodicPass;
 
 export interface SweepTarget {
   readonly name: string;
@@ -46,9 +45,6 @@ export function startRecoverySweep(options: {
   /** Told how many of a key's timers were armed again (their jobs were gone). */
   readonly onRearmed?: (machine: string, count: number) => void;
 }): RecoverySweep {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<number> | undefined;
-  let stopped = false;
   const batch = options.batchSize ?? 100;
 
   /** Runs `work` for each key, reporting failures but those of records known unreadable. */
@@ -56,10 +52,11 @@ export function startRecoverySweep(options: {
     target: SweepTarget,
     keys: readonly string[],
     unreadable: ReadonlySet<string>,
+    stopped: () => boolean,
     work: (key: string) => Promise<void>,
   ): Promise<void> => {
     for (const key of keys.filter((k) => !unreadable.has(k)).slice(0, batch)) {
-      if (stopped) return;
+      if (stopped()) return;
       try {
         await work(key);
       } catch (error) {
@@ -70,13 +67,13 @@ export function startRecoverySweep(options: {
     }
   };
 
-  const pass = async (): Promise<number> => {
+  const pass = async (stopped: () => boolean): Promise<number> => {
     let recovered = 0;
     for (const target of options.targets) {
       const before = options.now() - options.graceMs;
       const unreadable = new Set<string>();
       for (const key of await target.listUnreadable(batch * UNREADABLE_FACTOR)) {
-        if (stopped) return recovered;
+        if (stopped()) return recovered;
         try {
           if (await target.stillUnreadable(key)) unreadable.add(key);
         } catch (error) {
@@ -85,12 +82,12 @@ export function startRecoverySweep(options: {
         }
       }
       const owed = await target.listOwed(before, batch + unreadable.size);
-      await each(target, owed, unreadable, async (key) => {
+      await each(target, owed, unreadable, stopped, async (key) => {
         await target.recover(key);
         recovered++;
       });
       const due = await target.listDueTimers(before, batch + unreadable.size);
-      await each(target, due, unreadable, async (key) => {
+      await each(target, due, unreadable, stopped, async (key) => {
         const rearmed = await target.rearmOverdue(key, before);
         if (rearmed > 0) options.onRearmed?.(target.name, rearmed);
       });
@@ -98,32 +95,7 @@ export function startRecoverySweep(options: {
     return recovered;
   };
 
-  const runOnce = async (): Promise<number> => {
-    running ??= pass().finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
-
-  const schedule = () => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      runOnce()
-        .catch((error: unknown) => {
-          options.onError(error);
-        })
-        .finally(schedule);
-    }, options.intervalMs);
-    timer.unref();
-  };
-  schedule();
-
-  return {
-    runOnce,
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running?.catch(() => undefined);
-    },
-  };
+  return startPeriodicPass(options.intervalMs, pass, (error) => {
+    options.onError(error);
+  });
 }

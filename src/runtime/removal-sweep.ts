@@ -1,3 +1,5 @@
+import { startPeriodicPass, type PeriodicPass } from './periodic-pass.ts';
+
 /**
  * Removes keys whose records reached their removal deadline (a final state
  * kept for its retention): every `intervalMs`, each machine's due keys leave
@@ -5,11 +7,8 @@
  * at a time until none is due. The index is pruned here, by the worker, not
  * by its readers.
  */
-export interface RemovalSweep {
-  /** Runs one pass now; resolves with the number of keys removed. */
-  runOnce(): Promise<number>;
-  stop(): Promise<void>;
-}
+/** `runOnce` resolves with the number of keys removed. */
+export type RemovalSweep = PeriodicPass;
 
 export interface RemovalTarget {
   readonly name: string;
@@ -23,16 +22,12 @@ export function startRemovalSweep(options: {
   readonly intervalMs: number;
   readonly onError: (error: unknown, where?: { machine: string }) => void;
 }): RemovalSweep {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<number> | undefined;
-  let stopped = false;
-
-  const pass = async (): Promise<number> => {
+  const pass = async (stopped: () => boolean): Promise<number> => {
     let removed = 0;
     for (const target of options.targets) {
       try {
         for (;;) {
-          if (stopped) return removed;
+          if (stopped()) return removed;
           const n = await target.removeDue(BATCH);
           removed += n;
           if (n < BATCH) break;
@@ -44,28 +39,7 @@ export function startRemovalSweep(options: {
     return removed;
   };
 
-  const runOnce = (): Promise<number> => {
-    running ??= pass().finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
-
-  const schedule = () => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      void runOnce().finally(schedule);
-    }, options.intervalMs);
-    timer.unref();
-  };
-  schedule();
-
-  return {
-    runOnce,
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running?.catch(() => undefined);
-    },
-  };
+  return startPeriodicPass(options.intervalMs, pass, (error) => {
+    options.onError(error);
+  });
 }
