@@ -22,56 +22,23 @@ export class LedgerProcessor implements Processor {
   constructor(private readonly ledger: Ledger) {}
 
   async charge(r: ChargeRequest): Promise<ChargeOutcome> {
-    const result = await this.ledger.move({
-      kind: r.capture ? 'withdrawal' : 'hold',
-      operationId: r.operationId,
-      accountId: r.accountId,
-      currency: r.currency,
-      amountCents: r.amountCents,
-      token: r.token,
-      at: r.at,
-    });
+    const result = await this.ledger.move({ ...r, kind: r.capture ? 'withdrawal' : 'hold' });
     if (result.outcome === 'declined') return { status: 'declined', reason: 'insufficient_funds' };
     return r.capture ? { status: 'succeeded' } : { status: 'requires_capture' };
   }
 
   async capture(r: CaptureRequest): Promise<{ status: 'succeeded' }> {
-    await this.ledger.move({
-      kind: 'capture',
-      operationId: r.operationId,
-      accountId: r.accountId,
-      currency: r.currency,
-      amountCents: r.amountCents,
-      authorizedCents: r.authorizedCents,
-      token: r.token,
-      at: r.at,
-    });
+    await this.ledger.move({ ...r, kind: 'capture' });
     return { status: 'succeeded' };
   }
 
   async void(r: VoidRequest): Promise<{ status: 'canceled' }> {
-    await this.ledger.move({
-      kind: 'release',
-      operationId: r.operationId,
-      accountId: r.accountId,
-      currency: r.currency,
-      amountCents: r.amountCents,
-      token: r.token,
-      at: r.at,
-    });
+    await this.ledger.move({ ...r, kind: 'release' });
     return { status: 'canceled' };
   }
 
   async refund(r: RefundRequest): Promise<{ status: 'succeeded' }> {
-    await this.ledger.move({
-      kind: 'deposit',
-      operationId: r.operationId,
-      accountId: r.accountId,
-      currency: r.currency,
-      amountCents: r.amountCents,
-      token: r.token,
-      at: r.at,
-    });
+    await this.ledger.move({ ...r, kind: 'deposit' });
     return { status: 'succeeded' };
   }
 }
